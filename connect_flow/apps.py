@@ -1,0 +1,5 @@
+from django.apps import AppConfig
+
+
+class ConnectFlowConfig(AppConfig):
+    name = "connect_flow"

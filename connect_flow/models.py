@@ -1,0 +1,100 @@
+"""Connection links: a connect link creates an integration, a reconnect (relink) link repairs one.
+
+Only the SHA-256 of a link's token is stored; the status is derived from the timestamps.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+from integrations.lib.tokens import random_id
+from integrations.models import ApiKey, Environment, Integration, ScopeConfig
+from integrations.providers import Category
+
+LINK_VALIDITY = {"EMBEDDED": timedelta(hours=1), "MAGIC_LINK": timedelta(days=365)}
+
+
+def _public_id() -> str:
+    return random_id(24)
+
+
+class LinkKind(models.TextChoices):
+    CONNECT = "CONNECT", "Connect"
+    RECONNECT = "RECONNECT", "Reconnect"
+
+
+class LinkType(models.TextChoices):
+    EMBEDDED = "EMBEDDED", "Embedded (1 hour)"
+    MAGIC_LINK = "MAGIC_LINK", "Magic link (1 year)"
+
+
+class LinkStatus(models.TextChoices):
+    PENDING = "PENDING", "Pending"
+    OPENED = "OPENED", "Opened"
+    COMPLETED = "COMPLETED", "Completed"
+    EXPIRED = "EXPIRED", "Expired"
+    REVOKED = "REVOKED", "Revoked"
+
+
+class ConnectionLink(models.Model):
+    id = models.CharField(primary_key=True, max_length=24, default=_public_id, editable=False)
+    environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="links")
+    kind = models.CharField(max_length=10, choices=LinkKind.choices)
+    integration = models.ForeignKey(Integration, on_delete=models.CASCADE, null=True, blank=True, related_name="links")
+    token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    link_type = models.CharField(max_length=12, choices=LinkType.choices, default=LinkType.EMBEDDED)
+    language = models.CharField(max_length=2, choices=settings.LANGUAGES, default="en")
+    scope_config = models.ForeignKey(ScopeConfig, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+
+    # Connect links only: who the new integration is for.
+    end_user_email = models.EmailField(blank=True)
+    end_user_organization_name = models.CharField(max_length=200, blank=True)
+    end_user_origin_id = models.CharField(max_length=200, blank=True)
+    category = models.CharField(max_length=10, choices=[(c.value, c.value) for c in Category], blank=True)
+    tool = models.CharField(max_length=40, blank=True)
+
+    created_by_user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True)
+    created_by_api_key = models.ForeignKey(ApiKey, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    opened_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    # Set by the periodic bookkeeping once the link's expiry has been written to the audit trail.
+    expiry_recorded_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "connection link"
+        ordering = ["-created_at"]
+        indexes = [
+            # Integration page, links list: WHERE integration=? ORDER BY created_at DESC.
+            models.Index(fields=["integration", "-created_at"], name="link_integration_idx"),
+            # Expiry bookkeeping: WHERE expires_at <= now AND not completed/revoked/recorded.
+            models.Index(
+                fields=["expires_at"],
+                name="link_expiry_pending_idx",
+                condition=models.Q(completed_at__isnull=True, revoked_at__isnull=True, expiry_recorded_at__isnull=True),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} link {self.id}"
+
+    def status_at(self, now) -> str:
+        if self.completed_at:
+            return LinkStatus.COMPLETED
+        if self.revoked_at:
+            return LinkStatus.REVOKED
+        if now >= self.expires_at:
+            return LinkStatus.EXPIRED
+        if self.opened_at:
+            return LinkStatus.OPENED
+        return LinkStatus.PENDING
+
+    @property
+    def status(self) -> str:
+        return self.status_at(timezone.now())

@@ -1,0 +1,1 @@
+"""Plain helpers that are not Django-specific: encryption, random ids and token hashing."""

@@ -1,0 +1,131 @@
+"""The provider interface every tool adapter implements, and the registry of tools.
+
+A tool declares what it needs from the end customer (its credential fields, which of them are
+secret), which data models it can read and the permission each model and field needs, and two
+operations: `check_auth(credentials)` and `fetch(model, credentials, fields)`.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+
+class Category(str, enum.Enum):
+    HRIS = "HRIS"
+    ATS = "ATS"
+
+
+class AuthType(str, enum.Enum):
+    API_KEY = "API_KEY"
+    BASIC = "BASIC"
+    OAUTH2 = "OAUTH2"
+
+
+class Outcome(str, enum.Enum):
+    """Result of one authentication check (DESIGN "Integration state")."""
+
+    OK = "OK"
+    AUTH_FAILED = "AUTH_FAILED"  # credentials rejected: 401, invalid key, OAuth refresh refused
+    UNAVAILABLE = "UNAVAILABLE"  # the provider's problem: timeout, connection error, 5xx, 429
+
+
+@dataclass(frozen=True)
+class CredentialField:
+    name: str
+    label: str
+    secret: bool = True
+    help_text: str = ""
+
+
+@dataclass(frozen=True)
+class DataModel:
+    """A readable model, e.g. `hris_employees`, with the permission it and each field need."""
+
+    name: str
+    label: str
+    permission: str
+    fields: dict[str, str] = field(default_factory=dict)  # field name -> permission it needs
+
+
+@dataclass
+class AuthResult:
+    outcome: Outcome
+    http_status: int | None = None
+    error_code: str = ""
+    message: str = ""
+    # New credentials to store (e.g. refreshed OAuth tokens); None when nothing changed.
+    updated_credentials: dict[str, Any] | None = None
+
+
+class ProviderError(Exception):
+    """A fetch failed; `outcome` says whose fault it was."""
+
+    outcome: ClassVar[Outcome] = Outcome.UNAVAILABLE
+
+    def __init__(self, message: str, http_status: int | None = None):
+        super().__init__(message)
+        self.http_status = http_status
+
+
+class ProviderUnavailable(ProviderError):
+    outcome = Outcome.UNAVAILABLE
+
+
+class ProviderAuthFailed(ProviderError):
+    outcome = Outcome.AUTH_FAILED
+
+
+class ModelPermissionDenied(ProviderError):
+    """The credentials are valid but may not read this model (HTTP 403)."""
+
+    outcome = Outcome.OK
+
+    def __init__(self, model: str, permission: str, http_status: int | None = 403):
+        super().__init__(f"permission {permission!r} for {model} not granted", http_status)
+        self.model = model
+        self.permission = permission
+
+
+class Provider:
+    id: ClassVar[str]
+    label: ClassVar[str]
+    category: ClassVar[Category]
+    auth_type: ClassVar[AuthType]
+    credential_fields: ClassVar[tuple[CredentialField, ...]] = ()
+    models: ClassVar[tuple[DataModel, ...]] = ()
+
+    def check_auth(self, credentials: dict[str, Any]) -> AuthResult:
+        raise NotImplementedError
+
+    def fetch(self, model: str, credentials: dict[str, Any], fields: list[str]) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+    @classmethod
+    def secret_field_names(cls) -> set[str]:
+        return {f.name for f in cls.credential_fields if f.secret}
+
+    @classmethod
+    def get_model(cls, name: str) -> DataModel | None:
+        return next((m for m in cls.models if m.name == name), None)
+
+
+REGISTRY: dict[str, Provider] = {}
+
+
+def register(cls: type[Provider]) -> type[Provider]:
+    """Class decorator: make a tool available by its id (form choices and dispatch share this)."""
+    REGISTRY[cls.id] = cls()
+    return cls
+
+
+def get_provider(tool_id: str) -> Provider:
+    try:
+        return REGISTRY[tool_id]
+    except KeyError:
+        raise LookupError(f"Unknown tool {tool_id!r}") from None
+
+
+def tool_choices() -> list[tuple[str, str]]:
+    return [(p.id, p.label) for p in REGISTRY.values()]

@@ -1,0 +1,116 @@
+"""`sandbox`: the fake HR system Relink serves itself under /sandbox/, reached over real HTTP.
+
+It authenticates with an API key sent as a bearer token, exactly like a real HR system would.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+from django.conf import settings
+
+from ..lib.http import provider_client
+from .base import (
+    AuthResult,
+    AuthType,
+    Category,
+    CredentialField,
+    DataModel,
+    ModelPermissionDenied,
+    Outcome,
+    Provider,
+    ProviderAuthFailed,
+    ProviderUnavailable,
+    register,
+)
+
+
+def sandbox_api_url(path: str) -> str:
+    return f"{settings.BASE_URL}/sandbox/api/v1/{path.lstrip('/')}"
+
+
+def classify(response: httpx.Response) -> Outcome:
+    if response.status_code == 401:
+        return Outcome.AUTH_FAILED
+    if response.is_success:
+        return Outcome.OK
+    return Outcome.UNAVAILABLE
+
+
+@register
+class SandboxProvider(Provider):
+    id = "sandbox"
+    label = "Sandbox HR"
+    category = Category.HRIS
+    auth_type = AuthType.API_KEY
+    credential_fields = (
+        CredentialField("api_key", "API key", secret=True, help_text="Create one in your Sandbox HR admin."),
+    )
+    models = (
+        DataModel(
+            "hris_employees",
+            "Employees",
+            permission="employees:read",
+            fields={
+                "first_name": "employees:read",
+                "last_name": "employees:read",
+                "email": "employees:read",
+                "department": "employees:read",
+                "salary": "compensation:read",
+            },
+        ),
+        DataModel(
+            "hris_absences",
+            "Absences",
+            permission="absences:read",
+            fields={"employee_id": "absences:read", "start_date": "absences:read", "end_date": "absences:read"},
+        ),
+    )
+
+    def _get(self, path: str, credentials: dict[str, Any], params: dict | None = None) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {credentials.get('api_key', '')}"}
+        with provider_client() as client:
+            return client.get(sandbox_api_url(path), headers=headers, params=params)
+
+    def check_auth(self, credentials: dict[str, Any]) -> AuthResult:
+        try:
+            response = self._get("me", credentials)
+        except httpx.TimeoutException:
+            return AuthResult(Outcome.UNAVAILABLE, error_code="TIMEOUT", message="Sandbox HR did not answer in time")
+        except httpx.TransportError as exc:
+            return AuthResult(Outcome.UNAVAILABLE, error_code="CONNECTION_ERROR", message=str(exc)[:500])
+        outcome = classify(response)
+        if outcome is Outcome.OK:
+            return AuthResult(outcome, http_status=response.status_code)
+        error = _error_body(response)
+        return AuthResult(
+            outcome,
+            http_status=response.status_code,
+            error_code=error.get("code", f"HTTP_{response.status_code}"),
+            message=error.get("message", response.reason_phrase),
+        )
+
+    def fetch(self, model: str, credentials: dict[str, Any], fields: list[str]) -> list[dict[str, Any]]:
+        path = {"hris_employees": "employees", "hris_absences": "absences"}[model]
+        try:
+            response = self._get(path, credentials)
+        except httpx.TransportError as exc:
+            raise ProviderUnavailable(f"Sandbox HR unreachable: {exc}") from exc
+        if response.status_code == 401:
+            raise ProviderAuthFailed("Sandbox HR rejected the API key", 401)
+        if response.status_code == 403:
+            permission = _error_body(response).get("required_permission", self.get_model(model).permission)
+            raise ModelPermissionDenied(model, permission)
+        if not response.is_success:
+            raise ProviderUnavailable(f"Sandbox HR answered {response.status_code}", response.status_code)
+        wanted = set(fields) | {"id"}
+        return [{k: v for k, v in row.items() if k in wanted} for row in response.json()["data"]]
+
+
+def _error_body(response: httpx.Response) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body.get("error", {}) if isinstance(body, dict) else {}

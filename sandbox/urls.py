@@ -1,0 +1,17 @@
+from django.urls import path
+
+from . import views
+
+app_name = "sandbox"
+
+urlpatterns = [
+    # The HR admin's pages.
+    path("", views.companies, name="companies"),
+    path("companies/<slug:slug>/", views.company, name="company"),
+    path("companies/<slug:slug>/keys/", views.create_key, name="create_key"),
+    path("companies/<slug:slug>/keys/<int:key_id>/revoke/", views.revoke_key, name="revoke_key"),
+    # The JSON API the `sandbox` adapter calls.
+    path("api/v1/me", views.api_me, name="api_me"),
+    path("api/v1/employees", views.api_employees, name="api_employees"),
+    path("api/v1/absences", views.api_absences, name="api_absences"),
+]

@@ -1,0 +1,69 @@
+"""Shared fixtures: named personas for access tests, and markers for real services."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+
+from integrations.models import Role
+
+from . import factories
+
+
+def pytest_collection_modifyitems(config, items):
+    from django.conf import settings
+
+    for item in items:
+        if "postgres" in item.keywords and not settings.DATABASES["default"]["ENGINE"].endswith("postgresql"):
+            item.add_marker(pytest.mark.skip(reason="needs PostgreSQL: set DATABASE_URL=postgres://..."))
+        if "redis" in item.keywords and not settings.REDIS_URL:
+            item.add_marker(pytest.mark.skip(reason="needs Redis: set REDIS_URL=redis://..."))
+
+
+@pytest.fixture
+def environment(db):
+    return factories.EnvironmentFactory(slug="acme", name="Acme production")
+
+
+@pytest.fixture
+def other_environment(db):
+    return factories.EnvironmentFactory(slug="globex", name="Globex production")
+
+
+def _member(environment, role, email):
+    user = factories.UserFactory(email=email)
+    factories.MembershipFactory(environment=environment, user=user, role=role)
+    return user
+
+
+@pytest.fixture
+def owner(environment):
+    return _member(environment, Role.OWNER, "owner@acme.test")
+
+
+@pytest.fixture
+def editor(environment):
+    return _member(environment, Role.EDITOR, "editor@acme.test")
+
+
+@pytest.fixture
+def viewer(environment):
+    return _member(environment, Role.VIEWER, "viewer@acme.test")
+
+
+@pytest.fixture
+def outsider(other_environment):
+    """An owner of another environment: must see nothing of `environment`."""
+    return _member(other_environment, Role.OWNER, "owner@globex.test")
+
+
+@pytest.fixture
+def superuser(db):
+    from integrations.models import User
+
+    return User.objects.create_superuser("admin@relink.test", "password")
+
+
+@pytest.fixture
+def is_postgres():
+    return connection.vendor == "postgresql"
