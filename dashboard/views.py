@@ -4,6 +4,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils.cache import patch_vary_headers
 
 from integrations.models import Integration, Membership
 
@@ -37,5 +38,9 @@ def integrations(request: HttpRequest, env: str) -> HttpResponse:
     )
     page = Paginator(qs, PAGE_SIZE).get_page(request.GET.get("page"))
     ctx = {"access": access, "env": access.environment, "page": page}
-    template = "dashboard/integrations.html#table" if request.htmx else "dashboard/integrations.html"
-    return render(request, template, ctx)
+    # A history restore (back button after hx-push-url, cache miss) swaps the whole page.
+    partial = request.htmx and not request.htmx.history_restore_request
+    template = "dashboard/integrations.html#table" if partial else "dashboard/integrations.html"
+    response = render(request, template, ctx)
+    patch_vary_headers(response, ["HX-Request"])
+    return response

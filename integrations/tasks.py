@@ -34,3 +34,25 @@ def prune_request_logs() -> int:
 def ping() -> str:
     """Round trip through the broker (and result backend); used by health checks and tests."""
     return "pong"
+
+
+@shared_task
+def deliver_webhook(delivery_id: int) -> None:
+    from .webhooks import attempt_delivery
+
+    attempt_delivery(delivery_id)
+
+
+@shared_task
+def retry_due_webhooks(batch_size: int = 500) -> int:
+    """Safety net for deliveries whose scheduled retry was lost (e.g. a worker restart)."""
+    from .models import DeliveryStatus, WebhookDelivery
+
+    ids = list(
+        WebhookDelivery.objects.filter(status=DeliveryStatus.PENDING, next_attempt_at__lte=timezone.now())
+        .order_by("next_attempt_at")
+        .values_list("pk", flat=True)[:batch_size]
+    )
+    for pk in ids:
+        deliver_webhook.delay(pk)
+    return len(ids)

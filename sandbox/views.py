@@ -11,9 +11,11 @@ from functools import wraps
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.db.models import Count, Q
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
 from .models import ALL_PERMISSIONS, SandboxApiKey, SandboxCompany
@@ -21,10 +23,23 @@ from .models import ALL_PERMISSIONS, SandboxApiKey, SandboxCompany
 
 @login_required
 def companies(request: HttpRequest) -> HttpResponse:
-    rows = SandboxCompany.objects.order_by("name")
+    rows = SandboxCompany.objects.annotate(
+        employee_count=Count("employees", distinct=True),
+        active_key_count=Count("api_keys", filter=Q(api_keys__revoked_at__isnull=True), distinct=True),
+    ).order_by("name")
     return render(request, "sandbox/companies.html", {"companies": rows})
 
 
+def _pop_new_key(request: HttpRequest, slug: str) -> str | None:
+    """The key created a moment ago for this company, shown once; never on another company's page."""
+    pending = request.session.get("sandbox_new_key")
+    if not pending or pending.get("company") != slug:
+        return None
+    del request.session["sandbox_new_key"]
+    return pending["key"]
+
+
+@never_cache
 @login_required
 def company(request: HttpRequest, slug: str) -> HttpResponse:
     found = get_object_or_404(SandboxCompany, slug=slug)
@@ -34,7 +49,7 @@ def company(request: HttpRequest, slug: str) -> HttpResponse:
         "employees": found.employees.all(),
         "all_permissions": ALL_PERMISSIONS,
         # A key created a moment ago is shown once, straight after the redirect.
-        "new_key": request.session.pop("sandbox_new_key", None),
+        "new_key": _pop_new_key(request, found.slug),
     }
     return render(request, "sandbox/company.html", ctx)
 
@@ -48,7 +63,7 @@ def create_key(request: HttpRequest, slug: str) -> HttpResponse:
         messages.error(request, "Choose at least one permission for the new key.")
         return redirect("sandbox:company", slug=found.slug)
     _, raw = found.create_key(label=request.POST.get("label", "")[:100], permissions=permissions)
-    request.session["sandbox_new_key"] = raw
+    request.session["sandbox_new_key"] = {"company": found.slug, "key": raw}
     return redirect("sandbox:company", slug=found.slug)
 
 

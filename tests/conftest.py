@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from django.db import connection
 
@@ -13,6 +15,10 @@ from . import factories
 def pytest_collection_modifyitems(config, items):
     from django.conf import settings
 
+    if os.environ.get("RELINK_REQUIRE_SERVICES"):
+        # CI must exercise the real services: refuse to fall back to SQLite or the embedded broker.
+        if not settings.DATABASES["default"]["ENGINE"].endswith("postgresql") or not settings.REDIS_URL:
+            raise pytest.UsageError("RELINK_REQUIRE_SERVICES is set but DATABASE_URL/REDIS_URL are not PostgreSQL/Redis")
     for item in items:
         if "postgres" in item.keywords and not settings.DATABASES["default"]["ENGINE"].endswith("postgresql"):
             item.add_marker(pytest.mark.skip(reason="needs PostgreSQL: set DATABASE_URL=postgres://..."))

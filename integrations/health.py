@@ -1,0 +1,142 @@
+"""The health rule: the one place that turns an authentication check into state.
+
+DESIGN "Integration state": a streak starts at the first AUTH_FAILED after the last OK. When a
+check is AUTH_FAILED and the streak started 72 hours or more before it, the integration becomes
+INVALID. An OK ends the streak and makes an INVALID integration ACTIVE again. UNAVAILABLE neither
+starts, extends nor ends a streak.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.db import transaction
+from django.utils import timezone
+
+from . import webhooks
+from .models import AuditEvent, AuthCheck, Integration
+from .providers import Outcome
+from .providers.base import AuthResult
+
+INVALID_AFTER = timedelta(hours=72)
+
+
+@dataclass(frozen=True)
+class CheckRecorded:
+    check: AuthCheck
+    old_state: str
+    new_state: str
+
+    @property
+    def changed(self) -> bool:
+        return self.old_state != self.new_state
+
+
+def apply_check_to_streak(integration: Integration, outcome: Outcome, at: datetime) -> None:
+    """Update the streak fields of `integration` in memory for one check outcome."""
+    if outcome is Outcome.OK:
+        integration.auth_failing_since = None
+        integration.invalid_since = None
+    elif outcome is Outcome.AUTH_FAILED:
+        if integration.auth_failing_since is None:
+            integration.auth_failing_since = at
+        if integration.invalid_since is None and at - integration.auth_failing_since >= INVALID_AFTER:
+            integration.invalid_since = at
+    # UNAVAILABLE: the provider's problem; the streak is left exactly as it was.
+
+
+def record_auth_check(
+    integration_id: str,
+    result: AuthResult,
+    *,
+    duration_ms: int = 0,
+    checked_at: datetime | None = None,
+) -> CheckRecorded:
+    """Record one authentication check and apply the health rule, atomically.
+
+    Steps, in one transaction with the integration row locked (so concurrent checks serialise):
+    1. insert the AuthCheck row;
+    2. store refreshed credentials returned by the provider, if any;
+    3. apply the streak rule and derive the state;
+    4. on a real state change: audit event and `integration-state-changed` outbox rows.
+    """
+    at = checked_at or timezone.now()
+    with transaction.atomic():
+        integration = Integration.objects.select_for_update().get(pk=integration_id)
+        old_state = integration.state
+        check = AuthCheck.objects.create(
+            integration=integration,
+            checked_at=at,
+            outcome=result.outcome.value,
+            http_status=result.http_status,
+            error_code=result.error_code[:100],
+            error_message=result.message[:500],
+            duration_ms=duration_ms,
+        )
+        fields = ["last_auth_check_at", "last_auth_outcome", "last_auth_error", "auth_failing_since",
+                  "invalid_since", "state", "updated_at"]
+        if result.updated_credentials is not None:
+            integration.set_credentials(result.updated_credentials)
+            fields.append("credentials_encrypted")
+        integration.last_auth_check_at = at
+        integration.last_auth_outcome = result.outcome.value
+        integration.last_auth_error = describe_error(result)
+        apply_check_to_streak(integration, result.outcome, at)
+        integration.state = integration.derived_state()
+        integration.save(update_fields=fields)
+        if integration.state != old_state:
+            state_changed(integration, old_state, actor_label="system", reason=f"auth check {result.outcome.value}")
+    return CheckRecorded(check, old_state, integration.state)
+
+
+def describe_error(result: AuthResult) -> str:
+    if result.outcome is Outcome.OK:
+        return ""
+    parts = [str(result.http_status) if result.http_status else "", result.message or result.error_code]
+    return " ".join(p for p in parts if p)[:500]
+
+
+def state_changed(integration: Integration, old_state: str, *, actor_label: str = "", actor_user=None,
+                  actor_api_key=None, reason: str = "") -> None:
+    """Write the trail of one real state change: an audit event and the webhook outbox rows.
+
+    Call inside the transaction that saved the new state, exactly once per change.
+    """
+    AuditEvent.objects.create(
+        environment_id=integration.environment_id,
+        integration_id=integration.id,
+        actor_user=actor_user,
+        actor_api_key=actor_api_key,
+        actor_label=actor_label,
+        action="integration.state_changed",
+        details={"from": old_state, "to": integration.state, "reason": reason},
+    )
+    webhooks.emit_integration_state_changed(integration)
+
+
+def set_enabled(integration_id: str, enabled: bool, *, actor_user=None, actor_api_key=None) -> Integration:
+    """Enable or disable an integration (operator, admin or API). Credentials are kept.
+
+    Disabling makes it INACTIVE; enabling makes it ACTIVE, or INVALID if its authentication was
+    still failing when it was disabled. A no-op when nothing changes.
+    """
+    with transaction.atomic():
+        integration = Integration.objects.select_for_update().get(pk=integration_id)
+        if integration.enabled == enabled:
+            return integration
+        old_state = integration.state
+        integration.enabled = enabled
+        integration.state = integration.derived_state()
+        integration.save(update_fields=["enabled", "state", "updated_at"])
+        AuditEvent.objects.create(
+            environment_id=integration.environment_id,
+            integration_id=integration.id,
+            actor_user=actor_user,
+            actor_api_key=actor_api_key,
+            action="integration.enabled" if enabled else "integration.disabled",
+        )
+        if integration.state != old_state:
+            state_changed(integration, old_state, actor_user=actor_user, actor_api_key=actor_api_key,
+                          reason="enabled" if enabled else "disabled")
+    return integration

@@ -1,0 +1,183 @@
+"""Outgoing webhooks: the outbox, payloads, Standard Webhooks signing, and delivery with retries.
+
+A change writes outbox rows (WebhookDelivery) in its own transaction; a Celery task sends them
+after commit. One event id per real change, kept across retries and replays, so receivers can
+deduplicate on the `webhook-id` header.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime, timedelta
+from typing import Any
+
+import httpx
+from django.db import transaction
+from django.utils import timezone
+from standardwebhooks.webhooks import Webhook
+
+from .lib.tokens import random_id
+from .models import DeliveryStatus, Integration, Sync, WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookEvent
+
+# Delay before attempt n+1 after attempt n failed (attempt 1 is sent at once).
+RETRY_DELAYS = [
+    timedelta(seconds=5),
+    timedelta(minutes=5),
+    timedelta(minutes=30),
+    timedelta(hours=2),
+    timedelta(hours=5),
+    timedelta(hours=10),
+    timedelta(hours=10),
+]
+MAX_ATTEMPTS = len(RETRY_DELAYS) + 1
+TIMEOUT_SECONDS = 15
+# A claimed delivery is not picked up again for this long (longer than one attempt can take),
+# so a worker that dies mid-send is retried by the sweep instead of leaving the row stuck.
+CLAIM_LEASE = timedelta(seconds=60)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value else None
+
+
+def end_user(integration: Integration) -> dict[str, Any]:
+    return {
+        "organization_name": integration.end_user_organization_name,
+        "creator_email": integration.end_user_email or None,
+        "origin_id": integration.end_user_origin_id or None,
+    }
+
+
+def integration_data(integration: Integration) -> dict[str, Any]:
+    return {
+        "integration_tool": integration.tool,
+        "integration_id": integration.id,
+        "integration_category": integration.category,
+        "end_user": end_user(integration),
+        "qa_status": "NOT_NEEDED",
+        "setup_status": integration.setup_status,
+        "state": integration.state,
+        "updated_at": _iso(integration.updated_at or timezone.now()),
+    }
+
+
+def sync_data(sync: Sync, log_url: str) -> dict[str, Any]:
+    integration = sync.integration
+    duration = sync.duration
+    return {
+        "sync_id": sync.id,
+        "sync_state": sync.status,
+        "sync_started_at": _iso(sync.started_at),
+        "sync_ended_at": _iso(sync.ended_at),
+        "sync_duration_seconds": round(duration.total_seconds()) if duration else None,
+        "integration_id": integration.id,
+        "integration_tool": integration.tool,
+        "integration_category": integration.category,
+        "end_user": end_user(integration),
+        "log_url": log_url,
+    }
+
+
+def emit(environment_id: int, event_type: str, data: dict[str, Any]) -> list[WebhookDelivery]:
+    """Write one outbox row per interested endpoint; sending starts after the commit."""
+    event_id = "msg_" + random_id(24)
+    payload = {"id": event_id, "type": event_type, "data": data}
+    endpoints = WebhookEndpoint.objects.filter(environment_id=environment_id, enabled=True)
+    now = timezone.now()
+    deliveries = WebhookDelivery.objects.bulk_create(
+        WebhookDelivery(
+            endpoint=endpoint, event_id=event_id, event_type=event_type, payload=payload, next_attempt_at=now
+        )
+        for endpoint in endpoints
+        if endpoint.wants(event_type)
+    )
+    if deliveries:
+        from .tasks import deliver_webhook
+
+        ids = [d.pk for d in deliveries]
+        transaction.on_commit(lambda: [deliver_webhook.delay(pk) for pk in ids])
+    return deliveries
+
+
+def emit_integration_state_changed(integration: Integration) -> list[WebhookDelivery]:
+    return emit(integration.environment_id, WebhookEvent.INTEGRATION_STATE_CHANGED, integration_data(integration))
+
+
+def signed_request(delivery: WebhookDelivery, secret: str, now: datetime | None = None) -> tuple[bytes, dict[str, str]]:
+    """The exact body and the Standard Webhooks headers for one attempt."""
+    body = json.dumps(delivery.payload, separators=(",", ":"))
+    sent_at = now or timezone.now()
+    headers = {
+        "content-type": "application/json",
+        "user-agent": "Relink-Webhooks/1.0",
+        "webhook-id": delivery.event_id,
+        "webhook-timestamp": str(int(sent_at.timestamp())),
+        "webhook-signature": Webhook(secret).sign(delivery.event_id, sent_at, body),
+    }
+    return body.encode(), headers
+
+
+def attempt_delivery(delivery_id: int) -> WebhookDelivery | None:
+    """Send one due delivery once, record the attempt, and schedule the next one if it failed.
+
+    Returns None when the delivery is not due or another worker claimed it (safe to call twice).
+    """
+    now = timezone.now()
+    claimed = WebhookDelivery.objects.filter(
+        pk=delivery_id, status=DeliveryStatus.PENDING, next_attempt_at__lte=now
+    ).update(next_attempt_at=now + CLAIM_LEASE)
+    if not claimed:
+        return None
+    delivery = WebhookDelivery.objects.select_related("endpoint").get(pk=delivery_id)
+    body, headers = signed_request(delivery, delivery.endpoint.get_secret(), now)
+    started = time.monotonic()
+    status_code, response_text, error = None, "", ""
+    try:
+        with httpx.Client(timeout=TIMEOUT_SECONDS, follow_redirects=False) as client:
+            response = client.post(delivery.endpoint.url, content=body, headers=headers)
+        status_code, response_text = response.status_code, response.text[:1000]
+    except httpx.HTTPError as exc:
+        error = f"{type(exc).__name__}: {exc}"[:500]
+    duration_ms = int((time.monotonic() - started) * 1000)
+
+    delivery.attempts += 1
+    delivery.last_response_status = status_code
+    delivery.last_error = error or ("" if status_code and status_code < 300 else f"HTTP {status_code}")
+    if status_code is not None and 200 <= status_code < 300:
+        delivery.status = DeliveryStatus.DELIVERED
+        delivery.delivered_at = timezone.now()
+        delivery.next_attempt_at = None
+        retry_in = None
+    elif delivery.attempts < MAX_ATTEMPTS:
+        retry_in = RETRY_DELAYS[delivery.attempts - 1]
+        delivery.next_attempt_at = timezone.now() + retry_in
+    else:
+        delivery.status = DeliveryStatus.FAILED
+        delivery.next_attempt_at = None
+        retry_in = None
+    with transaction.atomic():
+        WebhookAttempt.objects.create(
+            delivery=delivery,
+            attempted_at=now,
+            response_status=status_code,
+            response_body=response_text,
+            error=error,
+            duration_ms=duration_ms,
+        )
+        delivery.save(
+            update_fields=["attempts", "last_response_status", "last_error", "status", "delivered_at", "next_attempt_at"]
+        )
+    if retry_in is not None:
+        from .tasks import deliver_webhook
+
+        deliver_webhook.apply_async((delivery.pk,), countdown=retry_in.total_seconds())
+    return delivery
+
+
+def replay(delivery: WebhookDelivery) -> None:
+    """Send a delivery again, now, with the same event id (one more attempt)."""
+    from .tasks import deliver_webhook
+
+    WebhookDelivery.objects.filter(pk=delivery.pk).update(status=DeliveryStatus.PENDING, next_attempt_at=timezone.now())
+    transaction.on_commit(lambda: deliver_webhook.delay(delivery.pk))
