@@ -166,7 +166,32 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 
 # Periodic jobs. Each entry expires after its interval so a backlog never runs twice over.
+SCHEDULER_TICK_SECONDS = env.int("SCHEDULER_TICK_SECONDS", default=60)
 CELERY_BEAT_SCHEDULE = {
+    # Claim integrations whose next_sync_at is due and queue their syncs (integrations.syncs.tick).
+    "scheduler-tick": {
+        "task": "integrations.tasks.scheduler_tick",
+        "schedule": timedelta(seconds=SCHEDULER_TICK_SECONDS),
+        "options": {"expires": SCHEDULER_TICK_SECONDS},
+    },
+    # Fail syncs stuck RUNNING; resend QUEUED syncs whose task was lost.
+    "reap-stuck-syncs": {
+        "task": "integrations.tasks.reap_stuck_syncs",
+        "schedule": timedelta(minutes=5),
+        "options": {"expires": 300},
+    },
+    # Re-check INVALID integrations once a day each (the task selects those checked > 23 h ago).
+    "recheck-invalid-integrations": {
+        "task": "integrations.tasks.recheck_invalid_integrations",
+        "schedule": timedelta(hours=1),
+        "options": {"expires": 3600},
+    },
+    # Resend webhook deliveries whose scheduled retry was lost.
+    "retry-due-webhooks": {
+        "task": "integrations.tasks.retry_due_webhooks",
+        "schedule": timedelta(minutes=1),
+        "options": {"expires": 60},
+    },
     # Record an audit event for each link that passed its expiry since the last run.
     "record-expired-links": {
         "task": "connect_flow.tasks.record_expired_links",

@@ -15,7 +15,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from . import webhooks
-from .models import AuditEvent, AuthCheck, Integration
+from .models import AuditEvent, AuthCheck, Integration, IntegrationState
 from .providers import Outcome
 from .providers.base import AuthResult
 
@@ -34,7 +34,10 @@ class CheckRecorded:
 
 
 def apply_check_to_streak(integration: Integration, outcome: Outcome, at: datetime) -> None:
-    """Update the streak fields of `integration` in memory for one check outcome."""
+    """Update the streak fields (`auth_failing_since`, `invalid_since`) in memory for one check.
+
+    Works on anything with those two attributes (the demo seeder replays history through it).
+    """
     if outcome is Outcome.OK:
         integration.auth_failing_since = None
         integration.invalid_since = None
@@ -84,6 +87,9 @@ def record_auth_check(
         integration.last_auth_error = describe_error(result)
         apply_check_to_streak(integration, result.outcome, at)
         integration.state = integration.derived_state()
+        if old_state == IntegrationState.INVALID and integration.state == IntegrationState.ACTIVE:
+            integration.next_sync_at = at  # healed: sync at the next tick
+            fields.append("next_sync_at")
         integration.save(update_fields=fields)
         if integration.state != old_state:
             state_changed(integration, old_state, actor_label="system", reason=f"auth check {result.outcome.value}")

@@ -56,3 +56,46 @@ def retry_due_webhooks(batch_size: int = 500) -> int:
     for pk in ids:
         deliver_webhook.delay(pk)
     return len(ids)
+
+
+@shared_task
+def scheduler_tick() -> int:
+    """Beat, every minute: claim due integrations and queue their syncs."""
+    from .syncs import tick
+
+    claimed = tick()
+    log.info("scheduler tick claimed %d integrations", claimed)
+    return claimed
+
+
+@shared_task
+def run_sync(sync_id: str) -> None:
+    from .syncs import run_sync as run
+
+    run(sync_id)
+
+
+@shared_task
+def reap_stuck_syncs() -> None:
+    from .syncs import reap_stuck_syncs as reap
+
+    failed, resent = reap()
+    log.info("reaper failed %d stuck syncs, resent %d queued syncs", failed, resent)
+
+
+@shared_task
+def check_integration_auth(integration_id: str) -> None:
+    from .syncs import check_integration
+
+    check_integration(integration_id)
+
+
+@shared_task
+def recheck_invalid_integrations() -> int:
+    """Daily: re-check INVALID integrations so one whose customer fixed the credentials heals."""
+    from .syncs import invalid_due_for_recheck
+
+    ids = invalid_due_for_recheck()
+    for pk in ids:
+        check_integration_auth.delay(pk)
+    return len(ids)

@@ -1,0 +1,84 @@
+"""Scope configs parsed through one typed structure.
+
+Stored JSON (ScopeConfig.spec):
+    {"hris_employees": {"availability": "ENABLED", "fields": {"salary": "OPTIONAL"}}}
+A model or field missing from the spec is DISABLED.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .providers.base import Provider
+
+ENABLED, OPTIONAL, DISABLED = "ENABLED", "OPTIONAL", "DISABLED"
+_AVAILABILITIES = {ENABLED, OPTIONAL, DISABLED}
+
+
+@dataclass(frozen=True)
+class ModelScope:
+    name: str
+    availability: str
+    fields: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def is_read(self) -> bool:
+        return self.availability != DISABLED
+
+
+@dataclass(frozen=True)
+class ScopeSpec:
+    models: dict[str, ModelScope]
+
+    @classmethod
+    def parse(cls, raw: dict[str, Any] | None) -> "ScopeSpec":
+        models: dict[str, ModelScope] = {}
+        for name, value in (raw or {}).items():
+            value = value or {}
+            availability = value.get("availability", DISABLED)
+            if availability not in _AVAILABILITIES:
+                raise ValueError(f"{name}: availability must be one of {sorted(_AVAILABILITIES)}")
+            fields = {}
+            for field_name, field_availability in (value.get("fields") or {}).items():
+                if field_availability not in _AVAILABILITIES:
+                    raise ValueError(f"{name}.{field_name}: availability must be one of {sorted(_AVAILABILITIES)}")
+                fields[field_name] = field_availability
+            models[name] = ModelScope(name, availability, fields)
+        return cls(models)
+
+    def fetch_plan(self, provider: Provider, opted_out: list[str] | tuple[str, ...] = ()) -> list[tuple[str, list[str]]]:
+        """The models a sync reads for this tool, each with its fields.
+
+        ENABLED models and fields always; OPTIONAL ones unless the customer opted out
+        ("hris_employees" or "hris_employees.salary" in `opted_out`).
+        """
+        opted = set(opted_out)
+        plan = []
+        for data_model in provider.models:
+            scope = self.models.get(data_model.name)
+            if scope is None or not scope.is_read:
+                continue
+            if scope.availability == OPTIONAL and data_model.name in opted:
+                continue
+            fields = [
+                f
+                for f in data_model.fields
+                if scope.fields.get(f, DISABLED) == ENABLED
+                or (scope.fields.get(f) == OPTIONAL and f"{data_model.name}.{f}" not in opted)
+            ]
+            plan.append((data_model.name, fields))
+        return plan
+
+    def required_permissions(self, provider: Provider) -> set[str]:
+        """Permissions the credentials must grant for everything this scope may read."""
+        needed: set[str] = set()
+        for data_model in provider.models:
+            scope = self.models.get(data_model.name)
+            if scope is None or not scope.is_read:
+                continue
+            needed.add(data_model.permission)
+            for f, permission in data_model.fields.items():
+                if scope.fields.get(f, DISABLED) != DISABLED:
+                    needed.add(permission)
+        return needed

@@ -1,0 +1,232 @@
+"""Syncs: queueing (one open sync per integration), running, and the scheduler tick.
+
+Every sync starts with an auth check that goes through the health rule (health.record_auth_check).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from django.db import IntegrityError, transaction
+from django.db.models import Exists, OuterRef
+from django.urls import reverse
+from django.conf import settings
+from django.utils import timezone
+
+from . import webhooks
+from .health import record_auth_check
+from .models import (
+    OPEN_SYNC_STATUSES,
+    Integration,
+    IntegrationState,
+    Sync,
+    SyncedRecord,
+    SyncStatus,
+    SyncType,
+    WebhookEvent,
+)
+from .providers import Outcome
+from .providers.base import ModelPermissionDenied, ProviderAuthFailed, ProviderError
+from .scopes import ScopeSpec
+
+log = logging.getLogger(__name__)
+
+JITTER = 0.1  # next sync at interval ± 10 %, so a fleet connected at once spreads out
+STUCK_AFTER = timedelta(minutes=30)  # a RUNNING sync older than this is failed by the reaper
+REQUEUE_AFTER = timedelta(minutes=15)  # a QUEUED sync older than this had its task lost: resend
+
+
+def _enqueue(sync_ids: list[str]) -> None:
+    from .tasks import run_sync
+
+    for sync_id in sync_ids:
+        run_sync.delay(sync_id)
+
+
+def queue_sync(integration_id: str, sync_type: str = SyncType.DELTA) -> tuple[Sync, bool]:
+    """Queue a sync now, or return the one already queued or running: (sync, already_queued).
+
+    The integration row is locked so this never races the scheduler tick; the partial unique
+    constraint on open syncs is the last line of defence.
+    """
+    with transaction.atomic():
+        integration = Integration.objects.select_for_update().get(pk=integration_id)
+        existing = Sync.objects.filter(integration=integration, status__in=OPEN_SYNC_STATUSES).first()
+        if existing:
+            return existing, True
+        try:
+            with transaction.atomic():
+                sync = Sync.objects.create(integration=integration, type=sync_type, scope_config=integration.scope_config)
+        except IntegrityError:
+            return Sync.objects.get(integration=integration, status__in=OPEN_SYNC_STATUSES), True
+        transaction.on_commit(lambda: _enqueue([sync.id]))
+    return sync, False
+
+
+def next_sync_time(now: datetime, interval: timedelta, rng: random.Random | None = None) -> datetime:
+    factor = 1 + (rng or random).uniform(-JITTER, JITTER)
+    return now + interval * factor
+
+
+def tick(
+    now: datetime | None = None,
+    batch_size: int = 500,
+    max_batches: int = 20,
+    enqueue: Callable[[list[str]], None] = _enqueue,
+) -> int:
+    """Claim due integrations in batches and queue one sync for each. Returns how many.
+
+    Per batch, in one transaction: lock due rows with SKIP LOCKED (other ticks skip them),
+    move their next_sync_at forward, insert the QUEUED syncs; enqueue after commit.
+    Only ACTIVE integrations (enabled, not INVALID) without an open sync are due.
+    Cost: a few indexed queries per batch, independent of the fleet size.
+    """
+    now = now or timezone.now()
+    claimed = 0
+    open_sync = Sync.objects.filter(integration=OuterRef("pk"), status__in=OPEN_SYNC_STATUSES)
+    for _ in range(max_batches):
+        with transaction.atomic():
+            due = list(
+                Integration.objects.select_for_update(skip_locked=True, of=("self",))
+                .filter(state=IntegrationState.ACTIVE, next_sync_at__lte=now)
+                .exclude(Exists(open_sync))
+                .select_related("environment")
+                .only("id", "scope_config_id", "next_sync_at", "environment__sync_interval")
+                .order_by("next_sync_at")[:batch_size]
+            )
+            if not due:
+                break
+            for integration in due:
+                integration.next_sync_at = next_sync_time(now, integration.environment.sync_interval)
+            Integration.objects.bulk_update(due, ["next_sync_at"])
+            syncs = Sync.objects.bulk_create(
+                [Sync(integration_id=i.id, scope_config_id=i.scope_config_id, created_at=now) for i in due],
+                ignore_conflicts=True,
+            )
+            ids = [s.id for s in syncs]
+            transaction.on_commit(lambda ids=ids: enqueue(ids))
+        claimed += len(due)
+        if len(due) < batch_size:
+            break
+    return claimed
+
+
+def sync_log_url(sync: Sync) -> str:
+    path = reverse("dashboard:integrations", kwargs={"env": sync.integration.environment.slug})
+    return f"{settings.BASE_URL}{path}"
+
+
+def _finish(sync: Sync, status: str, error: str = "") -> Sync:
+    sync.status = status
+    sync.ended_at = timezone.now()
+    sync.error_message = error[:500]
+    with transaction.atomic():
+        sync.save(update_fields=["status", "ended_at", "error_message", "models_total", "models_done",
+                                 "records_per_model", "warnings"])
+        updates = {"last_sync_at": sync.ended_at}
+        integration_qs = Integration.objects.filter(pk=sync.integration_id)
+        integration_qs.update(**updates)
+        if status == SyncStatus.SUCCEEDED:
+            # Only a sync run with the current scope config makes the data current again.
+            integration_qs.filter(scope_config_id=sync.scope_config_id).update(data_expired_at=None)
+        integration = Integration.objects.select_related("environment").get(pk=sync.integration_id)
+        sync.integration = integration
+        webhooks.emit(integration.environment_id, WebhookEvent.SYNC_FINISHED, webhooks.sync_data(sync, sync_log_url(sync)))
+    return sync
+
+
+def run_sync(sync_id: str) -> Sync | None:
+    """Run one queued sync. Safe to call twice: only the call that moves it to RUNNING proceeds.
+
+    Steps: claim (QUEUED → RUNNING); auth check through the health rule; fetch each model of
+    the scope config the sync was queued with; upsert records; finish with a final status and
+    the `sync-finished` webhook.
+    """
+    now = timezone.now()
+    if not Sync.objects.filter(pk=sync_id, status=SyncStatus.QUEUED).update(status=SyncStatus.RUNNING, started_at=now):
+        return None
+    sync = Sync.objects.select_related("integration", "scope_config").get(pk=sync_id)
+    integration = sync.integration
+    if integration.state != IntegrationState.ACTIVE:
+        return _finish(sync, SyncStatus.CANCELLED, f"integration is {integration.state}")
+
+    provider = integration.provider
+    credentials = integration.get_credentials()
+    started = time.monotonic()
+    result = provider.check_auth(credentials)
+    record_auth_check(integration.pk, result, duration_ms=int((time.monotonic() - started) * 1000))
+    if result.updated_credentials is not None:
+        credentials = result.updated_credentials
+    if result.outcome is Outcome.AUTH_FAILED:
+        return _finish(sync, SyncStatus.AUTHENTICATION_FAILED, integration.last_auth_error or result.message)
+    if result.outcome is Outcome.UNAVAILABLE:
+        return _finish(sync, SyncStatus.FAILED, f"{provider.label} unavailable: {result.message}")
+
+    spec = ScopeSpec.parse(sync.scope_config.spec if sync.scope_config else {})
+    plan = spec.fetch_plan(provider, integration.opted_out_fields)
+    sync.models_total = len(plan)
+    sync.save(update_fields=["models_total"])
+    for model, fields in plan:
+        try:
+            rows = provider.fetch(model, credentials, fields)
+        except ModelPermissionDenied as exc:
+            sync.warnings.append(f"permission {exc.permission!r} for {model} not granted")
+        except ProviderAuthFailed as exc:
+            return _finish(sync, SyncStatus.AUTHENTICATION_FAILED, str(exc))
+        except ProviderError as exc:
+            return _finish(sync, SyncStatus.FAILED, str(exc))
+        else:
+            sync.records_per_model[model] = upsert_records(integration, model, rows)
+        sync.models_done += 1
+        sync.save(update_fields=["models_done", "records_per_model", "warnings"])
+    return _finish(sync, SyncStatus.PARTIALLY_FAILED if sync.warnings else SyncStatus.SUCCEEDED)
+
+
+def upsert_records(integration: Integration, model: str, rows: list[dict]) -> int:
+    now = timezone.now()
+    SyncedRecord.objects.bulk_create(
+        [
+            SyncedRecord(integration=integration, model=model, remote_id=str(row["id"]), data=row,
+                         first_seen_at=now, updated_at=now)
+            for row in rows
+        ],
+        update_conflicts=True,
+        unique_fields=["integration", "model", "remote_id"],
+        update_fields=["data", "updated_at"],
+        batch_size=1000,
+    )
+    return len(rows)
+
+
+def reap_stuck_syncs(now: datetime | None = None) -> tuple[int, int]:
+    """Fail syncs RUNNING for too long; resend syncs whose task was lost while QUEUED."""
+    now = now or timezone.now()
+    failed = Sync.objects.filter(status=SyncStatus.RUNNING, started_at__lt=now - STUCK_AFTER).update(
+        status=SyncStatus.FAILED, ended_at=now, error_message="timed out: no progress, failed by the reaper"
+    )
+    stale = list(
+        Sync.objects.filter(status=SyncStatus.QUEUED, created_at__lt=now - REQUEUE_AFTER).values_list("pk", flat=True)[:1000]
+    )
+    _enqueue(stale)
+    return failed, len(stale)
+
+
+def check_integration(integration_id: str) -> None:
+    """An auth check outside a sync (the daily re-check of INVALID integrations, "check now")."""
+    integration = Integration.objects.get(pk=integration_id)
+    started = time.monotonic()
+    result = integration.provider.check_auth(integration.get_credentials())
+    record_auth_check(integration.pk, result, duration_ms=int((time.monotonic() - started) * 1000))
+
+
+def invalid_due_for_recheck(now: datetime | None = None, batch_size: int = 1000) -> list[str]:
+    now = now or timezone.now()
+    return list(
+        Integration.objects.filter(state=IntegrationState.INVALID, last_auth_check_at__lte=now - timedelta(hours=23))
+        .order_by("last_auth_check_at")
+        .values_list("pk", flat=True)[:batch_size]
+    )
