@@ -1,0 +1,255 @@
+"""Sync runs over real HTTP against the sandbox, queueing, the scheduler tick and the reaper."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+import pytest
+import time_machine
+from django.db import connection, connections
+from django.utils import timezone
+from standardwebhooks.webhooks import Webhook
+
+from integrations import syncs, webhooks
+from integrations.models import Integration, Sync, SyncedRecord, WebhookDelivery
+from sandbox.models import SandboxCompany
+
+from .factories import (
+    EnvironmentFactory,
+    IntegrationFactory,
+    SandboxEmployeeFactory,
+    ScopeConfigFactory,
+    SyncFactory,
+    WebhookEndpointFactory,
+)
+from .webhook_receiver import start_receiver
+
+ABSENCES_SPEC = {
+    "hris_employees": {"availability": "ENABLED", "fields": {"first_name": "ENABLED", "salary": "OPTIONAL"}},
+    "hris_absences": {"availability": "ENABLED", "fields": {"start_date": "ENABLED"}},
+}
+
+
+@pytest.fixture(autouse=True)
+def enqueued(monkeypatch) -> list[str]:
+    """Tasks are eager in tests; record what would be enqueued instead, and run syncs by hand."""
+    sent: list[str] = []
+    monkeypatch.setattr(syncs, "_enqueue", sent.extend)
+    return sent
+
+
+@pytest.fixture
+def sandbox(live_server, settings):
+    settings.BASE_URL = live_server.url
+    company = SandboxCompany.objects.create(name="Initech")
+    SandboxEmployeeFactory.create_batch(3, company=company)
+    return company
+
+
+def _integration(company, permissions=None, **kwargs):
+    _, raw = company.create_key(permissions=permissions)
+    return IntegrationFactory(credentials={"api_key": raw}, next_sync_at=timezone.now(), **kwargs), raw
+
+
+def _run(integration) -> Sync:
+    sync, already = syncs.queue_sync(integration.pk)
+    assert not already
+    return syncs.run_sync(sync.pk)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_sync_checks_auth_then_upserts_each_enabled_model(sandbox):
+    integration, _ = _integration(sandbox)
+    Integration.objects.filter(pk=integration.pk).update(data_expired_at=timezone.now())
+    sync = _run(integration)
+    assert sync.status == "SUCCEEDED"
+    assert sync.records_per_model == {"hris_employees": 3}
+    assert (sync.models_done, sync.models_total) == (1, 1)
+    assert integration.auth_checks.get().outcome == "OK"
+    assert SyncedRecord.objects.filter(integration=integration).count() == 3
+    record = SyncedRecord.objects.filter(integration=integration).first()
+    assert "salary" in record.data  # OPTIONAL and not opted out
+    fresh = Integration.objects.get(pk=integration.pk)
+    assert fresh.data_expired_at is None and fresh.last_sync_at == sync.ended_at
+    # A second sync updates the same rows instead of duplicating them.
+    assert _run(integration).status == "SUCCEEDED"
+    assert SyncedRecord.objects.filter(integration=integration).count() == 3
+
+
+@pytest.mark.django_db(transaction=True)
+def test_opted_out_optional_fields_are_not_read(sandbox):
+    integration, _ = _integration(sandbox, opted_out_fields=["hris_employees.salary"])
+    _run(integration)
+    assert all("salary" not in r.data for r in SyncedRecord.objects.filter(integration=integration))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_403_on_one_model_is_a_warning_and_the_sync_partially_fails(sandbox):
+    environment = EnvironmentFactory()
+    scope = ScopeConfigFactory(environment=environment, spec=ABSENCES_SPEC)
+    integration, _ = _integration(
+        sandbox, permissions=["employees:read"], environment=environment, scope_config=scope
+    )
+    sync = _run(integration)
+    assert sync.status == "PARTIALLY_FAILED"
+    assert sync.records_per_model == {"hris_employees": 3}
+    assert sync.warnings == ["permission 'absences:read' for hris_absences not granted"]
+    assert (sync.models_done, sync.models_total) == (2, 2)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_revoked_key_fails_the_sync_with_authentication_failed(sandbox):
+    integration, _ = _integration(sandbox)
+    sandbox.api_keys.update(revoked_at=timezone.now())
+    sync = _run(integration)
+    assert sync.status == "AUTHENTICATION_FAILED"
+    check = integration.auth_checks.get()
+    assert (check.outcome, check.http_status) == ("AUTH_FAILED", 401)
+    assert Integration.objects.get(pk=integration.pk).auth_failing_since is not None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_key_revoked_at_t_makes_it_invalid_at_the_first_check_after_72h_with_one_signed_webhook(sandbox):
+    receiver, server = start_receiver()
+    try:
+        integration, _ = _integration(sandbox)
+        endpoint = WebhookEndpointFactory(environment=integration.environment, url=receiver.url)
+        t = timezone.now()
+        sandbox.api_keys.update(revoked_at=t)
+        for hours in (0, 3, 27, 51, 71):
+            with time_machine.travel(t + timedelta(hours=hours)):
+                assert _run(integration).status == "AUTHENTICATION_FAILED"
+                assert Integration.objects.get(pk=integration.pk).state == "ACTIVE"
+        with time_machine.travel(t + timedelta(hours=74)):
+            _run(integration)
+            assert Integration.objects.get(pk=integration.pk).state == "INVALID"
+            state_events = [r for r in receiver.received if b'"integration-state-changed"' in r.body]
+            assert len(state_events) == 1
+            payload = Webhook(endpoint.get_secret()).verify(state_events[0].body, state_events[0].headers)
+        assert payload["data"]["state"] == "INVALID"
+        assert payload["data"]["integration_id"] == integration.pk
+        finished = [r for r in receiver.received if b'"sync-finished"' in r.body]
+        assert len(finished) == 6
+        # INVALID: the scheduler no longer claims it.
+        Integration.objects.filter(pk=integration.pk).update(next_sync_at=t)
+        with time_machine.travel(t + timedelta(hours=80)):
+            assert syncs.tick(enqueue=lambda ids: None) == 0
+    finally:
+        server.shutdown()
+
+
+@pytest.mark.django_db
+def test_sync_finished_payload_shape():
+    sync = SyncFactory()
+    data = webhooks.sync_data(sync, "http://relink.test/log")
+    assert set(data) == {
+        "sync_id", "sync_state", "sync_started_at", "sync_ended_at", "sync_duration_seconds",
+        "integration_id", "integration_tool", "integration_category", "end_user", "log_url",
+    }
+    assert data["sync_duration_seconds"] == 120 and data["sync_state"] == "SUCCEEDED"
+
+
+# --- Queueing and the scheduler ------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_force_sync_returns_the_open_sync_instead_of_a_second_one(enqueued, django_capture_on_commit_callbacks):
+    integration = IntegrationFactory()
+    with django_capture_on_commit_callbacks(execute=True):
+        first, already = syncs.queue_sync(integration.pk)
+    assert not already
+    assert enqueued == [first.pk]
+    second, already = syncs.queue_sync(integration.pk)
+    assert already and second.pk == first.pk
+    Sync.objects.filter(pk=first.pk).update(status="RUNNING")
+    third, already = syncs.queue_sync(integration.pk)
+    assert already and third.pk == first.pk
+
+
+@pytest.mark.django_db
+def test_tick_claims_only_due_active_integrations_without_an_open_sync():
+    now = timezone.now()
+    due = IntegrationFactory(next_sync_at=now - timedelta(minutes=1))
+    IntegrationFactory(next_sync_at=now + timedelta(minutes=5))  # not due
+    IntegrationFactory(next_sync_at=now - timedelta(minutes=1), enabled=False, state="INACTIVE")
+    IntegrationFactory(next_sync_at=now - timedelta(minutes=1), state="INVALID", invalid_since=now)
+    busy = IntegrationFactory(next_sync_at=now - timedelta(minutes=1))
+    SyncFactory(integration=busy, status="RUNNING", ended_at=None)
+
+    claimed = syncs.tick(now=now, enqueue=lambda ids: None)
+    assert claimed == 1
+    assert Sync.objects.get(integration=due).status == "QUEUED"
+    assert not Sync.objects.filter(integration=busy, status="QUEUED").exists()
+    fresh = Integration.objects.get(pk=due.pk)
+    interval = due.environment.sync_interval
+    assert now + interval * 0.9 <= fresh.next_sync_at <= now + interval * 1.1
+    assert syncs.tick(now=now, enqueue=lambda ids: None) == 0  # moved forward: not due again
+
+
+@pytest.mark.django_db
+def test_tick_enqueues_after_commit(django_capture_on_commit_callbacks):
+    integration = IntegrationFactory(next_sync_at=timezone.now())
+    enqueued: list[str] = []
+    with django_capture_on_commit_callbacks(execute=True):
+        syncs.tick(enqueue=enqueued.extend)
+        assert enqueued == []
+    assert enqueued == [Sync.objects.get(integration=integration).pk]
+
+
+@pytest.mark.django_db
+def test_tick_works_in_batches(django_assert_max_num_queries):
+    now = timezone.now()
+    IntegrationFactory.create_batch(7, next_sync_at=now - timedelta(minutes=1))
+    assert syncs.tick(now=now, batch_size=3, enqueue=lambda ids: None) == 7
+    assert Sync.objects.filter(status="QUEUED").count() == 7
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_two_ticks_on_two_connections_claim_disjoint_integrations():
+    now = timezone.now()
+    IntegrationFactory.create_batch(40, next_sync_at=now - timedelta(minutes=1))
+    barrier = threading.Barrier(2)
+    results: dict[str, list[str]] = {}
+
+    def run(name: str) -> None:
+        claimed: list[str] = []
+        barrier.wait()
+        syncs.tick(now=now, batch_size=5, enqueue=claimed.extend)
+        results[name] = claimed
+        connections.close_all()
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in ("a", "b")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    a = set(Sync.objects.filter(pk__in=results["a"]).values_list("integration_id", flat=True))
+    b = set(Sync.objects.filter(pk__in=results["b"]).values_list("integration_id", flat=True))
+    assert not a & b
+    assert len(a | b) == 40
+    # Each claim enqueued exactly one real sync: no integration was claimed by both ticks.
+    assert len(results["a"]) + len(results["b"]) == 40
+    assert Sync.objects.count() == 40
+    assert connection.vendor == "postgresql"
+
+
+@pytest.mark.django_db
+def test_the_reaper_fails_stuck_syncs_and_resends_lost_ones(enqueued):
+    now = timezone.now()
+    stuck = SyncFactory(status="RUNNING", started_at=now - timedelta(hours=1), ended_at=None)
+    fine = SyncFactory(status="RUNNING", started_at=now - timedelta(minutes=5), ended_at=None)
+    lost = SyncFactory(status="QUEUED", created_at=now - timedelta(hours=1), started_at=None, ended_at=None)
+    assert syncs.reap_stuck_syncs(now) == (1, 1)
+    assert Sync.objects.get(pk=stuck.pk).status == "FAILED"
+    assert Sync.objects.get(pk=fine.pk).status == "RUNNING"
+    assert enqueued == [lost.pk]
+
+
+@pytest.mark.django_db
+def test_run_sync_is_a_no_op_when_redelivered():
+    sync = SyncFactory(status="SUCCEEDED")
+    assert syncs.run_sync(sync.pk) is None
+    assert syncs.run_sync("doesnotexist") is None
+    assert WebhookDelivery.objects.count() == 0
