@@ -253,3 +253,15 @@ def test_run_sync_is_a_no_op_when_redelivered():
     assert syncs.run_sync(sync.pk) is None
     assert syncs.run_sync("doesnotexist") is None
     assert WebhookDelivery.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_bench_scheduler_claims_exactly_the_due_integrations(capsys):
+    from django.core.management import call_command
+
+    call_command("bench_scheduler", integrations=60, due=25, batch_size=10)
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    fields = dict(part.split("=") for part in last.split())
+    assert fields["claimed"] == "25"
+    assert float(fields["seconds"]) >= 0 and int(fields["queries"]) > 0
+    assert not Sync.objects.filter(status="QUEUED").exists()  # the bench cleans up after itself
