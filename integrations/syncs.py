@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Exists, OuterRef
 from django.urls import reverse
 from django.conf import settings
@@ -102,7 +102,7 @@ def tick(
                 break
             for integration in due:
                 integration.next_sync_at = next_sync_time(now, integration.environment.sync_interval)
-            Integration.objects.bulk_update(due, ["next_sync_at"])
+            _save_next_sync_times(due)
             syncs = Sync.objects.bulk_create(
                 [Sync(integration_id=i.id, scope_config_id=i.scope_config_id, created_at=now) for i in due],
                 ignore_conflicts=True,
@@ -113,6 +113,19 @@ def tick(
         if len(due) < batch_size:
             break
     return claimed
+
+
+def _save_next_sync_times(integrations: list[Integration]) -> None:
+    """One UPDATE for the whole batch (PostgreSQL: join on unnest'ed arrays, no giant CASE)."""
+    if connection.vendor != "postgresql":
+        Integration.objects.bulk_update(integrations, ["next_sync_at"])
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE integrations_integration AS i SET next_sync_at = v.next_sync_at "
+            "FROM unnest(%s::varchar[], %s::timestamptz[]) AS v(id, next_sync_at) WHERE i.id = v.id",
+            [[i.id for i in integrations], [i.next_sync_at for i in integrations]],
+        )
 
 
 def sync_log_url(sync: Sync) -> str:
