@@ -259,3 +259,7 @@ REQUEST_LOG_RETENTION_DAYS = env.int("REQUEST_LOG_RETENTION_DAYS", default=30)
 SANDBOX_ENABLED = env.bool("SANDBOX_ENABLED", default=True)
 # Timeout for calls to provider APIs, in seconds.
 PROVIDER_HTTP_TIMEOUT = env.float("PROVIDER_HTTP_TIMEOUT", default=15.0)
+# Provider API base URLs (overridable, e.g. for a regional endpoint or a test double).
+PERSONIO_BASE_URL = env.str("PERSONIO_BASE_URL", default="https://api.personio.de/v1")
+BAMBOOHR_BASE_URL = env.str("BAMBOOHR_BASE_URL", default="https://api.bamboohr.com/api/gateway.php")
+HIBOB_BASE_URL = env.str("HIBOB_BASE_URL", default="https://api.hibob.com/v1")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest
 
 from integrations.models import Environment, Membership, Role
@@ -27,12 +28,17 @@ class EnvAccess:
 
 
 def get_env_access(request: HttpRequest, slug: str, role: str = Role.VIEWER) -> EnvAccess:
-    """The environment `slug` if the signed-in user is a member with at least `role`, else 404."""
+    """The environment `slug` if the signed-in user is a member with at least `role`.
+
+    Not a member: 404. A member whose role is too low: 403.
+    """
     membership = (
         Membership.objects.select_related("environment")
         .filter(user_id=request.user.pk, environment__slug=slug)
         .first()
     )
-    if membership is None or not membership.has_role(role):
+    if membership is None:
         raise Http404("No such environment")
+    if not membership.has_role(role):
+        raise PermissionDenied(f"This needs the {Role(role).label.lower()} role.")
     return EnvAccess(membership.environment, membership)

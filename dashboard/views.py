@@ -1,14 +1,19 @@
 from __future__ import annotations
 
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
 from django.utils.cache import patch_vary_headers
 
-from integrations.models import Integration, Membership
+from integrations.models import OPEN_SYNC_STATUSES, Integration, IntegrationState, Membership, Role
+from integrations.syncs import queue_sync
+from integrations.tasks import check_integration_auth
 
-from .access import get_env_access
+from .access import EnvAccess, get_env_access
+from .health import describe_health
 
 PAGE_SIZE = 50
 
@@ -44,3 +49,69 @@ def integrations(request: HttpRequest, env: str) -> HttpResponse:
     response = render(request, template, ctx)
     patch_vary_headers(response, ["HX-Request"])
     return response
+
+
+def _get_integration(access: EnvAccess, integration_id: str) -> Integration:
+    """The integration if it belongs to the operator's environment, else 404."""
+    return get_object_or_404(
+        Integration.objects.select_related("scope_config", "environment").defer("credentials_encrypted"),
+        environment=access.environment,
+        pk=integration_id,
+    )
+
+
+def _syncs_context(integration: Integration) -> dict:
+    recent = list(integration.syncs.select_related("scope_config").order_by("-created_at")[:20])
+    return {"syncs": recent, "sync_open": any(s.status in OPEN_SYNC_STATUSES for s in recent)}
+
+
+@login_required
+def integration(request: HttpRequest, env: str, integration_id: str) -> HttpResponse:
+    access = get_env_access(request, env)
+    obj = _get_integration(access, integration_id)
+    ctx = {
+        "access": access,
+        "env": access.environment,
+        "integration": obj,
+        "health": describe_health(obj),
+        "checks": obj.auth_checks.order_by("-checked_at")[:30],
+        "can_edit": access.can(Role.EDITOR),
+        **_syncs_context(obj),
+    }
+    return render(request, "dashboard/integration.html", ctx)
+
+
+@login_required
+def integration_syncs(request: HttpRequest, env: str, integration_id: str) -> HttpResponse:
+    """The sync history fragment, polled by htmx while a sync is queued or running."""
+    access = get_env_access(request, env)
+    obj = _get_integration(access, integration_id)
+    ctx = {"env": access.environment, "integration": obj, **_syncs_context(obj)}
+    # Once no sync is open the fragment comes without its hx-trigger, which ends the polling.
+    return render(request, "dashboard/integration.html#syncs", ctx)
+
+
+@login_required
+@require_POST
+def force_sync(request: HttpRequest, env: str, integration_id: str) -> HttpResponse:
+    access = get_env_access(request, env, Role.EDITOR)
+    obj = _get_integration(access, integration_id)
+    if obj.state != IntegrationState.ACTIVE:
+        messages.error(request, f"Cannot sync: the integration is {obj.get_state_display().lower()}.")
+    else:
+        sync, already = queue_sync(obj.pk)
+        if already:
+            messages.info(request, f"A sync is already {sync.get_status_display().lower()}.")
+        else:
+            messages.success(request, "Sync queued.")
+    return redirect("dashboard:integration", env=env, integration_id=obj.pk)
+
+
+@login_required
+@require_POST
+def check_now(request: HttpRequest, env: str, integration_id: str) -> HttpResponse:
+    access = get_env_access(request, env, Role.EDITOR)
+    obj = _get_integration(access, integration_id)
+    check_integration_auth.delay_on_commit(obj.pk)
+    messages.success(request, "Authentication check started; refresh in a few seconds.")
+    return redirect("dashboard:integration", env=env, integration_id=obj.pk)

@@ -129,7 +129,10 @@ def _save_next_sync_times(integrations: list[Integration]) -> None:
 
 
 def sync_log_url(sync: Sync) -> str:
-    path = reverse("dashboard:integrations", kwargs={"env": sync.integration.environment.slug})
+    path = reverse(
+        "dashboard:integration",
+        kwargs={"env": sync.integration.environment.slug, "integration_id": sync.integration_id},
+    )
     return f"{settings.BASE_URL}{path}"
 
 

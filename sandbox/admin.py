@@ -5,7 +5,15 @@ from __future__ import annotations
 from django.contrib import admin
 from django.http import HttpRequest
 
-from .models import SandboxApiKey, SandboxCompany, SandboxEmployee
+from .models import (
+    SandboxAccessToken,
+    SandboxApiKey,
+    SandboxAuthorizationCode,
+    SandboxCompany,
+    SandboxEmployee,
+    SandboxOAuthClient,
+    SandboxOAuthGrant,
+)
 
 
 @admin.register(SandboxCompany)
@@ -42,3 +50,59 @@ class SandboxApiKeyAdmin(admin.ModelAdmin):
     @admin.display(description="active", boolean=True, ordering="revoked_at")
     def active(self, obj: SandboxApiKey) -> bool:
         return obj.is_active
+
+
+@admin.register(SandboxOAuthClient)
+class SandboxOAuthClientAdmin(admin.ModelAdmin):
+    """The secret is stored hashed and never shown; Relink's client comes from `ensure_default`."""
+
+    exclude = ("secret_hash",)
+    list_display = ("name", "client_id", "created_at")
+    search_fields = ("name", "client_id")
+    readonly_fields = ("client_id", "created_at")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+
+@admin.register(SandboxOAuthGrant)
+class SandboxOAuthGrantAdmin(admin.ModelAdmin):
+    """Grants come from the consent page; revoke them on the company page or by setting revoked_at."""
+
+    exclude = ("refresh_token_hash",)
+    list_display = ("company", "client", "permissions", "active", "created_at", "revoked_at")
+    list_filter = ("client", ("revoked_at", admin.EmptyFieldListFilter))
+    list_select_related = ("company", "client")
+    search_fields = ("company__name", "client__name")
+    readonly_fields = ("company", "client", "created_at")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    @admin.display(description="active", boolean=True, ordering="revoked_at")
+    def active(self, obj: SandboxOAuthGrant) -> bool:
+        return obj.is_active
+
+
+class _ViewOnlyAdmin(admin.ModelAdmin):
+    """Issued by the token flow; only the hash is stored, and it is never shown."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+
+@admin.register(SandboxAccessToken)
+class SandboxAccessTokenAdmin(_ViewOnlyAdmin):
+    exclude = ("token_hash",)
+    list_display = ("grant", "created_at", "expires_at")
+    list_select_related = ("grant__company", "grant__client")
+
+
+@admin.register(SandboxAuthorizationCode)
+class SandboxAuthorizationCodeAdmin(_ViewOnlyAdmin):
+    exclude = ("code_hash",)
+    list_display = ("company", "client", "redirect_uri", "created_at", "expires_at", "used_at")
+    list_select_related = ("company", "client")

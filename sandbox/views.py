@@ -1,24 +1,43 @@
-"""The fake HR system: an admin page per company (API keys) and a small JSON API.
+"""The fake HR system: an admin page per company (API keys, connected apps), a small JSON API
+and an OAuth 2.0 authorization server.
 
 The admin pages need a signed-in Relink user; the JSON API authenticates with a company's
-API key as a bearer token and answers 401 for an unknown or revoked key, like a real HR system.
+API key or an OAuth access token as a bearer token and answers 401 for an unknown, expired or
+revoked one, like a real HR system.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Callable
 from functools import wraps
+from urllib.parse import parse_qsl, unquote_plus, urlencode, urlsplit, urlunsplit
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db.models import Count, Q
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from .models import ALL_PERMISSIONS, SandboxApiKey, SandboxCompany
+from .models import (
+    ACCESS_TOKEN_PREFIX,
+    ALL_PERMISSIONS,
+    SandboxAccessToken,
+    SandboxApiKey,
+    SandboxAuthorizationCode,
+    SandboxCompany,
+    SandboxOAuthClient,
+    SandboxOAuthGrant,
+    access_token_validity,
+)
+
+# Who is calling the JSON API: an API key or an OAuth grant; both carry a company and permissions.
+Caller = SandboxApiKey | SandboxOAuthGrant
 
 
 @login_required
@@ -46,6 +65,7 @@ def company(request: HttpRequest, slug: str) -> HttpResponse:
     ctx = {
         "company": found,
         "keys": found.api_keys.all(),
+        "grants": found.oauth_grants.select_related("client"),
         "employees": found.employees.all(),
         "all_permissions": ALL_PERMISSIONS,
         # A key created a moment ago is shown once, straight after the redirect.
@@ -78,6 +98,15 @@ def revoke_key(request: HttpRequest, slug: str, key_id: int) -> HttpResponse:
     return redirect("sandbox:company", slug=slug)
 
 
+@login_required
+@require_POST
+def revoke_grant(request: HttpRequest, slug: str, grant_id: int) -> HttpResponse:
+    grant = get_object_or_404(SandboxOAuthGrant.objects.select_related("client"), pk=grant_id, company__slug=slug)
+    if grant.revoke():
+        messages.success(request, f"Access for {grant.client.name} revoked.")
+    return redirect("sandbox:company", slug=slug)
+
+
 # --- JSON API ------------------------------------------------------------------------------
 
 
@@ -85,23 +114,42 @@ def _error(status: int, code: str, message: str, **extra) -> JsonResponse:
     return JsonResponse({"error": {"code": code, "message": message, **extra}}, status=status)
 
 
+def _find_caller(raw: str) -> Caller | None:
+    key = SandboxApiKey.objects.find_active(raw)
+    if key is not None:
+        return key
+    token = SandboxAccessToken.objects.find_valid(raw)
+    return token.grant if token is not None else None
+
+
+def _unauthorized(raw: str) -> JsonResponse:
+    if raw.startswith(ACCESS_TOKEN_PREFIX):
+        response = _error(401, "INVALID_ACCESS_TOKEN", "The access token is unknown, expired or revoked.")
+        response["WWW-Authenticate"] = 'Bearer error="invalid_token"'
+        return response
+    return _error(401, "INVALID_API_KEY", "The API key is unknown or has been revoked.")
+
+
 def api_key_required(permission: str | None = None) -> Callable:
+    """Authenticate the bearer (API key or OAuth access token) and check one permission."""
+
     def decorator(view: Callable) -> Callable:
         @wraps(view)
         def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
             auth = request.headers.get("Authorization", "")
             raw = auth.removeprefix("Bearer ").strip() if auth.startswith("Bearer ") else ""
-            key = SandboxApiKey.objects.find_active(raw) if raw else None
-            if key is None:
-                return _error(401, "INVALID_API_KEY", "The API key is unknown or has been revoked.")
-            if permission and permission not in key.permissions:
+            caller = _find_caller(raw) if raw else None
+            if caller is None:
+                return _unauthorized(raw)
+            if permission and permission not in caller.permissions:
+                holder = "API key" if isinstance(caller, SandboxApiKey) else "access token"
                 return _error(
                     403,
                     "PERMISSION_DENIED",
-                    f"This API key lacks the permission {permission}.",
+                    f"This {holder} lacks the permission {permission}.",
                     required_permission=permission,
                 )
-            return view(request, key, *args, **kwargs)
+            return view(request, caller, *args, **kwargs)
 
         return wrapper
 
@@ -110,16 +158,16 @@ def api_key_required(permission: str | None = None) -> Callable:
 
 @require_GET
 @api_key_required()
-def api_me(request: HttpRequest, key: SandboxApiKey) -> JsonResponse:
-    return JsonResponse({"data": {"company": key.company.name, "permissions": key.permissions}})
+def api_me(request: HttpRequest, caller: Caller) -> JsonResponse:
+    return JsonResponse({"data": {"company": caller.company.name, "permissions": caller.permissions}})
 
 
 @require_GET
 @api_key_required("employees:read")
-def api_employees(request: HttpRequest, key: SandboxApiKey) -> JsonResponse:
-    with_salary = "compensation:read" in key.permissions
+def api_employees(request: HttpRequest, caller: Caller) -> JsonResponse:
+    with_salary = "compensation:read" in caller.permissions
     data = []
-    for e in key.company.employees.all():
+    for e in caller.company.employees.all():
         row = {
             "id": str(e.pk),
             "first_name": e.first_name,
@@ -135,6 +183,133 @@ def api_employees(request: HttpRequest, key: SandboxApiKey) -> JsonResponse:
 
 @require_GET
 @api_key_required("absences:read")
-def api_absences(request: HttpRequest, key: SandboxApiKey) -> JsonResponse:
+def api_absences(request: HttpRequest, caller: Caller) -> JsonResponse:
     # The sandbox keeps no absences yet; the endpoint exists so permission checks are real.
     return JsonResponse({"data": []})
+
+
+# --- OAuth 2.0 authorization server (RFC 6749, authorization code grant) ------------------------
+
+_AUTHORIZE_PARAMS = ("response_type", "client_id", "redirect_uri", "scope", "state")
+
+
+def _with_query(url: str, params: dict[str, str]) -> str:
+    """Add params to a redirect URI, keeping the query it already has (RFC 6749 §3.1.2)."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True) + list(params.items())
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+def _back_to_client(redirect_uri: str, state: str, **params: str) -> HttpResponseRedirect:
+    if state:
+        params["state"] = state
+    return HttpResponseRedirect(_with_query(redirect_uri, params))
+
+
+def _authorize_refused(request: HttpRequest, reason: str) -> HttpResponse:
+    """Shown instead of redirecting: an unverified client or redirect URI must never receive a code."""
+    return render(request, "sandbox/oauth_error.html", {"reason": reason}, status=400)
+
+
+@never_cache
+@login_required
+@require_http_methods(["GET", "POST"])
+def oauth_authorize(request: HttpRequest) -> HttpResponse:
+    """GET shows the consent page; POST (the HR admin's answer) redirects back with a code or an error."""
+    data = request.GET if request.method == "GET" else request.POST
+    params = {name: data.get(name, "") for name in _AUTHORIZE_PARAMS}
+    client = SandboxOAuthClient.find(params["client_id"]) if params["client_id"] else None
+    if client is None:
+        return _authorize_refused(request, "The application asking for access is not registered (unknown client_id).")
+    if not client.allows_redirect(params["redirect_uri"]):
+        return _authorize_refused(request, "The redirect_uri is not registered for this application.")
+    redirect_uri, state = params["redirect_uri"], params["state"]
+    if params["response_type"] != "code":
+        return _back_to_client(redirect_uri, state, error="unsupported_response_type")
+    scopes = list(dict.fromkeys(params["scope"].split())) or list(ALL_PERMISSIONS)
+    if not set(scopes) <= set(ALL_PERMISSIONS):
+        return _back_to_client(redirect_uri, state, error="invalid_scope")
+    params["scope"] = " ".join(scopes)
+
+    company = None
+    if request.method == "POST":
+        if request.POST.get("decision") != "allow":
+            return _back_to_client(redirect_uri, state, error="access_denied")
+        company = SandboxCompany.objects.filter(slug=request.POST.get("company", "")).first()
+        if company is not None:
+            code = SandboxAuthorizationCode.issue(client, company, redirect_uri, scopes)
+            return _back_to_client(redirect_uri, state, code=code)
+        messages.error(request, "Choose the company to connect.")
+    ctx = {
+        "client": client,
+        "params": params,
+        "scopes": scopes,
+        "companies": SandboxCompany.objects.order_by("name"),
+        "redirect_host": urlsplit(redirect_uri).netloc,
+    }
+    return render(request, "sandbox/oauth_authorize.html", ctx)
+
+
+def _token_error(status: int, error: str, description: str) -> JsonResponse:
+    response = JsonResponse({"error": error, "error_description": description}, status=status)
+    if status == 401:
+        response["WWW-Authenticate"] = 'Basic realm="sandbox"'
+    return response
+
+
+def _client_credentials(request: HttpRequest) -> tuple[str, str]:
+    """HTTP Basic, whose parts are form-encoded (RFC 6749 §2.3.1), or client_id/client_secret fields."""
+    auth = request.headers.get("Authorization", "")
+    if not auth.startswith("Basic "):
+        return request.POST.get("client_id", ""), request.POST.get("client_secret", "")
+    try:
+        decoded = base64.b64decode(auth.removeprefix("Basic ").strip(), validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        return "", ""
+    client_id, _, secret = decoded.partition(":")
+    return unquote_plus(client_id), unquote_plus(secret)
+
+
+def _authenticate_client(request: HttpRequest) -> SandboxOAuthClient | None:
+    client_id, secret = _client_credentials(request)
+    client = SandboxOAuthClient.find(client_id) if client_id else None
+    return client if client is not None and client.check_secret(secret) else None
+
+
+def _token_response(grant: SandboxOAuthGrant, refresh_token: str) -> JsonResponse:
+    _, access_token = grant.issue_access_token()
+    response = JsonResponse(
+        {
+            "access_token": access_token,
+            "token_type": "Bearer",
+            "expires_in": int(access_token_validity().total_seconds()),
+            "refresh_token": refresh_token,
+            "scope": " ".join(grant.permissions),
+        }
+    )
+    response["Pragma"] = "no-cache"
+    return response
+
+
+@csrf_exempt
+@never_cache
+@require_POST
+def oauth_token(request: HttpRequest) -> JsonResponse:
+    """Exchange a code, or a refresh token (rotated on every use), for a new access token."""
+    client = _authenticate_client(request)
+    if client is None:
+        return _token_error(401, "invalid_client", "Client authentication failed.")
+    grant_type = request.POST.get("grant_type", "")
+    if grant_type == "authorization_code":
+        issued = SandboxAuthorizationCode.redeem(
+            client, request.POST.get("code", ""), request.POST.get("redirect_uri", "")
+        )
+    elif grant_type == "refresh_token":
+        issued = SandboxOAuthGrant.rotate_refresh_token(client, request.POST.get("refresh_token", ""))
+    else:
+        return _token_error(400, "unsupported_grant_type", "Use authorization_code or refresh_token.")
+    if issued is None:
+        return _token_error(
+            400, "invalid_grant", "The authorization code or refresh token is invalid, expired, used or revoked."
+        )
+    return _token_response(*issued)

@@ -29,6 +29,13 @@ from integrations.models import (
     WebhookDelivery,
 )
 
+from sandbox.models import (
+    SandboxAuthorizationCode,
+    SandboxOAuthClient,
+    SandboxOAuthGrant,
+    default_client_secret,
+)
+
 from . import factories
 
 RAW_CREDENTIAL = "sbx_TOPSECRET_VALUE_123"
@@ -61,6 +68,11 @@ def data(environment, owner) -> Fixtures:
     group = Group.objects.create(name="Support")
     owner.groups.add(group)
     sandbox_key, raw_sandbox_key = company.create_key(label="demo")
+    oauth_client = SandboxOAuthClient.ensure_default()
+    grant, raw_refresh_token = SandboxOAuthGrant.create_with_refresh_token(company, oauth_client, ["employees:read"])
+    access_token, raw_access_token = grant.issue_access_token()
+    raw_code = SandboxAuthorizationCode.issue(oauth_client, company, "https://app.example.test/cb", ["employees:read"])
+    code = SandboxAuthorizationCode.objects.get()
 
     made = [
         group,
@@ -82,6 +94,10 @@ def data(environment, owner) -> Fixtures:
         company,
         factories.SandboxEmployeeFactory(company=company),
         sandbox_key,
+        oauth_client,
+        grant,
+        access_token,
+        code,
     ]
     stored = Integration.objects.get(pk=integration.pk)
     return Fixtures(
@@ -98,6 +114,14 @@ def data(environment, owner) -> Fixtures:
             "link token hash": link.token_hash,
             "raw sandbox key": raw_sandbox_key,
             "sandbox key hash": sandbox_key.key_hash,
+            "sandbox OAuth client secret": default_client_secret(),
+            "sandbox OAuth client secret hash": oauth_client.secret_hash,
+            "raw refresh token": raw_refresh_token,
+            "refresh token hash": grant.refresh_token_hash,
+            "raw access token": raw_access_token,
+            "access token hash": access_token.token_hash,
+            "raw authorization code": raw_code,
+            "authorization code hash": code.code_hash,
         },
     )
 

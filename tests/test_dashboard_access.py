@@ -244,7 +244,7 @@ def test_an_htmx_history_restore_gets_the_full_page(client, viewer, acme_integra
 
 
 def _org_cells(body: str) -> list[str]:
-    return re.findall(r"<td>(Org-\d{3})</td>", body)
+    return re.findall(r"<td><a href=\"[^\"]+\">(Org-\d{3})</a></td>", body)
 
 
 def test_the_integrations_list_is_paginated(client, viewer, environment):

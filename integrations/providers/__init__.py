@@ -1,6 +1,7 @@
 """Tool adapters. Importing this package registers every shipped tool."""
 
-from . import sandbox  # noqa: F401  (registers itself)
+from . import bamboohr, hibob, personio, sandbox  # noqa: F401  (each registers itself)
+from . import sandbox_oauth  # noqa: F401  (registers itself)
 from .base import REGISTRY, AuthType, Category, Outcome, Provider, get_provider, register, tool_choices
 
 __all__ = ["REGISTRY", "AuthType", "Category", "Outcome", "Provider", "get_provider", "register", "tool_choices"]

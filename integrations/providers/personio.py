@@ -1,0 +1,265 @@
+"""`personio`: Personio's Personnel Data API v1 (https://developer.personio.de/v1.0/reference).
+
+Authentication (https://developer.personio.de/reference/auth): `POST /auth` with `client_id`
+and `client_secret` in a JSON body answers `{"success": true, "data": {"token": ...}}`.
+Personnel data endpoints take that token as `Authorization: Bearer <token>`; a successful
+answer carries the token to use next in its own `Authorization` header, which is followed.
+
+What a credential may read is set when it is created in Personio (Settings > Integrations >
+API credentials): read access per area (Employees, Absences, ...) and a whitelist of
+"Readable employee attributes". Attributes outside the whitelist are left out of answers, so
+a field the customer did not whitelist is simply absent from the records returned here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+from django.conf import settings
+
+from ..lib.http import provider_client
+from .base import (
+    AuthResult,
+    AuthType,
+    Category,
+    CredentialField,
+    DataModel,
+    Outcome,
+    Provider,
+    ProviderAuthFailed,
+    ProviderUnavailable,
+    register,
+)
+from .rest import (
+    absence_window,
+    check_result,
+    expect_json,
+    json_body,
+    raise_for_fetch,
+    select,
+    transport_failure,
+    unavailable,
+)
+
+DEFAULT_BASE_URL = "https://api.personio.de/v1"
+PAGE_LIMIT = 200
+MAX_PAGES = 500
+
+# Relink field -> Personio employee attribute (GET /company/employees).
+EMPLOYEE_ATTRIBUTES = {
+    "first_name": "first_name",
+    "last_name": "last_name",
+    "email": "email",
+    "department": "department",
+    "salary": "fix_salary",
+}
+
+
+def base_url() -> str:
+    return getattr(settings, "PERSONIO_BASE_URL", DEFAULT_BASE_URL).rstrip("/")
+
+
+def _error(response: httpx.Response) -> tuple[str, str]:
+    """Personio errors read `{"success": false, "error": {"code": ..., "message": ...}}`."""
+    body = json_body(response)
+    error = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(error, dict):
+        return f"HTTP_{response.status_code}", response.reason_phrase
+    code = error.get("code")
+    error_code = f"PERSONIO_{code}" if code not in (None, "") else f"HTTP_{response.status_code}"
+    return error_code, str(error.get("message") or response.reason_phrase)
+
+
+def _value(attribute: Any) -> Any:
+    """An attribute is `{"label", "value", "type", "universal_id"}`; some answers give the bare value."""
+    return attribute.get("value") if isinstance(attribute, dict) and "value" in attribute else attribute
+
+
+@register
+class PersonioProvider(Provider):
+    id = "personio"
+    label = "Personio"
+    category = Category.HRIS
+    auth_type = AuthType.API_KEY
+    credential_fields = (
+        CredentialField(
+            "client_id",
+            "Client ID",
+            secret=False,
+            help_text="Personio: Settings > Integrations > API credentials > Create custom integration.",
+        ),
+        CredentialField(
+            "client_secret", "Client secret", secret=True, help_text="Shown once, when the credential is created."
+        ),
+    )
+    models = (
+        DataModel(
+            "hris_employees",
+            "Employees",
+            permission="Personio API credential: Employees (read)",
+            fields={
+                "first_name": "Readable employee attribute: First name",
+                "last_name": "Readable employee attribute: Last name",
+                "email": "Readable employee attribute: Email",
+                "department": "Readable employee attribute: Department",
+                "salary": "Readable employee attribute: Fix salary",
+            },
+        ),
+        DataModel(
+            "hris_absences",
+            "Absences",
+            permission="Personio API credential: Absences (read)",
+            fields={
+                "employee_id": "Personio API credential: Absences (read)",
+                "start_date": "Personio API credential: Absences (read)",
+                "end_date": "Personio API credential: Absences (read)",
+            },
+        ),
+    )
+
+    def check_auth(self, credentials: dict[str, Any]) -> AuthResult:
+        """Exchange the credentials at `POST /auth`, then call `GET /company/employees?limit=1`.
+
+        A 401 or 403 from `/auth` means Personio refused the client ID or secret. A 403 from the
+        employees call means the credentials are valid but lack the Employees read access: the
+        check is OK and fetching `hris_employees` raises `ModelPermissionDenied`.
+        """
+        try:
+            with provider_client() as client:
+                auth = self._request_token(client, credentials)
+                token = self._token_from(auth)
+                if token is None:
+                    return self._auth_failure(auth)
+                response = client.get(
+                    f"{base_url()}/company/employees", params={"limit": 1, "offset": 0}, headers=_bearer(token)
+                )
+        except httpx.TransportError as exc:
+            return transport_failure(exc, self.label)
+        return check_result(response, self.label, _error)
+
+    def fetch(self, model: str, credentials: dict[str, Any], fields: list[str]) -> list[dict[str, Any]]:
+        """`GET /company/employees` or `GET /company/time-offs`, all pages (`limit`/`offset`)."""
+        spec = self.get_model(model)
+        if spec is None:
+            raise LookupError(f"{self.label} has no model {model!r}")
+        try:
+            with provider_client() as client:
+                token = self._token(client, credentials)
+                if model == "hris_employees":
+                    attributes = [EMPLOYEE_ATTRIBUTES[f] for f in fields if f in EMPLOYEE_ATTRIBUTES]
+                    params: dict[str, Any] = {"attributes[]": attributes} if attributes else {}
+                    items = self._pages(client, token, "company/employees", params, model, spec.permission)
+                    rows = [_employee(item) for item in items]
+                else:
+                    start, end = absence_window()
+                    params = {"start_date": start.isoformat(), "end_date": end.isoformat()}
+                    items = self._pages(client, token, "company/time-offs", params, model, spec.permission)
+                    rows = [_absence(item) for item in items if _is_approved(item)]
+        except httpx.TransportError as exc:
+            raise unavailable(exc, self.label) from exc
+        return [select(row, fields) for row in rows if row.get("id")]
+
+    def _request_token(self, client: httpx.Client, credentials: dict[str, Any]) -> httpx.Response:
+        """`POST /auth` (https://developer.personio.de/reference/post_auth)."""
+        body = {"client_id": credentials.get("client_id", ""), "client_secret": credentials.get("client_secret", "")}
+        return client.post(f"{base_url()}/auth", json=body, headers={"Accept": "application/json"})
+
+    @staticmethod
+    def _token_from(response: httpx.Response) -> str | None:
+        if not response.is_success:
+            return None
+        body = json_body(response)
+        data = body.get("data") if isinstance(body, dict) else None
+        token = data.get("token") if isinstance(data, dict) else None
+        return token if isinstance(token, str) and token else None
+
+    def _auth_failure(self, response: httpx.Response) -> AuthResult:
+        status = response.status_code
+        if status in (401, 403):
+            _, message = _error(response)
+            return AuthResult(
+                Outcome.AUTH_FAILED,
+                http_status=status,
+                error_code="INVALID_CREDENTIALS",
+                message=f"Personio refused the client ID or secret ({message})"[:500],
+            )
+        if response.is_success:
+            return AuthResult(
+                Outcome.UNAVAILABLE,
+                http_status=status,
+                error_code="UNEXPECTED_RESPONSE",
+                message="Personio answered /auth without a token",
+            )
+        return check_result(response, self.label, _error)
+
+    def _token(self, client: httpx.Client, credentials: dict[str, Any]) -> str:
+        response = self._request_token(client, credentials)
+        token = self._token_from(response)
+        if token is not None:
+            return token
+        if response.status_code in (401, 403):
+            raise ProviderAuthFailed("Personio refused the client ID or secret", response.status_code)
+        raise ProviderUnavailable(f"Personio /auth answered HTTP {response.status_code}", response.status_code)
+
+    def _pages(
+        self, client: httpx.Client, token: str, path: str, params: dict[str, Any], model: str, permission: str
+    ) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        for page in range(MAX_PAGES):
+            query = {**params, "limit": PAGE_LIMIT, "offset": page * PAGE_LIMIT}
+            response = client.get(f"{base_url()}/{path}", params=query, headers=_bearer(token))
+            raise_for_fetch(response, self.label, model, permission)
+            token = _rotated(response) or token
+            body = expect_json(response, self.label)
+            data = (body.get("data") if isinstance(body, dict) else None) or []
+            items.extend(item for item in data if isinstance(item, dict))
+            if len(data) < PAGE_LIMIT:
+                break
+        return items
+
+
+def _bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+
+
+def _rotated(response: httpx.Response) -> str | None:
+    """The token Personio hands back in the `Authorization` header of a successful answer."""
+    header = response.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+def _employee(item: dict[str, Any]) -> dict[str, Any]:
+    attributes = item.get("attributes") or {}
+    employee_id = _value(attributes.get("id"))
+    row: dict[str, Any] = {"id": str(employee_id) if employee_id is not None else ""}
+    for field, attribute in EMPLOYEE_ATTRIBUTES.items():
+        if attribute not in attributes:
+            continue
+        value = _value(attributes[attribute])
+        if field == "department" and isinstance(value, dict):
+            value = (value.get("attributes") or {}).get("name")
+        row[field] = value
+    return row
+
+
+def _is_approved(item: dict[str, Any]) -> bool:
+    return (item.get("attributes") or {}).get("status") == "approved"
+
+
+def _absence(item: dict[str, Any]) -> dict[str, Any]:
+    """A `TimeOffPeriod`: dates come as `2017-12-27T00:00:00+0100`; the day is kept."""
+    attributes = item.get("attributes") or {}
+    employee = (attributes.get("employee") or {}).get("attributes") or {}
+    employee_id = _value(employee.get("id"))
+    return {
+        "id": str(attributes["id"]) if attributes.get("id") is not None else "",
+        "employee_id": str(employee_id) if employee_id is not None else None,
+        "start_date": _day(attributes.get("start_date")),
+        "end_date": _day(attributes.get("end_date")),
+    }
+
+
+def _day(value: Any) -> str | None:
+    return value[:10] if isinstance(value, str) and value else None

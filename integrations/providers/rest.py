@@ -1,0 +1,106 @@
+"""Outcome rules shared by the adapters that talk to a provider's public REST API.
+
+One place decides what an HTTP answer means (DESIGN "Integration state"): 2xx is OK, 401 means
+the credentials were rejected, 429, 5xx, timeouts and connection errors are the provider's
+problem. A 403 on the auth-check endpoint means the credentials authenticated but lack a
+permission, so the check is OK and the model that needs it fails later with
+`ModelPermissionDenied`. Messages built here never contain credentials.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import date, timedelta
+from typing import Any
+
+import httpx
+
+from .base import (
+    AuthResult,
+    ModelPermissionDenied,
+    Outcome,
+    ProviderAuthFailed,
+    ProviderUnavailable,
+)
+
+# (error_code, message) read from a provider's error answer.
+ErrorReader = Callable[[httpx.Response], tuple[str, str]]
+
+# Absences are read for this many days either side of today.
+ABSENCE_WINDOW_DAYS = 365
+
+
+def absence_window(today: date | None = None) -> tuple[date, date]:
+    """The date range absences are fetched for."""
+    today = today or date.today()
+    return today - timedelta(days=ABSENCE_WINDOW_DAYS), today + timedelta(days=ABSENCE_WINDOW_DAYS)
+
+
+def json_body(response: httpx.Response) -> Any:
+    """The decoded JSON body, or None when there is none."""
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def default_error(response: httpx.Response) -> tuple[str, str]:
+    return f"HTTP_{response.status_code}", response.reason_phrase
+
+
+def check_result(response: httpx.Response, label: str, read_error: ErrorReader = default_error) -> AuthResult:
+    """Classify the answer of an auth-check call."""
+    status = response.status_code
+    if response.is_success:
+        return AuthResult(Outcome.OK, http_status=status)
+    if status == 403:
+        return AuthResult(
+            Outcome.OK,
+            http_status=status,
+            error_code="PERMISSION_MISSING",
+            message=f"{label} accepted the credentials but they lack a permission",
+        )
+    code, message = read_error(response)
+    outcome = Outcome.AUTH_FAILED if status == 401 else Outcome.UNAVAILABLE
+    return AuthResult(outcome, http_status=status, error_code=code, message=message[:500])
+
+
+def transport_failure(exc: httpx.TransportError, label: str) -> AuthResult:
+    """An auth check that got no HTTP answer: always the provider's problem."""
+    if isinstance(exc, httpx.TimeoutException):
+        return AuthResult(Outcome.UNAVAILABLE, error_code="TIMEOUT", message=f"{label} did not answer in time")
+    return AuthResult(
+        Outcome.UNAVAILABLE, error_code="CONNECTION_ERROR", message=f"{label} unreachable: {type(exc).__name__}"
+    )
+
+
+def unavailable(exc: httpx.TransportError, label: str) -> ProviderUnavailable:
+    if isinstance(exc, httpx.TimeoutException):
+        return ProviderUnavailable(f"{label} did not answer in time")
+    return ProviderUnavailable(f"{label} unreachable: {type(exc).__name__}")
+
+
+def raise_for_fetch(response: httpx.Response, label: str, model: str, permission: str) -> None:
+    """Raise the `ProviderError` a failed data call stands for; return on 2xx."""
+    status = response.status_code
+    if response.is_success:
+        return
+    if status == 401:
+        raise ProviderAuthFailed(f"{label} rejected the credentials", status)
+    if status == 403:
+        raise ModelPermissionDenied(model, permission)
+    raise ProviderUnavailable(f"{label} answered HTTP {status}", status)
+
+
+def expect_json(response: httpx.Response, label: str) -> Any:
+    """The JSON body of a successful answer; a body that is not JSON is the provider's problem."""
+    body = json_body(response)
+    if body is None:
+        raise ProviderUnavailable(f"{label} answered without a JSON body", response.status_code)
+    return body
+
+
+def select(record: dict[str, Any], fields: list[str]) -> dict[str, Any]:
+    """Keep `id` and the requested fields the provider returned (absent ones stay absent)."""
+    wanted = set(fields) | {"id"}
+    return {k: v for k, v in record.items() if k in wanted}
