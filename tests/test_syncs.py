@@ -265,3 +265,22 @@ def test_bench_scheduler_claims_exactly_the_due_integrations(capsys):
     assert fields["claimed"] == "25"
     assert float(fields["seconds"]) >= 0 and int(fields["queries"]) > 0
     assert not Sync.objects.filter(status="QUEUED").exists()  # the bench cleans up after itself
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_daily_recheck_heals_an_invalid_integration_whose_key_works_again(sandbox):
+    from integrations.tasks import recheck_invalid_integrations
+
+    now = timezone.now()
+    healed, _ = _integration(sandbox)
+    Integration.objects.filter(pk=healed.pk).update(
+        state="INVALID", invalid_since=now - timedelta(days=1), auth_failing_since=now - timedelta(days=4),
+        last_auth_check_at=now - timedelta(hours=24), next_sync_at=None,
+    )
+    recent = IntegrationFactory(state="INVALID", invalid_since=now, last_auth_check_at=now - timedelta(hours=2))
+
+    assert recheck_invalid_integrations() == 1  # eager: the check runs at once, over HTTP
+    fresh = Integration.objects.get(pk=healed.pk)
+    assert fresh.state == "ACTIVE" and fresh.auth_failing_since is None
+    assert fresh.next_sync_at is not None and fresh.next_sync_at <= timezone.now()
+    assert Integration.objects.get(pk=recent.pk).state == "INVALID"  # checked 2 h ago: not yet
