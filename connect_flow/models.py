@@ -64,6 +64,9 @@ class ConnectionLink(models.Model):
     opened_at = models.DateTimeField(null=True, blank=True)
     completed_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    # Handed to the embedding page on completion (postMessage), exchanged by the customer's
+    # backend through /v1/connect/integration-by-token; only its SHA-256 is stored.
+    activation_token_hash = models.CharField(max_length=64, blank=True, db_index=True, editable=False)
     # Set by the periodic bookkeeping once the link's expiry has been written to the audit trail.
     expiry_recorded_at = models.DateTimeField(null=True, blank=True)
 

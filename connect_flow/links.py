@@ -1,0 +1,330 @@
+"""The link lifecycle: create, open, verify credentials, complete (exactly once), revoke.
+
+The dashboard, the /v1 API, admin actions and the hosted pages all call these functions.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from integrations import webhooks
+from integrations.health import state_changed
+from integrations.lib.tokens import hash_secret
+from integrations.models import (
+    ApiKey,
+    AuditEvent,
+    Environment,
+    Integration,
+    IntegrationState,
+    ScopeConfig,
+    SetupStatus,
+    WebhookEvent,
+)
+from integrations.providers import Outcome, get_provider
+from integrations.providers.base import ModelPermissionDenied, Provider, ProviderError
+from integrations.scopes import ScopeSpec
+from integrations.syncs import queue_sync
+
+from .models import LINK_VALIDITY, ConnectionLink, LinkKind, LinkStatus, LinkType
+
+LANGUAGE_CODES = [code for code, _ in settings.LANGUAGES]
+
+
+class LinkInputError(ValueError):
+    """Invalid input for a new link (unknown language, scope config of another environment, …)."""
+
+
+class LinkUnusable(Exception):
+    """The link cannot be used any more; `status` says why (COMPLETED, EXPIRED or REVOKED)."""
+
+    def __init__(self, status: str):
+        super().__init__(status)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class CreatedLink:
+    link: ConnectionLink
+    token: str  # shown once, never stored
+
+    @property
+    def url(self) -> str:
+        return link_url(self.token)
+
+
+def link_url(token: str) -> str:
+    return f"{settings.BASE_URL}/connect/{token}/"
+
+
+def find_link(token: str) -> ConnectionLink | None:
+    if not token or len(token) > 100:
+        return None
+    return (
+        ConnectionLink.objects.select_related("environment", "integration", "scope_config", "integration__scope_config")
+        .filter(token_hash=hash_secret(token))
+        .first()
+    )
+
+
+def _actor(user=None, api_key: ApiKey | None = None) -> dict[str, Any]:
+    return {"actor_user": user, "actor_api_key": api_key, "actor_label": "" if (user or api_key) else "end customer"}
+
+
+def _audit(link: ConnectionLink, action: str, *, user=None, api_key=None, **details: Any) -> None:
+    AuditEvent.objects.create(
+        environment_id=link.environment_id,
+        integration_id=link.integration_id or "",
+        action=action,
+        details={"link_id": link.id, "link_type": link.link_type, **details},
+        **_actor(user, api_key),
+    )
+
+
+def _check_common(environment: Environment, language: str, link_type: str, scope_config: ScopeConfig | None,
+                  category: str) -> None:
+    if language not in LANGUAGE_CODES:
+        raise LinkInputError(f"language must be one of {', '.join(LANGUAGE_CODES)}")
+    if link_type not in LinkType.values:
+        raise LinkInputError(f"link_type must be one of {', '.join(LinkType.values)}")
+    if scope_config is not None:
+        if scope_config.environment_id != environment.pk:
+            raise LinkInputError("scope_config_id does not name a scope config of this environment")
+        if scope_config.category != category:
+            raise LinkInputError(f"scope config {scope_config.name!r} is for {scope_config.category}, not {category}")
+
+
+def _new_link(**fields: Any) -> CreatedLink:
+    token = secrets.token_urlsafe(32)
+    now = timezone.now()
+    link = ConnectionLink.objects.create(
+        token_hash=hash_secret(token), created_at=now, expires_at=now + LINK_VALIDITY[fields["link_type"]], **fields
+    )
+    return CreatedLink(link, token)
+
+
+def create_relink_link(
+    integration: Integration,
+    *,
+    link_type: str = LinkType.EMBEDDED,
+    language: str = "en",
+    scope_config: ScopeConfig | None = None,
+    user=None,
+    api_key: ApiKey | None = None,
+) -> CreatedLink:
+    """A reconnection link for one integration, optionally moving it to `scope_config` on completion."""
+    _check_common(integration.environment, language, link_type, scope_config, integration.category)
+    with transaction.atomic():
+        created = _new_link(
+            environment=integration.environment, kind=LinkKind.RECONNECT, integration=integration,
+            link_type=link_type, language=language, scope_config=scope_config,
+            created_by_user=user, created_by_api_key=api_key,
+        )
+        _audit(created.link, "link.created", user=user, api_key=api_key,
+               scope_config_id=scope_config.pk if scope_config else None)
+    return created
+
+
+def create_connect_link(
+    environment: Environment,
+    *,
+    end_user_email: str,
+    end_user_organization_name: str,
+    end_user_origin_id: str = "",
+    category: str = "HRIS",
+    tool: str = "",
+    scope_config: ScopeConfig | None = None,
+    link_type: str = LinkType.EMBEDDED,
+    language: str = "en",
+    user=None,
+    api_key: ApiKey | None = None,
+) -> CreatedLink:
+    """A link that creates a new integration for an end user."""
+    _check_common(environment, language, link_type, scope_config, category)
+    if tool:
+        try:
+            provider = get_provider(tool)
+        except LookupError:
+            raise LinkInputError(f"unknown integration_tool {tool!r}") from None
+        if provider.category.value != category:
+            raise LinkInputError(f"{tool} is not an {category} tool")
+    with transaction.atomic():
+        created = _new_link(
+            environment=environment, kind=LinkKind.CONNECT, link_type=link_type, language=language,
+            scope_config=scope_config, end_user_email=end_user_email,
+            end_user_organization_name=end_user_organization_name, end_user_origin_id=end_user_origin_id,
+            category=category, tool=tool, created_by_user=user, created_by_api_key=api_key,
+        )
+        _audit(created.link, "link.created", user=user, api_key=api_key, kind=LinkKind.CONNECT)
+    return created
+
+
+def mark_opened(link: ConnectionLink) -> None:
+    """Opening (GET) records `opened_at` once and changes nothing else."""
+    if link.opened_at is None and link.status == LinkStatus.PENDING:
+        now = timezone.now()
+        if ConnectionLink.objects.filter(pk=link.pk, opened_at__isnull=True).update(opened_at=now):
+            link.opened_at = now
+            _audit(link, "link.opened")
+
+
+def revoke(link: ConnectionLink, *, user=None, api_key: ApiKey | None = None) -> bool:
+    """Revoke a pending or opened link. Returns False if it was already unusable."""
+    with transaction.atomic():
+        locked = ConnectionLink.objects.select_for_update().get(pk=link.pk)
+        if locked.status not in (LinkStatus.PENDING, LinkStatus.OPENED):
+            return False
+        locked.revoked_at = timezone.now()
+        locked.save(update_fields=["revoked_at"])
+        _audit(locked, "link.revoked", user=user, api_key=api_key)
+    link.revoked_at = locked.revoked_at
+    return True
+
+
+# --- Verification ------------------------------------------------------------------------------
+
+
+@dataclass
+class Verification:
+    ok: bool
+    error_code: str = ""
+    message: str = ""
+    missing_permissions: list[str] = field(default_factory=list)
+    credentials: dict[str, Any] = field(default_factory=dict)  # possibly refreshed by the check
+
+
+def target_scope(link: ConnectionLink) -> ScopeConfig | None:
+    if link.scope_config_id:
+        return link.scope_config
+    return link.integration.scope_config if link.integration_id else None
+
+
+def verify_credentials(provider: Provider, credentials: dict[str, Any], scope: ScopeConfig | None,
+                       opted_out: list[str]) -> Verification:
+    """Check the credentials against the provider before anything is saved.
+
+    First the auth check, then a probe read of every model the scope config would sync, so a
+    key lacking a permission is refused now rather than failing later syncs.
+    """
+    result = provider.check_auth(credentials)
+    if result.outcome is Outcome.AUTH_FAILED:
+        return Verification(False, "AUTH_FAILED", result.message)
+    if result.outcome is Outcome.UNAVAILABLE:
+        return Verification(False, "UNAVAILABLE", result.message)
+    credentials = result.updated_credentials or credentials
+    missing = []
+    for model, fields in ScopeSpec.parse(scope.spec if scope else {}).fetch_plan(provider, opted_out):
+        try:
+            provider.fetch(model, credentials, fields)
+        except ModelPermissionDenied as exc:
+            missing.append(exc.permission)
+        except ProviderError as exc:
+            return Verification(False, "UNAVAILABLE" if exc.outcome is Outcome.UNAVAILABLE else "AUTH_FAILED", str(exc))
+    if missing:
+        return Verification(False, "PERMISSION_MISSING", "", missing_permissions=missing, credentials=credentials)
+    return Verification(True, credentials=credentials)
+
+
+def record_failed_attempt(link: ConnectionLink, verification: Verification, tool: str) -> None:
+    """A rejected attempt: audit, `connection-flow-failed` webhook. The integration is untouched."""
+    with transaction.atomic():
+        _audit(link, "link.attempt_failed", error_code=verification.error_code,
+               missing_permissions=verification.missing_permissions)
+        webhooks.emit(link.environment_id, WebhookEvent.CONNECTION_FLOW_FAILED, {
+            "integration_tool": tool,
+            "integration_id": link.integration_id,
+            "integration_category": link.integration.category if link.integration_id else link.category,
+            "end_user": _link_end_user(link),
+            "error_code": verification.error_code,
+            "missing_permissions": verification.missing_permissions,
+        })
+
+
+def _link_end_user(link: ConnectionLink) -> dict[str, Any]:
+    if link.integration_id:
+        return webhooks.end_user(link.integration)
+    return {"organization_name": link.end_user_organization_name, "creator_email": link.end_user_email or None,
+            "origin_id": link.end_user_origin_id or None}
+
+
+# --- Completion ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Completion:
+    integration: Integration
+    activation_token: str
+
+
+def complete(link_id: str, *, credentials: dict[str, Any], opted_out_fields: list[str], tool: str = "") -> Completion:
+    """Apply a verified connection, exactly once (the link row is locked; a second call raises).
+
+    Reconnect: new credentials, the link's scope config (data expired), streak cleared, ACTIVE
+    unless an operator disabled it, a sync queued on commit, `integration-state-changed` if the
+    state changed. Connect: a new integration, `integration-created`, a sync queued on commit.
+    """
+    now = timezone.now()
+    activation_token = secrets.token_urlsafe(32)
+    with transaction.atomic():
+        link = ConnectionLink.objects.select_for_update().select_related("environment").get(pk=link_id)
+        if link.status_at(now) not in (LinkStatus.PENDING, LinkStatus.OPENED):
+            raise LinkUnusable(link.status_at(now))
+        if link.kind == LinkKind.RECONNECT:
+            integration = _apply_reconnect(link, credentials, opted_out_fields, now)
+        else:
+            integration = _create_integration(link, tool, credentials, opted_out_fields, now)
+        link.completed_at = now
+        link.integration = integration
+        link.activation_token_hash = hash_secret(activation_token)
+        link.save(update_fields=["completed_at", "integration", "activation_token_hash"])
+        _audit(link, "link.completed")
+        queue_sync(integration.pk)
+    return Completion(integration, activation_token)
+
+
+def _apply_reconnect(link: ConnectionLink, credentials: dict[str, Any], opted_out: list[str], now) -> Integration:
+    integration = Integration.objects.select_for_update().get(pk=link.integration_id)
+    old_state = integration.state
+    integration.set_credentials(credentials)
+    if link.scope_config_id and link.scope_config_id != integration.scope_config_id:
+        integration.scope_config_id = link.scope_config_id
+        integration.data_expired_at = now
+    integration.opted_out_fields = list(opted_out)
+    integration.auth_failing_since = None
+    integration.invalid_since = None
+    integration.state = integration.derived_state()  # stays INACTIVE if an operator disabled it
+    if integration.state == IntegrationState.ACTIVE:
+        integration.next_sync_at = now
+    integration.save()
+    if integration.state != old_state:
+        state_changed(integration, old_state, actor_label="end customer", reason="reconnected")
+    return integration
+
+
+def _create_integration(link: ConnectionLink, tool: str, credentials: dict[str, Any], opted_out: list[str],
+                        now) -> Integration:
+    provider = get_provider(link.tool or tool)
+    integration = Integration(
+        environment=link.environment, tool=provider.id, category=provider.category.value,
+        end_user_organization_name=link.end_user_organization_name, end_user_email=link.end_user_email,
+        end_user_origin_id=link.end_user_origin_id, scope_config=link.scope_config,
+        opted_out_fields=list(opted_out), setup_status=SetupStatus.COMPLETED, created_at=now, next_sync_at=now,
+    )
+    integration.set_credentials(credentials)
+    integration.save()
+    webhooks.emit(link.environment_id, WebhookEvent.INTEGRATION_CREATED, webhooks.integration_data(integration))
+    return integration
+
+
+def find_by_activation_token(environment: Environment, token: str) -> Integration | None:
+    link = (
+        ConnectionLink.objects.select_related("integration")
+        .filter(environment=environment, activation_token_hash=hash_secret(token), completed_at__isnull=False)
+        .first()
+    )
+    return link.integration if link else None
