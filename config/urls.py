@@ -10,6 +10,8 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("v1/", include("api.urls")),
+    path("connect/", include("connect_flow.urls")),
     path("", include("dashboard.urls")),
 ]
 
