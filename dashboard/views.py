@@ -65,20 +65,28 @@ def _syncs_context(integration: Integration) -> dict:
     return {"syncs": recent, "sync_open": any(s.status in OPEN_SYNC_STATUSES for s in recent)}
 
 
-@login_required
-def integration(request: HttpRequest, env: str, integration_id: str) -> HttpResponse:
-    access = get_env_access(request, env)
-    obj = _get_integration(access, integration_id)
-    ctx = {
+def integration_page_context(access: EnvAccess, obj: Integration, **extra) -> dict:
+    """Everything the integration page renders; the Relink section views reuse it."""
+    from .relink import RelinkSection
+
+    return {
         "access": access,
         "env": access.environment,
         "integration": obj,
         "health": describe_health(obj),
         "checks": obj.auth_checks.order_by("-checked_at")[:30],
         "can_edit": access.can(Role.EDITOR),
+        "relink": RelinkSection(access.environment, obj, {}),
         **_syncs_context(obj),
+        **extra,
     }
-    return render(request, "dashboard/integration.html", ctx)
+
+
+@login_required
+def integration(request: HttpRequest, env: str, integration_id: str) -> HttpResponse:
+    access = get_env_access(request, env)
+    obj = _get_integration(access, integration_id)
+    return render(request, "dashboard/integration.html", integration_page_context(access, obj))
 
 
 @login_required

@@ -1,0 +1,91 @@
+"""The /v1 error envelope: `{"status": "error", "error": {"code", "title", "message", "log_url"}}`.
+
+Codes and HTTP statuses follow the reference API. Handlers raise `ApiError`; the dispatcher
+(api.framework) turns it into the envelope and fills in `log_url`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+INPUT_INVALID = "PLATFORM.INPUT_INVALID"
+AUTHENTICATION_INVALID = "PLATFORM.AUTHENTICATION_INVALID"
+INTEGRATION_NOT_FOUND = "PLATFORM.INTEGRATION_NOT_FOUND"
+RATE_LIMIT_EXCEEDED = "PLATFORM.RATE_LIMIT_EXCEEDED"
+UNKNOWN_ERROR = "PLATFORM.UNKNOWN_ERROR"
+
+STATUS = {
+    INPUT_INVALID: 400,
+    AUTHENTICATION_INVALID: 401,
+    INTEGRATION_NOT_FOUND: 404,
+    RATE_LIMIT_EXCEEDED: 429,
+    UNKNOWN_ERROR: 500,
+}
+
+TITLES = {
+    INPUT_INVALID: "The request's input is invalid.",
+    AUTHENTICATION_INVALID: "The API key is missing or invalid.",
+    INTEGRATION_NOT_FOUND: "The integration could not be found.",
+    RATE_LIMIT_EXCEEDED: "Too many requests.",
+    UNKNOWN_ERROR: "An unknown error occurred.",
+}
+
+
+class ApiError(Exception):
+    """An error answer. `code` may be None for errors without a platform code (404/405 routes)."""
+
+    def __init__(self, code: str | None, message: str, *, status: int | None = None, title: str | None = None,
+                 headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.status = status or STATUS.get(code or "", 400)
+        self.title = title if title is not None else TITLES.get(code or "")
+        self.headers = headers or {}
+
+    def envelope(self, log_url: str | None) -> dict[str, Any]:
+        return {
+            "status": "error",
+            "error": {"code": self.code, "title": self.title, "message": self.message, "log_url": log_url},
+        }
+
+
+def input_invalid(message: str) -> ApiError:
+    return ApiError(INPUT_INVALID, message)
+
+
+def authentication_invalid(message: str) -> ApiError:
+    return ApiError(AUTHENTICATION_INVALID, message)
+
+
+def integration_not_found(message: str) -> ApiError:
+    return ApiError(INTEGRATION_NOT_FOUND, message)
+
+
+def rate_limited(limit: int, retry_after: int) -> ApiError:
+    return ApiError(
+        RATE_LIMIT_EXCEEDED,
+        f"This API key may make {limit} requests per minute; retry in {retry_after} seconds.",
+        headers={"Retry-After": str(retry_after)},
+    )
+
+
+def unknown_error() -> ApiError:
+    return ApiError(
+        UNKNOWN_ERROR,
+        "Something went wrong on our side. The error has been logged; share the log_url if you contact support.",
+    )
+
+
+def route_not_found(path: str) -> ApiError:
+    return ApiError(None, f"There is no API endpoint at {path[:200]}.", status=404, title="Not found.")
+
+
+def method_not_allowed(method: str, allowed: list[str]) -> ApiError:
+    return ApiError(
+        None,
+        f"{method[:10]} is not allowed here; use {', '.join(allowed)}.",
+        status=405,
+        title="Method not allowed.",
+        headers={"Allow": ", ".join(allowed)},
+    )

@@ -1,0 +1,247 @@
+"""The one wrapper every /v1 endpoint goes through.
+
+Per request: bearer-key authentication (scoped to the key's environment), the per-key rate limit,
+method dispatch, the JSON body, the error envelope, `Cache-Control: no-store`, and one RequestLog
+row with redacted bodies — whatever the outcome, including unknown paths and unexpected errors.
+Handlers take an `ApiContext` and return the `data` of a success answer (or an HttpResponse).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from datetime import timedelta
+from functools import wraps
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
+from django.db import transaction
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt
+
+from integrations.lib.tokens import random_id
+from integrations.models import ApiKey, Environment, Integration, RequestLog
+
+from . import errors, ratelimit
+from .errors import ApiError
+from .redaction import REDACTED, clean, mask, redact
+from .validation import Body
+
+log = logging.getLogger("api")
+
+LAST_USED_PRECISION = timedelta(minutes=1)  # last_used_at is written at most once a minute per key
+MAX_LOGGED_BODY = 64 * 1024  # bodies above this size are not stored in the request log
+
+Handler = Callable[..., Any]
+
+
+class ApiContext:
+    """What a handler needs: the request, the authenticated key and environment, the body."""
+
+    def __init__(self, request: HttpRequest, log_id: str):
+        self.request = request
+        self.log_id = log_id
+        self.api_key: ApiKey | None = None
+        self.raw_key = ""
+        self.integration_id = ""  # for the request log, when the request names one
+        self.path_secrets: list[str] = []  # URL segments masked in the logged path (tokens)
+        self._body: Body | None = None
+
+    @property
+    def environment(self) -> Environment:
+        assert self.api_key is not None
+        return self.api_key.environment
+
+    def body(self) -> Body:
+        """The JSON object sent; an empty body counts as `{}`."""
+        if self._body is None:
+            self._body = Body(parse_json_object(self.request))
+        return self._body
+
+    def get_integration(self, integration_id: str, queryset=None) -> Integration:
+        """The integration if it belongs to the key's environment; any other id is a 404."""
+        self.integration_id = integration_id[:80]
+        qs = queryset if queryset is not None else Integration.objects.select_related("scope_config")
+        integration = None
+        if 0 < len(integration_id) <= 80 and "\x00" not in integration_id:  # ids are <tool>:<24 chars>
+            integration = qs.defer("credentials_encrypted").filter(environment=self.environment, pk=integration_id).first()
+        if integration is None:
+            raise errors.integration_not_found(f"No integration with the id {integration_id[:80]!r} exists in this environment.")
+        integration.environment = self.environment
+        return integration
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def loads(raw: bytes) -> Any:
+    """Strict JSON: NaN and Infinity, which Python would accept, are invalid."""
+    return json.loads(raw, parse_constant=_reject_constant)
+
+
+def parse_json_object(request: HttpRequest) -> dict[str, Any]:
+    try:
+        raw = request.body
+    except RequestDataTooBig:
+        raise errors.input_invalid("The request body is too large.") from None
+    if not raw.strip():
+        return {}
+    try:
+        data = loads(raw)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise errors.input_invalid(f"The request body is not valid JSON: {exc}.") from None
+    if not isinstance(data, dict):
+        raise errors.input_invalid("The request body must be a JSON object.")
+    return data
+
+
+def success(data: Any) -> JsonResponse:
+    return JsonResponse({"status": "success", "data": data})
+
+
+def api_view(handlers: dict[str, Handler] | None = None, *, auth: bool = True, fallback: Handler | None = None,
+             secret_kwargs: tuple[str, ...] = ()) -> Callable[..., HttpResponse]:
+    """A Django view for one path: `handlers` maps HTTP methods to handlers.
+
+    `fallback` answers every method (used by the catch-all for unknown paths). The values of the
+    URL kwargs named in `secret_kwargs` (e.g. a token) are masked in the logged path.
+    """
+    handlers = dict(handlers or {})
+
+    @csrf_exempt
+    def view(request: HttpRequest, **kwargs: Any) -> HttpResponse:
+        path_secrets = [str(kwargs[name]) for name in secret_kwargs if kwargs.get(name)]
+        return dispatch(request, handlers, kwargs, auth=auth, fallback=fallback, path_secrets=path_secrets)
+
+    if handlers:
+        first = next(iter(handlers.values()))
+        view = wraps(first)(view)
+    return view
+
+
+def dispatch(request: HttpRequest, handlers: dict[str, Handler], kwargs: dict[str, Any], *, auth: bool,
+             fallback: Handler | None, path_secrets: list[str] | None = None) -> HttpResponse:
+    started = time.monotonic()
+    ctx = ApiContext(request, random_id(24))
+    ctx.path_secrets = list(path_secrets or [])
+    error: ApiError | None = None
+    try:
+        if auth:
+            authenticate(ctx)
+            retry_after = ratelimit.hit(ctx.api_key.key_hash[:32])
+            if retry_after is not None:
+                raise errors.rate_limited(ratelimit.limit_per_minute(), retry_after)
+        handler = fallback or handlers.get(request.method or "")
+        if handler is None:
+            raise errors.method_not_allowed(request.method or "", list(handlers))
+        result = handler(ctx, **kwargs)
+        response = result if isinstance(result, HttpResponse) else success(result)
+    except ApiError as exc:
+        error = exc
+    except Exception:
+        log.exception("unhandled error in %s %s (request log %s)", request.method, request.path, ctx.log_id)
+        error = errors.unknown_error()
+    if error is not None:
+        response = JsonResponse(error.envelope(log_url(ctx)), status=error.status)
+        for name, value in error.headers.items():
+            response[name] = value
+    response["Cache-Control"] = "no-store"
+    write_request_log(ctx, response, error, int((time.monotonic() - started) * 1000))
+    return response
+
+
+def authenticate(ctx: ApiContext) -> None:
+    header = ctx.request.headers.get("Authorization", "")
+    scheme, _, raw = header.strip().partition(" ")
+    raw = raw.strip()
+    if scheme.lower() != "bearer" or not raw:
+        raise errors.authentication_invalid("Send your API key in the Authorization header: 'Bearer <key>'.")
+    ctx.raw_key = raw
+    key = ApiKey.objects.find(raw) if len(raw) <= 200 else None
+    if key is None:
+        raise errors.authentication_invalid("The API key is invalid or has been revoked.")
+    ctx.api_key = key
+    touch_last_used(key)
+
+
+def touch_last_used(key: ApiKey) -> None:
+    now = timezone.now()
+    if key.last_used_at is None or now - key.last_used_at >= LAST_USED_PRECISION:
+        ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
+        key.last_used_at = now
+
+
+def log_url(ctx: ApiContext) -> str | None:
+    if ctx.api_key is None:
+        return None  # no environment: nobody could open the page
+    path = reverse("dashboard:log", kwargs={"env": ctx.environment.slug, "log_id": ctx.log_id})
+    return f"{settings.BASE_URL}{path}"
+
+
+def _logged_request_body(ctx: ApiContext) -> Any:
+    try:
+        raw = ctx.request.body
+    except RequestDataTooBig:
+        return {"_note": "request body too large to log"}
+    if not raw:
+        return None
+    if len(raw) > MAX_LOGGED_BODY:
+        return {"_note": f"request body of {len(raw)} bytes not logged"}
+    try:
+        data = loads(raw)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return {"_note": f"request body of {len(raw)} bytes is not valid JSON; not logged"}
+    return redact(data, [ctx.raw_key])
+
+
+def _logged_path(ctx: ApiContext) -> str:
+    path = ctx.request.path
+    for secret in ctx.path_secrets:  # the last occurrence is the URL segment itself
+        head, found, tail = path.rpartition(secret)
+        if found:
+            path = f"{head}{REDACTED}{tail}"
+    return clean(mask(path, [ctx.raw_key]))[:500]
+
+
+def _logged_response_body(ctx: ApiContext, response: HttpResponse) -> Any:
+    if not response.get("Content-Type", "").startswith("application/json"):
+        return None
+    content = response.content
+    if len(content) > MAX_LOGGED_BODY:
+        return {"_note": f"response body of {len(content)} bytes not logged"}
+    try:
+        return redact(json.loads(content), [ctx.raw_key])
+    except ValueError:
+        return None
+
+
+def write_request_log(ctx: ApiContext, response: HttpResponse, error: ApiError | None, duration_ms: int) -> None:
+    """One RequestLog row per request. Never lets a logging failure change the answer."""
+    try:
+        with transaction.atomic():  # a savepoint: a failed insert must not break an outer transaction
+            _create_request_log(ctx, response, error, duration_ms)
+    except Exception:
+        log.exception("could not write the request log for %s %s", ctx.request.method, ctx.request.path)
+
+
+def _create_request_log(ctx: ApiContext, response: HttpResponse, error: ApiError | None, duration_ms: int) -> None:
+    RequestLog.objects.create(
+        id=ctx.log_id,
+        environment=ctx.api_key.environment if ctx.api_key else None,
+        source=RequestLog.Source.API,
+        method=clean(ctx.request.method or "")[:10],
+        path=_logged_path(ctx),
+        status_code=response.status_code,
+        api_key=ctx.api_key,
+        integration_id=clean(ctx.integration_id)[:80],
+        request_body=_logged_request_body(ctx),
+        response_body=_logged_response_body(ctx, response),
+        error_code=(error.code or "")[:60] if error else "",
+        duration_ms=duration_ms,
+    )

@@ -1,0 +1,51 @@
+"""Redacting secrets from request and response bodies before they are logged."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+REDACTED = "[REDACTED]"
+
+# A key is secret when its name contains one of these words (api_key, client_secret,
+# refresh_token, access_token, activation_token, password, authorization, …) …
+_SECRET_WORDS = re.compile(r"api_?key|secret|token|passw(or)?d|pwd|authori[sz]ation|credential|private_?key",
+                           re.IGNORECASE)
+# … or is/ends with "link": a connection link carries its token (`link`, `magic_link`; not `link_type`).
+_LINK_KEY = re.compile(r"(^|[_\-])link$", re.IGNORECASE)
+
+
+def is_secret_key(name: str) -> bool:
+    return bool(_SECRET_WORDS.search(name) or _LINK_KEY.search(name))
+
+
+MIN_MASKED_LENGTH = 8  # shorter "secrets" (e.g. a bogus bearer value "x") would mangle every string
+
+
+def redact(value: Any, secrets: list[str] | tuple[str, ...] = ()) -> Any:
+    """A copy of `value` with secret-named keys replaced and every string in `secrets` masked.
+
+    NUL characters are replaced too: PostgreSQL cannot store them in jsonb.
+    """
+    secrets = [s for s in secrets if s and len(s) >= MIN_MASKED_LENGTH]
+    if isinstance(value, dict):
+        return {
+            clean(str(key)): REDACTED if is_secret_key(str(key)) else redact(item, secrets)
+            for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [redact(item, secrets) for item in value]
+    if isinstance(value, str):
+        return clean(mask(value, secrets))
+    return value
+
+
+def mask(text: str, secrets: list[str] | tuple[str, ...]) -> str:
+    for secret in secrets:
+        if secret and len(secret) >= MIN_MASKED_LENGTH and secret in text:
+            text = text.replace(secret, REDACTED)
+    return text
+
+
+def clean(text: str) -> str:
+    return text.replace("\x00", "\ufffd")

@@ -1,0 +1,311 @@
+"""The "Relink integration" section of the integration page.
+
+A scope selector that previews the permission changes a reconnection would ask for, a form that
+creates a reconnection link, and the list of the integration's links with a revoke button.
+
+Every view answers htmx with a named partial of `dashboard/integration.html` and a plain request
+with the whole integration page, so the section works without JavaScript. The link lifecycle
+itself (validation, token, expiry, audit) is `connect_flow.links`; nothing here writes a row.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from functools import cached_property
+from typing import Mapping
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.cache import patch_vary_headers
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET, require_POST
+from django_htmx.http import trigger_client_event
+
+from connect_flow.links import CreatedLink, LinkInputError, create_relink_link, revoke
+from connect_flow.models import LINK_VALIDITY, ConnectionLink, LinkStatus, LinkType
+from integrations.models import Environment, Integration, Role, ScopeConfig
+from integrations.providers.base import Provider
+from integrations.scopes import DISABLED, ScopeSpec
+
+from .access import EnvAccess, get_env_access
+from .views import _get_integration, integration_page_context
+
+TEMPLATE = "dashboard/integration.html"
+LINKS_SHOWN = 50
+REVOCABLE = (LinkStatus.PENDING, LinkStatus.OPENED)
+# The event a link mutation sends; the links table listens with `linksChanged from:body`.
+LINKS_CHANGED = "linksChanged"
+
+
+# --- The scope diff ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Permission:
+    name: str
+    new: bool  # not needed by the current scope config
+
+
+@dataclass(frozen=True)
+class AvailabilityChange:
+    path: str  # "hris_employees" or "hris_employees.salary"
+    before: str  # ENABLED, OPTIONAL or DISABLED
+    after: str
+    offered: bool  # the integration's tool reads this model or field
+
+
+@dataclass(frozen=True)
+class ScopeDiff:
+    current: ScopeConfig | None
+    target: ScopeConfig
+    required: list[Permission]  # everything the target needs for the tool, new ones marked
+    removed: list[str]  # needed now, no longer needed with the target
+    changes: list[AvailabilityChange]
+
+    @property
+    def added(self) -> list[str]:
+        return [p.name for p in self.required if p.new]
+
+    @property
+    def unchanged(self) -> bool:
+        return not (self.added or self.removed or self.changes)
+
+
+def scope_diff(current: ScopeConfig | None, target: ScopeConfig, provider: Provider) -> ScopeDiff:
+    """What moving an integration of `provider` from `current` to `target` changes."""
+    before = ScopeSpec.parse(current.spec if current else None)
+    after = ScopeSpec.parse(target.spec)
+    had = before.required_permissions(provider)
+    needs = after.required_permissions(provider)
+    offered = _tool_paths(provider)
+    changes = []
+    for path in dict.fromkeys([*offered, *_spec_paths(before), *_spec_paths(after)]):
+        old, new = _availability(before, path), _availability(after, path)
+        if old != new:
+            changes.append(AvailabilityChange(path, old, new, path in offered))
+    return ScopeDiff(
+        current=current,
+        target=target,
+        required=[Permission(name, name not in had) for name in sorted(needs)],
+        removed=sorted(had - needs),
+        changes=changes,
+    )
+
+
+def _tool_paths(provider: Provider) -> list[str]:
+    """The tool's models and fields, in the tool's own order (each model before its fields)."""
+    return [path for m in provider.models for path in (m.name, *(f"{m.name}.{f}" for f in m.fields))]
+
+
+def _spec_paths(spec: ScopeSpec) -> list[str]:
+    return [path for m in spec.models.values() for path in (m.name, *(f"{m.name}.{f}" for f in m.fields))]
+
+
+def _availability(spec: ScopeSpec, path: str) -> str:
+    model, _, field_name = path.partition(".")
+    scope = spec.models.get(model)
+    if scope is None:
+        return DISABLED
+    return scope.fields.get(field_name, DISABLED) if field_name else scope.availability
+
+
+def validity_label(link_type: str) -> str:
+    """"1 hour", "1 year": how long a new link of `link_type` stays valid."""
+    validity: timedelta = LINK_VALIDITY[link_type]
+    if validity.days and validity.days % 365 == 0:
+        n, unit = validity.days // 365, "year"
+    elif validity.days:
+        n, unit = validity.days, "day"
+    else:
+        n, unit = validity.seconds // 3600, "hour"
+    return f"{n} {unit}{'' if n == 1 else 's'}"
+
+
+# --- What the section shows ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LinkRow:
+    link: ConnectionLink
+    status: str
+    revocable: bool
+
+
+class RelinkSection:
+    """The section's state for one request. Lists are queried only when a rendered partial uses
+    them, so the diff fragment does not load the links and the links fragment no scope configs."""
+
+    link_types = LinkType.choices
+    languages = settings.LANGUAGES  # native names: Deutsch, Français, …
+
+    def __init__(self, environment: Environment, integration: Integration, params: Mapping[str, str], *,
+                 created: CreatedLink | None = None, error: str = ""):
+        self.environment = environment
+        self.integration = integration
+        self.scope_config_id = params.get("scope_config", "")
+        self.link_type = params.get("link_type", LinkType.EMBEDDED)
+        self.language = params.get("language", "en")
+        self.created = created
+        self.error = error
+
+    @cached_property
+    def scope_configs(self) -> list[ScopeConfig]:
+        """The choices: the environment's scope configs of the integration's category."""
+        return list(ScopeConfig.objects.filter(environment=self.environment, category=self.integration.category))
+
+    @cached_property
+    def target(self) -> ScopeConfig | None:
+        return next((sc for sc in self.scope_configs if sc.pk == self.scope_config_id), None)
+
+    @property
+    def diff_error(self) -> str:
+        if self.scope_config_id and self.target is None:
+            return f"Choose one of this environment's {self.integration.category} scope configs."
+        return ""
+
+    @cached_property
+    def diff(self) -> ScopeDiff | None:
+        """None for "keep current"."""
+        if self.target is None:
+            return None
+        return scope_diff(self.integration.scope_config, self.target, self.integration.provider)
+
+    @property
+    def validity(self) -> str:
+        return validity_label(self.created.link.link_type) if self.created else ""
+
+    @cached_property
+    def _link_rows(self) -> list[LinkRow]:
+        links = (
+            self.integration.links.select_related("scope_config", "created_by_user", "created_by_api_key")
+            .order_by("-created_at")[: LINKS_SHOWN + 1]
+        )
+        now = timezone.now()
+        rows = []
+        for link in links:
+            status = link.status_at(now)
+            rows.append(LinkRow(link, status, status in REVOCABLE))
+        return rows
+
+    @property
+    def links(self) -> list[LinkRow]:
+        return self._link_rows[:LINKS_SHOWN]
+
+    @property
+    def more_links(self) -> bool:
+        return len(self._link_rows) > LINKS_SHOWN
+
+    @property
+    def links_shown(self) -> int:
+        return LINKS_SHOWN
+
+
+def _render(request: HttpRequest, access: EnvAccess, integration: Integration, partial: str,
+            section: RelinkSection) -> HttpResponse:
+    """`partial` of the integration page for htmx, else the whole page with the section filled in."""
+    ctx = {
+        "access": access,
+        "env": access.environment,
+        "integration": integration,
+        "can_edit": access.can(Role.EDITOR),
+        "relink": section,
+    }
+    if request.htmx and not request.htmx.history_restore_request:
+        response = render(request, f"{TEMPLATE}#{partial}", ctx)
+    else:
+        response = render(request, TEMPLATE, integration_page_context(access, integration, relink=section))
+    patch_vary_headers(response, ["HX-Request"])
+    return response
+
+
+# --- Views --------------------------------------------------------------------------------------
+
+
+@login_required
+@require_GET
+def section(request: HttpRequest, env: str, integration_id: str) -> HttpResponse:
+    """The section: loaded by the integration page through htmx, or (plain) the whole page."""
+    access = get_env_access(request, env)
+    obj = _get_integration(access, integration_id)
+    return _render(request, access, obj, "relink", RelinkSection(access.environment, obj, request.GET))
+
+
+@login_required
+@require_GET
+def scope_diff_view(request: HttpRequest, env: str, integration_id: str) -> HttpResponse:
+    """The permission changes `?scope_config=` implies: the scope selector's htmx target, and
+    the "Preview changes" submit without JavaScript."""
+    access = get_env_access(request, env)
+    obj = _get_integration(access, integration_id)
+    return _render(request, access, obj, "scope-diff", RelinkSection(access.environment, obj, request.GET))
+
+
+@login_required
+@require_GET
+def links(request: HttpRequest, env: str, integration_id: str) -> HttpResponse:
+    """The integration's links table, refreshed by htmx whenever `linksChanged` fires."""
+    access = get_env_access(request, env)
+    obj = _get_integration(access, integration_id)
+    return _render(request, access, obj, "relink-links", RelinkSection(access.environment, obj, {}))
+
+
+@never_cache  # the response holds the raw link, which exists nowhere else: no cache may keep it
+@login_required
+@require_POST
+def create_link(request: HttpRequest, env: str, integration_id: str) -> HttpResponse:
+    """Create a reconnection link and show it, once.
+
+    Unlike the other POSTs this one does not redirect after success: only the token's hash is
+    stored, so a redirected page could not show the link any more.
+    """
+    access = get_env_access(request, env, Role.EDITOR)
+    obj = _get_integration(access, integration_id)
+    created, error = None, ""
+    raw_scope = request.POST.get("scope_config", "")
+    # Look the id up inside the environment only, so another environment's id reads as unknown;
+    # create_relink_link checks environment and category again.
+    scope_config = None
+    if raw_scope:
+        scope_config = ScopeConfig.objects.filter(environment=access.environment, pk=raw_scope).first()
+    if raw_scope and scope_config is None:
+        error = f"No link created: choose one of this environment's {obj.category} scope configs."
+    else:
+        try:
+            created = create_relink_link(
+                obj,
+                link_type=request.POST.get("link_type", LinkType.EMBEDDED),
+                language=request.POST.get("language", "en"),
+                scope_config=scope_config,
+                user=request.user,
+            )
+        except LinkInputError as exc:
+            error = f"No link created: {exc}."
+    section = RelinkSection(access.environment, obj, request.POST, created=created, error=error)
+    response = _render(request, access, obj, "relink-create", section)
+    if created:
+        trigger_client_event(response, LINKS_CHANGED)
+    return response
+
+
+@login_required
+@require_POST
+def revoke_link(request: HttpRequest, env: str, integration_id: str, link_id: str) -> HttpResponse:
+    access = get_env_access(request, env, Role.EDITOR)
+    obj = _get_integration(access, integration_id)
+    link = get_object_or_404(ConnectionLink, pk=link_id, integration=obj)
+    revoked = revoke(link, user=request.user)  # audits; False if it was no longer usable
+    if request.htmx:
+        # No body: the links table refreshes itself on the event.
+        return trigger_client_event(HttpResponse(status=204), LINKS_CHANGED)
+    if revoked:
+        messages.success(request, "Link revoked: it can no longer be used.")
+    else:
+        link.refresh_from_db()
+        messages.info(request, f"That link was already {link.status.lower()}.")
+    return redirect(reverse("dashboard:relink", kwargs={"env": env, "integration_id": obj.pk}) + "#relink-links")

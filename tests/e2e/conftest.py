@@ -1,0 +1,57 @@
+"""Browser tests: Playwright driving Debian's Chromium against pytest-django's live server.
+
+Screenshots go to test-artifacts/. Without Chromium the tests are skipped with a reason, unless
+RELINK_REQUIRE_BROWSER is set (CI), where a missing browser is an error.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+# Playwright's sync API runs an event loop in this thread; the ORM calls the tests make around
+# it are still synchronous and safe.
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-quic", "--no-first-run", "--disable-component-update", "--disable-sync"]
+
+
+def _chromium() -> str | None:
+    return shutil.which("chromium") or (os.path.exists("/usr/bin/chromium") and "/usr/bin/chromium") or None
+
+
+@pytest.fixture(scope="session")
+def browser():
+    path = _chromium()
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        path = None
+    if path is None:
+        if os.environ.get("RELINK_REQUIRE_BROWSER"):
+            pytest.fail("RELINK_REQUIRE_BROWSER is set but Chromium or Playwright is missing")
+        pytest.skip("needs Debian chromium (apt-get install chromium) and the playwright package")
+    with sync_playwright() as playwright:
+        instance = playwright.chromium.launch(executable_path=path, args=CHROMIUM_ARGS)
+        yield instance
+        instance.close()
+
+
+@pytest.fixture
+def shot(request):
+    """shot(page, "step-name") saves a full-page screenshot under test-artifacts/<test>/."""
+    folder = ARTIFACTS / request.node.name
+    folder.mkdir(parents=True, exist_ok=True)
+    counter = iter(range(1, 1000))
+
+    def take(page, name: str) -> Path:
+        target = folder / f"{next(counter):02d}-{name}.png"
+        page.screenshot(path=str(target), full_page=True)
+        return target
+
+    return take

@@ -1,0 +1,31 @@
+"""An operator signs in with a real browser and reaches an integration's page."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests import factories
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_operator_signs_in_and_opens_an_integration(browser, live_server, shot):
+    environment = factories.EnvironmentFactory(slug="acme", name="Acme production")
+    user = factories.UserFactory(email="op@acme.test")
+    factories.MembershipFactory(environment=environment, user=user, role="editor")
+    factories.IntegrationFactory(environment=environment, end_user_organization_name="Umbrella Corp",
+                                 state="INVALID", auth_failing_since="2026-11-19T10:02:00Z",
+                                 invalid_since="2026-11-22T10:02:00Z")
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(f"{live_server.url}/login/")
+    page.fill("#id_username", "op@acme.test")
+    page.fill("#id_password", "password")
+    page.click("button[type=submit]")
+    page.wait_for_url("**/env/acme/")
+    shot(page, "integrations")
+    page.click("text=Umbrella Corp")
+    page.wait_for_selector("#health")
+    shot(page, "integration")
+    assert "syncs paused since 22 Nov 10:02" in page.inner_text("#health")
+    context.close()

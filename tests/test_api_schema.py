@@ -1,0 +1,110 @@
+"""Fuzz the /v1 API against the OpenAPI document it serves (schemathesis, through the WSGI app).
+
+The schema is built at collection time by the same code that serves GET /v1/openapi.json (no
+database then, so not through the view); a test checks that the served document is identical.
+(schemathesis' lazy `from_fixture` loader does not work with pytest 9: it uses `Node._nodeid`.)
+
+Bounded so the whole file stays well under a minute: few examples per operation. Half of the
+generated cases are pointed at real objects of the key's environment (an integration, a scope
+config, an activation token) so the fuzzer also reaches the success paths, not only 404s.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import pytest
+import schemathesis
+from django.core.cache import cache
+from django.core.signals import request_finished, request_started
+from django.db import close_old_connections
+from hypothesis import HealthCheck, settings as hypothesis_settings
+from schemathesis.checks import not_a_server_error, response_schema_conformance
+
+from api.views import openapi as openapi_view_handler
+from config.wsgi import application
+from connect_flow import links
+from integrations.models import ApiKey, Integration
+
+from . import factories
+
+FUZZ_INTEGRATION_ID = "sandbox:FuzzFuzzFuzzFuzzFuzzFuzz"
+
+
+@pytest.fixture
+def wsgi_requests_keep_the_test_connection():
+    """Like Django's test client: the WSGI handler must not close the test's database connection
+    at the end of each request (it would on PostgreSQL, ending the test transaction)."""
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    yield
+    request_started.connect(close_old_connections)
+    request_finished.connect(close_old_connections)
+
+
+@pytest.fixture
+def api(db, settings, monkeypatch, wsgi_requests_keep_the_test_connection):
+    """The key and the real objects the fuzzer may aim at."""
+    settings.API_RATE_LIMIT_PER_MINUTE = 1_000_000
+    monkeypatch.setattr("integrations.syncs._enqueue", lambda sync_ids: None)
+    cache.clear()
+    environment = factories.EnvironmentFactory(slug="fuzz", name="Fuzz")
+    scope_config = factories.ScopeConfigFactory(environment=environment)
+    created = links.create_connect_link(environment, end_user_email="hr@fuzz.test", end_user_organization_name="Fuzz")
+    token = links.complete(created.link.pk, credentials={"api_key": "x"}, opted_out_fields=[], tool="sandbox").activation_token
+
+    def integration_id() -> str:
+        """The fuzz integration, recreated if a fuzzed DELETE removed it."""
+        if not Integration.objects.filter(pk=FUZZ_INTEGRATION_ID).exists():
+            factories.IntegrationFactory(id=FUZZ_INTEGRATION_ID, environment=environment, scope_config=scope_config)
+        return FUZZ_INTEGRATION_ID
+
+    return {
+        "raw_key": ApiKey.create(environment, "Fuzzer")[1],
+        "integration_id": integration_id,
+        "scope_config_id": scope_config.pk,
+        "token": token,
+        "turn": itertools.count(),
+    }
+
+
+def served_document() -> dict:
+    return json.loads(openapi_view_handler(None).content)
+
+
+schema = schemathesis.openapi.from_dict(served_document())
+schema.app = application
+
+
+def test_the_fuzzed_schema_is_the_served_one(db, client):
+    assert client.get("/v1/openapi.json").json() == served_document()
+
+
+def _aim_at_real_objects(case, api) -> None:
+    if next(api["turn"]) % 2:
+        return
+    if "integration_id" in (case.path_parameters or {}):
+        case.path_parameters["integration_id"] = api["integration_id"]()
+    if "token" in (case.path_parameters or {}):
+        case.path_parameters["token"] = api["token"]
+    if case.headers and "X-Integration-Id" in case.headers:
+        case.headers["X-Integration-Id"] = api["integration_id"]()
+    if isinstance(case.body, dict) and "scope_config_id" in case.body:
+        case.body["scope_config_id"] = api["scope_config_id"]
+
+
+@schema.parametrize()
+@hypothesis_settings(
+    max_examples=15,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=list(HealthCheck),
+)
+def test_the_api_never_answers_with_a_server_error(case, api):
+    _aim_at_real_objects(case, api)
+
+    case.call_and_validate(
+        headers={"Authorization": f"Bearer {api['raw_key']}"},
+        checks=[not_a_server_error, response_schema_conformance],
+    )
