@@ -27,10 +27,15 @@ $(VENV)/.installed-dev: requirements.txt requirements-dev.txt | $(BIN)/python
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
-demo: install
+# Compile the translation catalogs (locale/*/LC_MESSAGES/*.po → .mo, git-ignored) in pure Python.
+# The command reads no secrets; DEBUG=1 only lets the settings load without them.
+messages: install
+	DEBUG=1 $(BIN)/python manage.py compile_catalogs
+
+demo: install messages
 	PORT=$(PORT) PYTHON=$(BIN)/python bin/demo
 
-test: install-dev
+test: install-dev messages
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 clean:

@@ -1,5 +1,11 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
+
+from . import views
 
 app_name = "connect_flow"
 
-urlpatterns: list = []
+urlpatterns = [
+    # Before <token>/: the provider returns here (registered as the OAuth redirect URI).
+    path("oauth/callback/", views.oauth_callback, name="oauth_callback"),
+    path("<str:token>/", views.link_page, name="link"),
+]

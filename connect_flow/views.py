@@ -1,0 +1,514 @@
+"""The hosted end-customer pages: `/connect/<token>/` (GET shows, POST acts) and the OAuth callback.
+
+GET never changes anything but `opened_at` (mail scanners fetch links); only the customer's POST
+verifies credentials and completes the link, through the domain functions in `links`.
+
+No cookies, no session. An EMBEDDED link runs in a cross-site iframe, and browsers do not send
+cookies there (SameSite defaults, third-party cookie blocking, storage partitioning). So neither
+Django's cookie-based CSRF protection nor session-stored OAuth state can work in that iframe; all
+state the flow needs travels with the request instead:
+
+- the link token in the URL: 256 random bits only the customer was given, the capability itself;
+- a signed form token in a hidden field (`_form_token`), in place of the CSRF cookie;
+- a signed OAuth `state` (`_oauth_state`), in place of a session entry.
+
+Every response carries `Referrer-Policy: no-referrer` (the token in the URL must not leak to the
+provider's consent page or anywhere else), `Cache-Control: no-store`, and a frame policy: an
+EMBEDDED link's pages may be framed by the environment's allowed origins only, everything else by
+nobody.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.core import signing
+from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
+from django.shortcuts import render
+from django.urls import reverse
+from django.utils import translation
+from django.utils.translation import gettext as _
+from django.views.decorators.clickjacking import xframe_options_exempt
+from django.views.decorators.csrf import csrf_exempt
+
+from integrations.models import RequestLog
+from integrations.providers import REGISTRY, AuthType, Outcome, get_provider
+from integrations.providers.base import Provider, ProviderError
+from integrations.scopes import ScopeSpec
+
+from . import links
+from .forms import ConnectForm, optional_items
+from .models import ConnectionLink, LinkKind, LinkStatus, LinkType
+
+LIVE_STATUSES = (LinkStatus.PENDING, LinkStatus.OPENED)
+
+FORM_TOKEN_SALT = "relink-connect-form"
+# Long enough for a customer who opens the page, goes to find an API key and comes back.
+FORM_TOKEN_MAX_AGE = 3 * 60 * 60
+OAUTH_STATE_SALT = "relink-oauth"
+# Consent pages are quick; an hour covers a customer who first has to sign in to the tool.
+OAUTH_STATE_MAX_AGE = 60 * 60
+
+# Request logs name the page, never the token (it would let anyone reading logs use the link).
+LOG_PATH = "/connect/<token>/"
+REDACTED = "[redacted]"
+
+# Everything the pages load comes from this origin; no inline script or style, so a strict policy
+# costs nothing. No form-action: the OAuth "Continue" POST redirects to the provider's origin.
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "object-src 'none'; base-uri 'none'; frame-ancestors {ancestors}"
+)
+_HOST_RE = re.compile(r"[A-Za-z0-9.\-]+(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?")
+
+
+# --- Response headers ----------------------------------------------------------------------------
+
+
+def allowed_frame_origins(raw: Any) -> list[str]:
+    """The well-formed http(s) origins of an environment's `allowed_origins`.
+
+    Anything else is dropped: a stored value with a space or `;` must not add a CSP directive.
+    """
+    origins: list[str] = []
+    for value in raw if isinstance(raw, list) else []:
+        if not isinstance(value, str):
+            continue
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or parts.path.strip("/") or parts.query or parts.fragment:
+            continue
+        if not _HOST_RE.fullmatch(parts.netloc):
+            continue
+        origin = f"{parts.scheme}://{parts.netloc}".lower()
+        if origin not in origins:
+            origins.append(origin)
+    return origins
+
+
+def _frame_origins(link: ConnectionLink | None) -> list[str]:
+    if link is None or link.link_type != LinkType.EMBEDDED:
+        return []
+    return allowed_frame_origins(link.environment.allowed_origins)
+
+
+def _protect(response: HttpResponse, link: ConnectionLink | None) -> HttpResponse:
+    """The headers every connect-flow response carries (see the module docstring)."""
+    response["Referrer-Policy"] = "no-referrer"
+    response["Cache-Control"] = "no-store"
+    origins = _frame_origins(link)
+    if origins:
+        ancestors = " ".join(origins)
+    else:
+        # The views are xframe_options_exempt so EMBEDDED pages can be framed; everything else
+        # says DENY itself (the middleware leaves a response that already has the header alone).
+        response["X-Frame-Options"] = "DENY"
+        ancestors = "'none'"
+    response["Content-Security-Policy"] = CSP.format(ancestors=ancestors)
+    return response
+
+
+ViewResult = tuple[HttpResponse, ConnectionLink | None]
+
+
+def connect_view(methods: tuple[str, ...]) -> Callable:
+    """Decorate a view returning (response, link): method check, no CSRF cookie, frame policy, headers.
+
+    csrf_exempt: the cookie Django's CSRF check needs never reaches a cross-site iframe; the POST
+    checks the signed form token instead (`_form_token_valid`).
+    """
+
+    def decorator(view: Callable[..., ViewResult]) -> Callable[..., HttpResponse]:
+        @wraps(view)
+        def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            if request.method not in methods:
+                return _protect(HttpResponseNotAllowed(methods), None)
+            response, link = view(request, *args, **kwargs)
+            return _protect(response, link)
+
+        return csrf_exempt(xframe_options_exempt(wrapper))
+
+    return decorator
+
+
+# --- Signed values -------------------------------------------------------------------------------
+
+
+def _form_token(link: ConnectionLink) -> str:
+    """The hidden field that stands in for the CSRF cookie.
+
+    Bound to this link and valid for FORM_TOKEN_MAX_AGE, it shows the POST comes from a form this
+    server rendered for this link a short while ago, not from a blind or replayed request (the
+    URL's link token already keeps out anyone who was not given the link).
+    """
+    return signing.dumps({"link": link.pk}, salt=FORM_TOKEN_SALT)
+
+
+def _form_token_valid(value: str, link: ConnectionLink) -> bool:
+    try:
+        data = signing.loads(value, salt=FORM_TOKEN_SALT, max_age=FORM_TOKEN_MAX_AGE)
+    except signing.BadSignature:  # also SignatureExpired
+        return False
+    return isinstance(data, dict) and data.get("link") == link.pk
+
+
+def _oauth_state(link: ConnectionLink, provider: Provider, opted_out: list[str]) -> str:
+    """The OAuth `state`: which link and tool, the customer's opt-outs, and a random nonce, signed.
+
+    The usual pattern keeps a random state in the session and compares it in the callback. The
+    embedded flow has no session (no cookies in a cross-site iframe), so the state carries its own
+    proof instead: the signature means only this server can have made it, `max_age` bounds its
+    life, and the link id binds it to one link. Someone without the link token cannot obtain a
+    state for that link, so a forged callback cannot complete someone else's link; the provider's
+    code is single use, and `links.complete` completes a link only once.
+    """
+    payload = {"link": link.pk, "tool": provider.id, "opt_out": list(opted_out), "nonce": secrets.token_urlsafe(16)}
+    return signing.dumps(payload, salt=OAUTH_STATE_SALT, compress=True)
+
+
+def _read_oauth_state(value: str) -> dict[str, Any] | None:
+    try:
+        data = signing.loads(value, salt=OAUTH_STATE_SALT, max_age=OAUTH_STATE_MAX_AGE)
+    except signing.BadSignature:  # tampered, truncated, missing or expired
+        return None
+    if not isinstance(data, dict):
+        return None
+    opt_out = data.get("opt_out")
+    if not isinstance(data.get("link"), str) or not isinstance(data.get("tool"), str):
+        return None
+    if not isinstance(opt_out, list) or not all(isinstance(v, str) for v in opt_out):
+        return None
+    return data
+
+
+def _callback_url() -> str:
+    """The redirect URI registered with the OAuth provider (sandbox: RELINK_CALLBACK_PATH)."""
+    return settings.BASE_URL + reverse("connect_flow:oauth_callback")
+
+
+# --- Page building -------------------------------------------------------------------------------
+
+
+def _tools(link: ConnectionLink) -> list[Provider]:
+    return sorted((p for p in REGISTRY.values() if p.category.value == link.category), key=lambda p: p.label.lower())
+
+
+def _provider_for(link: ConnectionLink, requested: str) -> Provider | None:
+    """The tool this link connects: the integration's, the link's, or the customer's pick from the category."""
+    if link.kind == LinkKind.RECONNECT and link.integration_id:
+        return get_provider(link.integration.tool)
+    if link.tool:
+        return get_provider(link.tool)
+    provider = REGISTRY.get(requested)
+    return provider if provider is not None and provider.category.value == link.category else None
+
+
+def _scope_spec(link: ConnectionLink) -> ScopeSpec:
+    scope = links.target_scope(link)
+    return ScopeSpec.parse(scope.spec if scope else {})
+
+
+def _permissions(link: ConnectionLink, provider: Provider, spec: ScopeSpec) -> list[dict[str, Any]]:
+    """What the target scope config needs, each marked `new` if the current scope config did not."""
+    required = spec.required_permissions(provider)
+    reconnect = link.kind == LinkKind.RECONNECT and link.integration_id
+    current: set[str] = set()
+    if reconnect and link.integration.scope_config_id:
+        current = ScopeSpec.parse(link.integration.scope_config.spec).required_permissions(provider)
+    return [{"name": p, "new": bool(reconnect) and p not in current} for p in sorted(required)]
+
+
+def _base_context(link: ConnectionLink) -> dict[str, Any]:
+    origins = _frame_origins(link)
+    return {
+        "embedded": link.link_type == LinkType.EMBEDDED,
+        "target_origins": " ".join(origins),
+    }
+
+
+def _page(
+    request: HttpRequest,
+    link: ConnectionLink,
+    provider: Provider | None,
+    *,
+    form: ConnectForm | None = None,
+    error: dict[str, Any] | None = None,
+    retry_url: str = "",
+    status: int = 200,
+) -> HttpResponse:
+    """The connect page: who asks, the tool (or the picker), permissions, opt-outs, the form."""
+    ctx: dict[str, Any] = {
+        **_base_context(link),
+        "environment_name": link.environment.name,
+        "reconnect": link.kind == LinkKind.RECONNECT,
+        # A relative "?" link: only on the page at /connect/<token>/, not on the callback's retry page.
+        "can_change_tool": link.kind == LinkKind.CONNECT and not link.tool and not retry_url,
+        "error": error,
+        "retry_url": retry_url,
+    }
+    if provider is None:
+        ctx["tools"] = _tools(link)
+        return render(request, "connect_flow/link.html", ctx, status=status)
+    spec = _scope_spec(link)
+    permissions = _permissions(link, provider, spec)
+    if form is None:
+        form = ConnectForm(provider, optional_items(provider, spec))
+    ctx.update(
+        provider=provider,
+        tool_label=provider.label,
+        oauth=provider.auth_type is AuthType.OAUTH2,
+        permissions=permissions,
+        has_new_permissions=any(p["new"] for p in permissions),
+        form=form,
+        opted_out=_ticked_opt_outs(link, form),
+        form_token=_form_token(link),
+    )
+    return render(request, "connect_flow/link.html", ctx, status=status)
+
+
+def _ticked_opt_outs(link: ConnectionLink, form: ConnectForm) -> list[str]:
+    """The customer's last answer, else (reconnect) the opt-outs they chose before, so a
+    reconnect does not silently start sharing what they had kept back."""
+    if form.is_bound:
+        return form.data.getlist("opt_out")
+    if link.kind == LinkKind.RECONNECT and link.integration_id:
+        return list(link.integration.opted_out_fields or [])
+    return []
+
+
+def _status_page(request: HttpRequest, link: ConnectionLink, status: str) -> HttpResponse:
+    """Completed, expired or revoked: says so in the link's language and shows nothing else."""
+    ctx = {**_base_context(link), "status": status}
+    return render(request, "connect_flow/status.html", ctx, status=200 if status == LinkStatus.COMPLETED else 410)
+
+
+def _invalid(request: HttpRequest) -> HttpResponse:
+    """The same page for every unknown token, so a guess learns nothing."""
+    return render(request, "connect_flow/invalid.html", {}, status=404)
+
+
+def _forbidden(request: HttpRequest, link: ConnectionLink | None) -> HttpResponse:
+    ctx = {**(_base_context(link) if link else {}), "can_reload": link is not None}
+    return render(request, "connect_flow/forbidden.html", ctx, status=403)
+
+
+def _error(code: str, tool: str, missing: list[str] | None = None) -> dict[str, Any]:
+    """The customer-facing explanation of a failed attempt, in the active language."""
+    messages = {
+        "AUTH_FAILED": _(
+            "The credentials were rejected by %(tool)s. Check that you copied them completely and that they "
+            "are still active, then try again."
+        ),
+        "PERMISSION_MISSING": _(
+            "%(tool)s accepted the credentials, but they lack permissions that are needed. Grant these "
+            "permissions in %(tool)s, then try again:"
+        ),
+        "UNAVAILABLE": _(
+            "%(tool)s could not be reached just now. Nothing was changed. Please try again in a few minutes."
+        ),
+        "ACCESS_DENIED": _("Access was not granted in %(tool)s. To connect, allow access when %(tool)s asks."),
+    }
+    message = messages.get(code, _("The connection could not be completed. Please try again."))
+    return {"code": code, "message": message % {"tool": tool}, "missing": missing or []}
+
+
+def _log(
+    link: ConnectionLink,
+    *,
+    method: str,
+    path: str,
+    status: int,
+    body: dict[str, Any],
+    started: float,
+    error_code: str = "",
+    response_body: dict[str, Any] | None = None,
+    integration_id: str = "",
+) -> None:
+    RequestLog.objects.create(
+        environment_id=link.environment_id,
+        source=RequestLog.Source.CONNECT_FLOW,
+        method=method,
+        path=path,
+        status_code=status,
+        integration_id=integration_id or link.integration_id or "",
+        request_body=body,
+        response_body=response_body,
+        error_code=error_code,
+        duration_ms=int((time.monotonic() - started) * 1000),
+    )
+
+
+def _redacted_body(data: Any, provider: Provider) -> dict[str, Any]:
+    """The POST as the request log keeps it: known fields only, secret ones and the form token redacted."""
+    body: dict[str, Any] = {"tool": provider.id, "opt_out": data.getlist("opt_out")}
+    for field in provider.credential_fields:
+        value = data.get(field.name, "")
+        body[field.name] = REDACTED if field.secret and value else value[:200]
+    body["form_token"] = REDACTED if data.get("form_token") else ""
+    return body
+
+
+# --- Outcomes of an attempt ----------------------------------------------------------------------
+
+
+def _failed(
+    request: HttpRequest,
+    link: ConnectionLink,
+    provider: Provider,
+    verification: links.Verification,
+    *,
+    method: str,
+    path: str,
+    body: dict[str, Any],
+    started: float,
+    form: ConnectForm | None = None,
+    retry_url: str = "",
+) -> HttpResponse:
+    """A rejected attempt: audit + webhook (domain), request log, the page again. The integration is untouched."""
+    links.record_failed_attempt(link, verification, provider.id)
+    _log(
+        link, method=method, path=path, status=400, body=body, started=started, error_code=verification.error_code,
+        response_body={"error_code": verification.error_code, "missing_permissions": verification.missing_permissions},
+    )
+    error = _error(verification.error_code, provider.label, verification.missing_permissions)
+    return _page(request, link, provider, form=form, error=error, retry_url=retry_url, status=400)
+
+
+def _completed(
+    request: HttpRequest,
+    link: ConnectionLink,
+    provider: Provider,
+    verification: links.Verification,
+    opted_out: list[str],
+    *,
+    method: str,
+    path: str,
+    body: dict[str, Any],
+    started: float,
+) -> HttpResponse:
+    """Verified: complete the link (exactly once; a second submit finds it COMPLETED) and say so."""
+    try:
+        done = links.complete(
+            link.pk, credentials=verification.credentials, opted_out_fields=opted_out, tool=provider.id
+        )
+    except links.LinkUnusable as exc:
+        _log(link, method=method, path=path, status=409, body=body, started=started, error_code=f"LINK_{exc.status}")
+        return _status_page(request, link, exc.status)
+    _log(link, method=method, path=path, status=200, body=body, started=started, integration_id=done.integration.pk)
+    ctx = {**_base_context(link), "tool_label": provider.label}
+    if link.link_type == LinkType.EMBEDDED:
+        # Posted to the framing page, which exchanges it through /v1/connect/integration-by-token.
+        ctx["activation_token"] = done.activation_token
+    return render(request, "connect_flow/success.html", ctx)
+
+
+# --- Views ---------------------------------------------------------------------------------------
+
+
+@connect_view(("GET", "POST"))
+def link_page(request: HttpRequest, token: str) -> ViewResult:
+    link = links.find_link(token)
+    if link is None:
+        return _invalid(request), None
+    with translation.override(link.language):
+        response = _link_page(request, link)
+        response["Content-Language"] = link.language
+    return response, link
+
+
+def _link_page(request: HttpRequest, link: ConnectionLink) -> HttpResponse:
+    status = link.status
+    if status not in LIVE_STATUSES:
+        return _status_page(request, link, status)
+    if request.method == "GET":
+        links.mark_opened(link)
+        return _page(request, link, _provider_for(link, request.GET.get("tool", "")))
+    return _submit(request, link)
+
+
+def _submit(request: HttpRequest, link: ConnectionLink) -> HttpResponse:
+    """The customer's POST: credentials (verify, then complete) or "Continue" to the OAuth consent."""
+    if not _form_token_valid(request.POST.get("form_token", ""), link):
+        return _forbidden(request, link)
+    provider = _provider_for(link, request.POST.get("tool", ""))
+    if provider is None:
+        error = {"code": "TOOL_MISSING", "message": _("Choose the system you use"), "missing": []}
+        return _page(request, link, None, error=error, status=400)
+    form = ConnectForm(provider, optional_items(provider, _scope_spec(link)), data=request.POST)
+    if not form.is_valid():
+        error = {"code": "INPUT_INVALID", "message": _("Please check the fields marked below."), "missing": []}
+        return _page(request, link, provider, form=form, error=error, status=400)
+    opted_out = form.opted_out()
+    if provider.auth_type is AuthType.OAUTH2:
+        return HttpResponseRedirect(provider.authorize_url(_callback_url(), _oauth_state(link, provider, opted_out)))
+
+    started = time.monotonic()
+    body = _redacted_body(request.POST, provider)
+    verification = links.verify_credentials(provider, form.credentials(), links.target_scope(link), opted_out)
+    kwargs = {"method": "POST", "path": LOG_PATH, "body": body, "started": started}
+    if not verification.ok:
+        return _failed(request, link, provider, verification, form=form, **kwargs)
+    return _completed(request, link, provider, verification, opted_out, **kwargs)
+
+
+@connect_view(("GET",))
+def oauth_callback(request: HttpRequest) -> ViewResult:
+    """Where the provider sends the customer back with `code` (or `error`) and our signed `state`.
+
+    Steps: verify the state (403 if missing, tampered or expired) → load its link → in the link's
+    language: stop at a used link before touching the code → exchange the code → verify the
+    credentials against the target scope → complete, or record the failure and offer a retry.
+    """
+    state = _read_oauth_state(request.GET.get("state", ""))
+    if state is None:
+        return _forbidden(request, None), None
+    link = (
+        ConnectionLink.objects.select_related("environment", "integration", "scope_config", "integration__scope_config")
+        .filter(pk=state["link"])
+        .first()
+    )
+    if link is None:
+        return _invalid(request), None
+    with translation.override(link.language):
+        response = _oauth_return(request, link, state)
+        response["Content-Language"] = link.language
+    return response, link
+
+
+def _oauth_return(request: HttpRequest, link: ConnectionLink, state: dict[str, Any]) -> HttpResponse:
+    status = link.status
+    if status not in LIVE_STATUSES:
+        return _status_page(request, link, status)
+    provider = _provider_for(link, state["tool"])
+    if provider is None or provider.id != state["tool"] or provider.auth_type is not AuthType.OAUTH2:
+        return _forbidden(request, link)
+    allowed = {item.value for item in optional_items(provider, _scope_spec(link))}
+    opted_out = [value for value in state["opt_out"] if value in allowed]
+    code, error = request.GET.get("code", ""), request.GET.get("error", "")
+    started = time.monotonic()
+    body = {"tool": provider.id, "opt_out": opted_out, "code": REDACTED if code else "", "error": error[:100]}
+
+    if error or not code:
+        verification = links.Verification(False, "ACCESS_DENIED" if error == "access_denied" else "OAUTH_ERROR", error)
+    else:
+        try:
+            credentials = provider.exchange_code(code, _callback_url())
+        except ProviderError as exc:
+            outcome = "UNAVAILABLE" if exc.outcome is Outcome.UNAVAILABLE else "AUTH_FAILED"
+            verification = links.Verification(False, outcome, str(exc))
+        else:
+            verification = links.verify_credentials(provider, credentials, links.target_scope(link), opted_out)
+
+    kwargs = {"method": "GET", "path": reverse("connect_flow:oauth_callback"), "body": body, "started": started}
+    if not verification.ok:
+        # No link token here (only its hash is stored), so the retry is a fresh authorization
+        # with a new signed state rather than the form.
+        retry_url = provider.authorize_url(_callback_url(), _oauth_state(link, provider, opted_out))
+        return _failed(request, link, provider, verification, retry_url=retry_url, **kwargs)
+    return _completed(request, link, provider, verification, opted_out, **kwargs)
