@@ -263,3 +263,9 @@ PROVIDER_HTTP_TIMEOUT = env.float("PROVIDER_HTTP_TIMEOUT", default=15.0)
 PERSONIO_BASE_URL = env.str("PERSONIO_BASE_URL", default="https://api.personio.de/v1")
 BAMBOOHR_BASE_URL = env.str("BAMBOOHR_BASE_URL", default="https://api.bamboohr.com/api/gateway.php")
 HIBOB_BASE_URL = env.str("HIBOB_BASE_URL", default="https://api.hibob.com/v1")
+# /v1 API: requests per minute per API key, and the customer id check-api-key reports.
+API_RATE_LIMIT_PER_MINUTE = env.int("API_RATE_LIMIT_PER_MINUTE", default=600)
+API_CUSTOMER_ID = env.str("API_CUSTOMER_ID", default="")
+# Sandbox HR's OAuth: access-token lifetime (minutes); the client secret defaults to one derived
+# from SECRET_KEY, used only between Relink and its own sandbox.
+SANDBOX_OAUTH_ACCESS_TOKEN_MINUTES = env.int("SANDBOX_OAUTH_ACCESS_TOKEN_MINUTES", default=10)

@@ -114,3 +114,20 @@ def test_an_unreachable_receiver_is_recorded_as_an_attempt():
     attempt = delivery.attempt_log.get()
     assert attempt.response_status is None and "ConnectError" in attempt.error
     assert WebhookDelivery.objects.get(pk=delivery.pk).attempts == 1
+
+
+def test_create_webhook_endpoint_prints_a_secret_that_is_stored_encrypted(environment):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    from integrations.models import WebhookEndpoint
+
+    out = StringIO()
+    call_command("create_webhook_endpoint", environment="acme", url="https://hooks.example.com/r",
+                 event=["integration-state-changed"], stdout=out)
+    secret = out.getvalue().strip().splitlines()[-1]
+    endpoint = WebhookEndpoint.objects.get(environment=environment)
+    assert secret.startswith("whsec_") and endpoint.get_secret() == secret
+    assert secret not in endpoint.secret_encrypted
+    assert endpoint.wants("integration-state-changed") and not endpoint.wants("sync-finished")
