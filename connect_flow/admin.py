@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 
 from integrations.admin import RelatedWithoutSecretsMixin
 
+from .links import revoke
 from .models import ConnectionLink, LinkStatus
 
 
@@ -85,8 +86,24 @@ class ConnectionLinkAdmin(RelatedWithoutSecretsMixin, admin.ModelAdmin):
         "expiry_recorded_at",
     )
 
+    actions = ("revoke_links",)
+
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
+
+    @admin.action(description="Revoke selected links", permissions=("change",))
+    def revoke_links(self, request: HttpRequest, queryset: QuerySet) -> None:
+        """Revokes through `links.revoke` (audited); completed, expired or revoked links are left alone."""
+        revoked = unusable = 0
+        for link in queryset.defer("token_hash"):
+            if revoke(link, user=request.user):
+                revoked += 1
+            else:
+                unusable += 1
+        text = f"{revoked} link{'' if revoked == 1 else 's'} revoked."
+        if unusable:
+            text += f" {unusable} {'was' if unusable == 1 else 'were'} already unusable (completed, expired or revoked)."
+        self.message_user(request, text, messages.SUCCESS if revoked else messages.WARNING)
 
     @admin.display(description="status")
     def status(self, obj: ConnectionLink) -> str:

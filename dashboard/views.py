@@ -14,6 +14,7 @@ from integrations.tasks import check_integration_auth
 
 from .access import EnvAccess, get_env_access
 from .health import describe_health
+from .listing import ListFilters, tool_options
 
 PAGE_SIZE = 50
 
@@ -25,9 +26,9 @@ def home(request: HttpRequest) -> HttpResponse:
     last = request.session.get("environment_slug")
     slugs = [m.environment.slug for m in memberships]
     if last in slugs:
-        return redirect("dashboard:integrations", env=last)
+        return redirect("dashboard:overview", env=last)
     if slugs:
-        return redirect("dashboard:integrations", env=sorted(slugs)[0])
+        return redirect("dashboard:overview", env=sorted(slugs)[0])
     return render(request, "dashboard/no_environment.html")
 
 
@@ -35,14 +36,24 @@ def home(request: HttpRequest) -> HttpResponse:
 def integrations(request: HttpRequest, env: str) -> HttpResponse:
     access = get_env_access(request, env)
     request.session["environment_slug"] = access.environment.slug
-    qs = (
+    filters = ListFilters.from_query(request.GET)
+    qs = filters.apply(
         Integration.objects.filter(environment=access.environment)
         .select_related("scope_config")
         .defer("credentials_encrypted")
-        .order_by("-created_at", "id")
     )
     page = Paginator(qs, PAGE_SIZE).get_page(request.GET.get("page"))
-    ctx = {"access": access, "env": access.environment, "page": page}
+    ctx = {
+        "access": access,
+        "env": access.environment,
+        "page": page,
+        "filters": filters,
+        "states": IntegrationState.choices,
+        "tools": tool_options(),
+        "columns": filters.sort_columns(),
+        "previous_url": filters.query(page=page.previous_page_number()) if page.has_previous() else "",
+        "next_url": filters.query(page=page.next_page_number()) if page.has_next() else "",
+    }
     # A history restore (back button after hx-push-url, cache miss) swaps the whole page.
     partial = request.htmx and not request.htmx.history_restore_request
     template = "dashboard/integrations.html#table" if partial else "dashboard/integrations.html"

@@ -11,12 +11,13 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm
 from django.db import models
 from django.db.models import BooleanField, ExpressionWrapper, Q, QuerySet
 from django.http import HttpRequest
+from django.utils import timezone
 
 from .health import set_enabled
 from .models import (
@@ -272,8 +273,76 @@ class IntegrationAdmin(admin.ModelAdmin):
             )
         )
 
+    actions = ("check_auth_now", "enable_integrations", "disable_integrations", "create_magic_links")
+
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
+
+    # --- Actions ------------------------------------------------------------------------------
+    # Each goes through the same domain function as the dashboard and the API, so it leaves the
+    # same audit trail and webhooks. The integrations are re-read by pk inside those functions.
+
+    @admin.action(description="Check authentication now", permissions=("change",))
+    def check_auth_now(self, request: HttpRequest, queryset: QuerySet) -> None:
+        from . import tasks
+
+        ids = list(queryset.values_list("pk", flat=True))
+        for integration_id in ids:
+            tasks.check_integration_auth.delay_on_commit(integration_id)
+        self.message_user(
+            request,
+            f"Authentication check queued for {len(ids)} integration{'' if len(ids) == 1 else 's'}; "
+            "refresh in a few seconds.",
+            messages.SUCCESS,
+        )
+
+    def _set_enabled(self, request: HttpRequest, queryset: QuerySet, enabled: bool) -> None:
+        ids = list(queryset.values_list("pk", flat=True))
+        changed = 0
+        for integration_id in ids:
+            before = Integration.objects.filter(pk=integration_id).values_list("enabled", flat=True).first()
+            set_enabled(integration_id, enabled, actor_user=request.user)
+            changed += before is not None and before != enabled
+        verb = "enabled" if enabled else "disabled"
+        unchanged = len(ids) - changed
+        text = f"{changed} integration{'' if changed == 1 else 's'} {verb}."
+        if unchanged:
+            text += f" {unchanged} {'was' if unchanged == 1 else 'were'} already {verb}."
+        self.message_user(request, text, messages.SUCCESS)
+
+    @admin.action(description="Enable", permissions=("change",))
+    def enable_integrations(self, request: HttpRequest, queryset: QuerySet) -> None:
+        self._set_enabled(request, queryset, True)
+
+    @admin.action(description="Disable", permissions=("change",))
+    def disable_integrations(self, request: HttpRequest, queryset: QuerySet) -> None:
+        self._set_enabled(request, queryset, False)
+
+    @admin.action(description="Create a relink link (magic link, 1 year)", permissions=("change",))
+    def create_magic_links(self, request: HttpRequest, queryset: QuerySet) -> None:
+        """One magic link per integration. The URLs exist only in these messages: shown once."""
+        from connect_flow.links import LinkInputError, create_relink_link
+        from connect_flow.models import LinkType
+
+        integrations = queryset.select_related("environment", "scope_config").defer("credentials_encrypted")
+        created = 0
+        for integration in integrations:
+            label = f"{integration.end_user_organization_name} ({integration.pk})"
+            try:
+                link = create_relink_link(integration, link_type=LinkType.MAGIC_LINK, user=request.user)
+            except LinkInputError as exc:
+                self.message_user(request, f"No link created for {label}: {exc}.", messages.ERROR)
+                continue
+            created += 1
+            expires = timezone.localtime(link.link.expires_at).strftime("%d %b %Y")
+            messages.success(request, f"Relink link for {label}, valid until {expires}: {link.url}")
+        if created:
+            self.message_user(
+                request,
+                f"{created} relink link{'' if created == 1 else 's'} created. Copy "
+                f"{'it' if created == 1 else 'them'} now: the links are shown only this once.",
+                messages.WARNING,
+            )
 
     @admin.display(description="credentials")
     def credentials(self, obj: Integration) -> str:

@@ -37,6 +37,10 @@ def _integrations_url(env) -> str:
     return reverse("dashboard:integrations", kwargs={"env": getattr(env, "slug", env)})
 
 
+def _overview_url(env) -> str:
+    return reverse("dashboard:overview", kwargs={"env": getattr(env, "slug", env)})
+
+
 # --- Every dashboard URL that takes an environment ------------------------------------------
 
 
@@ -69,6 +73,7 @@ def _samples(environment) -> dict[str, str]:
     log = factories.RequestLogFactory(environment=environment)
     audit = factories.AuditEventFactory(environment=environment, integration_id=integration.id)
     link = factories.ConnectionLinkFactory(integration=integration)
+    member = factories.MembershipFactory(environment=environment)
     values = {
         ("integration", "integration_id", "integration_pk"): integration.pk,
         ("scope_config", "scope_config_id", "scope_config_pk", "config", "config_id"): integration.scope_config_id,
@@ -79,6 +84,7 @@ def _samples(environment) -> dict[str, str]:
         ("log", "log_id", "request_log", "request_log_id"): log.pk,
         ("audit", "audit_id", "event", "event_id", "audit_event_id"): audit.pk,
         ("link", "link_id", "connection_link_id"): link.pk,
+        ("member", "member_id", "membership", "membership_id"): member.pk,
     }
     return {name: value for names, value in values.items() for name in names}
 
@@ -312,16 +318,16 @@ def test_home_sends_a_member_to_their_environment(client, viewer, environment):
     response = client.get("/")
 
     assert response.status_code == 302
-    assert response["Location"] == _integrations_url(environment)
+    assert response["Location"] == _overview_url(environment)
 
 
 def test_home_prefers_the_last_used_environment(client, viewer, environment, other_environment):
     factories.MembershipFactory(user=viewer, environment=other_environment)
     client.force_login(viewer)
 
-    assert client.get("/")["Location"] == _integrations_url("acme")  # first by slug
+    assert client.get("/")["Location"] == _overview_url("acme")  # first by slug
     client.get(_integrations_url("globex"))
-    assert client.get("/")["Location"] == _integrations_url("globex")
+    assert client.get("/")["Location"] == _overview_url("globex")
 
 
 def test_home_forgets_a_last_used_environment_the_user_left(client, viewer, environment, other_environment):
@@ -330,7 +336,7 @@ def test_home_forgets_a_last_used_environment_the_user_left(client, viewer, envi
     client.get(_integrations_url("globex"))
     membership.delete()
 
-    assert client.get("/")["Location"] == _integrations_url("acme")
+    assert client.get("/")["Location"] == _overview_url("acme")
 
 
 def test_home_without_memberships_says_no_environment_yet(client, owner, outsider):

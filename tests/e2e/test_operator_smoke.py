@@ -22,7 +22,7 @@ def test_operator_signs_in_and_opens_an_integration(browser, live_server, shot):
     page.fill("#id_username", "op@acme.test")
     page.fill("#id_password", "password")
     page.click("button[type=submit]")
-    page.wait_for_url("**/env/acme/")
+    page.wait_for_url("**/env/acme/overview/")  # home redirects to the overview
     shot(page, "integrations")
     page.click("text=Umbrella Corp")
     page.wait_for_selector("#health")

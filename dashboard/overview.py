@@ -1,0 +1,236 @@
+"""The environment overview: counts by state, what needs attention, recent state changes, and a
+chart of authentication-check outcomes per day.
+
+Every panel is one query, whatever the number of integrations or checks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+
+from django.contrib.auth.decorators import login_required
+from django.db.models import Count, JSONField, OuterRef, Q, Subquery
+from django.db.models.functions import TruncDate
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.utils import timezone
+
+from integrations.health import INVALID_AFTER
+from integrations.models import AuditEvent, AuthCheck, Environment, Integration, IntegrationState, Sync, SyncStatus
+from integrations.providers import Outcome
+
+from .access import get_env_access
+
+CHART_DAYS = 30
+ATTENTION_LIMIT = 100
+RECENT_CHANGES = 10
+
+# Chart geometry (SVG user units).
+BAR_WIDTH = 16
+BAR_GAP = 4
+PLOT_HEIGHT = 120
+PLOT_TOP = 10
+AXIS_LEFT = 32
+LABEL_HEIGHT = 22
+SERIES = [  # bottom to top
+    (Outcome.OK.value, "OK", "bar-ok"),
+    (Outcome.AUTH_FAILED.value, "Auth failed", "bar-auth_failed"),
+    (Outcome.UNAVAILABLE.value, "Unavailable", "bar-unavailable"),
+]
+
+
+@login_required
+def overview(request: HttpRequest, env: str) -> HttpResponse:
+    access = get_env_access(request, env)
+    request.session["environment_slug"] = access.environment.slug
+    now = timezone.now()
+    ctx = {
+        "access": access,
+        "env": access.environment,
+        "counts": state_counts(access.environment),
+        "attention": needs_attention(access.environment, now),
+        "changes": recent_state_changes(access.environment),
+        "chart": auth_check_chart(access.environment, timezone.localdate(now)),
+    }
+    return render(request, "dashboard/overview.html", ctx)
+
+
+# --- Counts ---------------------------------------------------------------------------------------
+
+
+def state_counts(environment: Environment) -> list[dict]:
+    """[{"state": "ACTIVE", "label": "Active", "count": 3}, ...] for every state, zeros included."""
+    rows = (
+        Integration.objects.filter(environment=environment)
+        .order_by()
+        .values("state")
+        .annotate(n=Count("id"))
+        .values_list("state", "n")
+    )
+    found = dict(rows)
+    return [{"state": s.value, "label": s.label, "count": found.get(s.value, 0)} for s in IntegrationState]
+
+
+# --- Needs attention ------------------------------------------------------------------------------
+
+
+@dataclass
+class AttentionRow:
+    integration: Integration
+    reasons: list[dict] = field(default_factory=list)  # {"level": error|warning, "text": "..."}
+    rank: tuple = ()
+
+
+def _n(value: float) -> str:
+    """A plain SVG number: a string, so template localization never turns 12.5 into 12,5."""
+    return f"{value:g}"
+
+
+def _hours(delta: timedelta) -> int:
+    return max(0, int(delta.total_seconds() // 3600))
+
+
+def pause_text(failing_since: datetime, now: datetime) -> str:
+    """When the three-day rule pauses syncs, relative to `now`."""
+    left = failing_since + INVALID_AFTER - now
+    if left <= timedelta(0):
+        return "syncs pause at the next failed check"
+    hours = _hours(left)
+    if hours == 0:
+        return "syncs pause in less than an hour"
+    return f"syncs pause in {hours} hour{'s' if hours != 1 else ''}"
+
+
+def needs_attention(environment: Environment, now: datetime) -> list[AttentionRow]:
+    """INVALID integrations, ACTIVE ones failing authentication now, and integrations (not disabled)
+    whose latest sync partially failed — in one query, most urgent first."""
+    latest = Sync.objects.filter(integration=OuterRef("pk")).order_by("-created_at", "-pk")
+    qs = (
+        Integration.objects.filter(environment=environment)
+        .defer("credentials_encrypted", "opted_out_fields")
+        .annotate(
+            latest_sync_status=Subquery(latest.values("status")[:1]),
+            latest_sync_warnings=Subquery(latest.values("warnings")[:1], output_field=JSONField()),
+        )
+        .filter(
+            Q(state=IntegrationState.INVALID)
+            | Q(state=IntegrationState.ACTIVE, auth_failing_since__isnull=False)
+            | (~Q(state=IntegrationState.INACTIVE) & Q(latest_sync_status=SyncStatus.PARTIALLY_FAILED))
+        )
+        .order_by("invalid_since", "auth_failing_since", "id")[:ATTENTION_LIMIT]
+    )
+    rows = []
+    for obj in qs:
+        row = AttentionRow(obj)
+        if obj.state == IntegrationState.INVALID:
+            since = timezone.localtime(obj.invalid_since).strftime("%-d %b %H:%M") if obj.invalid_since else "—"
+            row.reasons.append({"level": "error", "text": f"Invalid — syncs paused since {since}"})
+            row.rank = (0, obj.invalid_since or now)
+        elif obj.state == IntegrationState.ACTIVE and obj.auth_failing_since:
+            since = timezone.localtime(obj.auth_failing_since).strftime("%-d %b %H:%M")
+            row.reasons.append(
+                {"level": "warning", "text": f"Authentication failing since {since} — {pause_text(obj.auth_failing_since, now)}"}
+            )
+            row.rank = (1, obj.auth_failing_since)
+        else:
+            row.rank = (2, obj.created_at)
+        if obj.latest_sync_status == SyncStatus.PARTIALLY_FAILED:
+            warnings = obj.latest_sync_warnings or []
+            n = len(warnings) if isinstance(warnings, list) else 1
+            text = f"Latest sync partially failed with {n} warning{'s' if n != 1 else ''}"
+            if isinstance(warnings, list) and warnings:
+                text += f": {warnings[0]}"
+            row.reasons.append({"level": "warning", "text": text})
+        rows.append(row)
+    rows.sort(key=lambda r: r.rank)
+    return rows
+
+
+# --- Recent state changes ----------------------------------------------------------------------
+
+
+def recent_state_changes(environment: Environment) -> list[dict]:
+    events = list(
+        AuditEvent.objects.filter(environment=environment, action="integration.state_changed")
+        .select_related("actor_user", "actor_api_key")
+        .order_by("-created_at", "-pk")[:RECENT_CHANGES]
+    )
+    ids = {e.integration_id for e in events if e.integration_id}
+    names = dict(
+        Integration.objects.filter(environment=environment, pk__in=ids).values_list("pk", "end_user_organization_name")
+    ) if ids else {}
+    return [
+        {
+            "event": e,
+            "from": (e.details or {}).get("from", ""),
+            "to": (e.details or {}).get("to", ""),
+            "reason": (e.details or {}).get("reason", ""),
+            "organization": names.get(e.integration_id),
+        }
+        for e in events
+    ]
+
+
+# --- Chart -----------------------------------------------------------------------------------------
+
+
+def auth_check_chart(environment: Environment, today: date) -> dict:
+    """Outcomes per day over the last CHART_DAYS days (today included), as SVG geometry.
+
+    One aggregate query: the checks are grouped by day in the database.
+    """
+    first = today - timedelta(days=CHART_DAYS - 1)
+    start = timezone.make_aware(datetime.combine(first, time.min))
+    rows = (
+        AuthCheck.objects.filter(integration__environment=environment, checked_at__gte=start)
+        .annotate(day=TruncDate("checked_at"))
+        .order_by()
+        .values("day")
+        .annotate(**{value: Count("id", filter=Q(outcome=value)) for value, _, _ in SERIES})
+    )
+    per_day = {r["day"]: r for r in rows}
+    days = [first + timedelta(days=i) for i in range(CHART_DAYS)]
+    peak = max([sum(per_day.get(d, {}).get(v, 0) for v, _, _ in SERIES) for d in days] + [0])
+    scale_max = max(peak, 1)
+    bars = []
+    for i, day in enumerate(days):
+        counts = {v: per_day.get(day, {}).get(v, 0) for v, _, _ in SERIES}
+        x = AXIS_LEFT + BAR_GAP + i * (BAR_WIDTH + BAR_GAP)
+        y = PLOT_TOP + PLOT_HEIGHT
+        segments = []
+        for value, label, css in SERIES:
+            height = round(counts[value] * PLOT_HEIGHT / scale_max, 2)
+            if counts[value]:
+                y -= height
+                segments.append({"y": _n(round(y, 2)), "height": _n(height), "css": css, "count": counts[value]})
+        bars.append(
+            {
+                "day": day,
+                "x": x,
+                "cx": _n(x + BAR_WIDTH / 2),
+                "segments": segments,
+                "title": f"{day:%-d %b}: " + ", ".join(f"{counts[v]} {v}" for v, _, _ in SERIES),
+                "label": day.day if i % 5 == 0 or i == CHART_DAYS - 1 else None,
+                "total": sum(counts.values()),
+            }
+        )
+    width = AXIS_LEFT + BAR_GAP + CHART_DAYS * (BAR_WIDTH + BAR_GAP)
+    return {
+        "bars": bars,
+        "series": [{"value": v, "label": label, "css": css} for v, label, css in SERIES],
+        "peak": peak,
+        "total": sum(b["total"] for b in bars),
+        "width": width,
+        "height": PLOT_TOP + PLOT_HEIGHT + LABEL_HEIGHT,
+        "plot_top": PLOT_TOP,
+        "baseline": PLOT_TOP + PLOT_HEIGHT,
+        "plot_height": PLOT_HEIGHT,
+        "axis_label_x": AXIS_LEFT - 4,
+        "peak_label_y": PLOT_TOP + 4,
+        "axis_left": AXIS_LEFT,
+        "bar_width": BAR_WIDTH,
+        "label_y": PLOT_TOP + PLOT_HEIGHT + 15,
+        "first": first,
+        "last": today,
+    }

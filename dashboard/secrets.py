@@ -1,0 +1,95 @@
+"""The Secrets page: an environment's API keys. Owner-only.
+
+A new key's raw value is shown in the response that creates it and never again: only its hash
+and a short prefix are stored.
+"""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.db import transaction
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django_htmx.http import HttpResponseClientRedirect
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_POST
+
+from integrations.models import ApiKey, AuditEvent, Role
+
+from .access import EnvAccess, get_env_access
+
+TEMPLATE = "dashboard/api_keys.html"
+
+
+class ApiKeyForm(forms.Form):
+    name = forms.CharField(max_length=100, strip=True, help_text="What uses the key, e.g. “Production backend”.")
+
+
+def _render(request: HttpRequest, access: EnvAccess, form: ApiKeyForm, *, created=None, raw_key: str = "",
+            status: int = 200) -> HttpResponse:
+    keys = (
+        ApiKey.objects.filter(environment=access.environment)
+        .select_related("created_by")
+        .defer("key_hash")
+        .order_by("-created_at", "-pk")
+    )
+    # Active keys first, newest first within each group.
+    keys = sorted(keys, key=lambda k: k.revoked_at is not None)
+    ctx = {"access": access, "env": access.environment, "keys": keys, "form": form,
+           "created": created, "raw_key": raw_key}
+    return render(request, TEMPLATE, ctx, status=status)
+
+
+@login_required
+def api_keys(request: HttpRequest, env: str) -> HttpResponse:
+    access = get_env_access(request, env, Role.OWNER)
+    return _render(request, access, ApiKeyForm())
+
+
+@never_cache  # the response holds the raw key, which exists nowhere else: no cache may keep it
+@login_required
+@require_POST
+def create_api_key(request: HttpRequest, env: str) -> HttpResponse:
+    """Create a key and show it, once. No redirect: a redirected page could not show it any more."""
+    access = get_env_access(request, env, Role.OWNER)
+    form = ApiKeyForm(request.POST)
+    if not form.is_valid():
+        return _render(request, access, form)
+    with transaction.atomic():
+        key, raw = ApiKey.create(access.environment, form.cleaned_data["name"], created_by=request.user)
+        AuditEvent.objects.create(
+            environment=access.environment,
+            actor_user=request.user,
+            action="api_key.created",
+            details={"api_key_id": key.pk, "name": key.name, "prefix": key.prefix},
+        )
+    return _render(request, access, ApiKeyForm(), created=key, raw_key=raw)
+
+
+@login_required
+@require_POST
+def revoke_api_key(request: HttpRequest, env: str, key_id: int) -> HttpResponse:
+    access = get_env_access(request, env, Role.OWNER)
+    with transaction.atomic():
+        key = get_object_or_404(
+            ApiKey.objects.select_for_update().defer("key_hash"), environment=access.environment, pk=key_id
+        )
+        if key.revoked_at is not None:
+            messages.info(request, f"“{key.name}” was already revoked.")
+        else:
+            key.revoked_at = timezone.now()
+            key.save(update_fields=["revoked_at"])
+            AuditEvent.objects.create(
+                environment=access.environment,
+                actor_user=request.user,
+                action="api_key.revoked",
+                details={"api_key_id": key.pk, "name": key.name, "prefix": key.prefix},
+            )
+            messages.success(request, f"“{key.name}” revoked: requests with it are now refused.")
+    url = reverse("dashboard:api_keys", kwargs={"env": access.environment.slug})
+    # hx-post (for its hx-confirm): a full navigation, so the message shows.
+    return HttpResponseClientRedirect(url) if request.htmx else redirect(url)

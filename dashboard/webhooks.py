@@ -1,0 +1,158 @@
+"""Webhook endpoints: every member sees them and their deliveries; only owners change them.
+
+A new endpoint's `whsec_` secret is shown once, on the create response itself (no redirect,
+not cached), and never again.
+"""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.validators import URLValidator
+from django.db.models import Count, Prefetch
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.utils.cache import add_never_cache_headers, patch_vary_headers
+from django.views.decorators.http import require_POST
+
+from integrations import webhooks
+from integrations.lib.tokens import random_id
+from integrations.models import Role, WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookEvent
+from integrations.tasks import deliver_webhook
+
+from .access import EnvAccess, get_env_access
+
+DELIVERIES_SHOWN = 50
+ATTEMPTS_SHOWN = 20
+
+
+class EndpointForm(forms.Form):
+    url = forms.URLField(
+        label="URL", max_length=500, assume_scheme="https", validators=[URLValidator(schemes=["http", "https"])]
+    )
+    description = forms.CharField(max_length=200, required=False)
+    event_types = forms.MultipleChoiceField(
+        choices=WebhookEvent.choices, required=False, widget=forms.CheckboxSelectMultiple
+    )
+
+
+def _get_endpoint(access: EnvAccess, endpoint_id: str) -> WebhookEndpoint:
+    return get_object_or_404(WebhookEndpoint, environment=access.environment, pk=endpoint_id)
+
+
+def _ctx(access: EnvAccess, **extra) -> dict:
+    return {"access": access, "env": access.environment, "can_manage": access.can(Role.OWNER), **extra}
+
+
+@login_required
+def endpoints(request: HttpRequest, env: str) -> HttpResponse:
+    access = get_env_access(request, env)
+    qs = WebhookEndpoint.objects.filter(environment=access.environment).annotate(delivery_count=Count("deliveries"))
+    return render(request, "dashboard/webhooks.html", _ctx(access, endpoints=qs))
+
+
+@login_required
+def new_endpoint(request: HttpRequest, env: str) -> HttpResponse:
+    access = get_env_access(request, env, Role.OWNER)
+    form = EndpointForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        endpoint = WebhookEndpoint(
+            environment=access.environment,
+            url=form.cleaned_data["url"],
+            description=form.cleaned_data["description"],
+            event_types=form.cleaned_data["event_types"],
+        )
+        secret = endpoint.set_new_secret()
+        endpoint.save()
+        # Rendered, not redirected: the secret exists only in this response.
+        response = render(request, "dashboard/webhook_created.html", _ctx(access, endpoint=endpoint, secret=secret))
+        add_never_cache_headers(response)
+        return response
+    return render(request, "dashboard/webhook_new.html", _ctx(access, form=form, events=WebhookEvent.choices))
+
+
+def _deliveries(endpoint: WebhookEndpoint) -> list[WebhookDelivery]:
+    attempts = WebhookAttempt.objects.order_by("-attempted_at")
+    return list(
+        endpoint.deliveries.order_by("-created_at", "-pk").prefetch_related(Prefetch("attempt_log", queryset=attempts))[
+            :DELIVERIES_SHOWN
+        ]
+    )
+
+
+@login_required
+def endpoint(request: HttpRequest, env: str, endpoint_id: str) -> HttpResponse:
+    access = get_env_access(request, env)
+    obj = _get_endpoint(access, endpoint_id)
+    ctx = _ctx(access, endpoint=obj, deliveries=_deliveries(obj), deliveries_shown=DELIVERIES_SHOWN)
+    return render(request, "dashboard/webhook.html", ctx)
+
+
+@login_required
+@require_POST
+def toggle_endpoint(request: HttpRequest, env: str, endpoint_id: str) -> HttpResponse:
+    access = get_env_access(request, env, Role.OWNER)
+    obj = _get_endpoint(access, endpoint_id)
+    want = request.POST.get("enabled") == "1"
+    if obj.enabled != want:
+        obj.enabled = want
+        obj.save(update_fields=["enabled"])
+    messages.success(request, f"Endpoint {'enabled' if want else 'disabled'}.")
+    return redirect("dashboard:webhook", env=env, endpoint_id=obj.pk)
+
+
+@login_required
+def delete_endpoint(request: HttpRequest, env: str, endpoint_id: str) -> HttpResponse:
+    access = get_env_access(request, env, Role.OWNER)
+    obj = _get_endpoint(access, endpoint_id)
+    if request.method != "POST":
+        return render(request, "dashboard/webhook_delete.html", _ctx(access, endpoint=obj))
+    url = obj.url
+    obj.delete()
+    messages.success(request, f"Endpoint {url} deleted with its deliveries.")
+    return redirect("dashboard:webhooks", env=env)
+
+
+@login_required
+@require_POST
+def test_endpoint(request: HttpRequest, env: str, endpoint_id: str) -> HttpResponse:
+    """One delivery to this endpoint only, through the normal signed path."""
+    access = get_env_access(request, env, Role.OWNER)
+    obj = _get_endpoint(access, endpoint_id)
+    if not obj.enabled:
+        messages.error(request, "The endpoint is disabled: enable it to send a test event.")
+        return redirect("dashboard:webhook", env=env, endpoint_id=obj.pk)
+    event_id = "msg_" + random_id(24)
+    delivery = WebhookDelivery.objects.create(
+        endpoint=obj,
+        event_id=event_id,
+        event_type=WebhookEvent.INTEGRATION_CREATED,
+        payload={"id": event_id, "type": "test", "data": {"message": "Test event from Relink"}},
+        next_attempt_at=timezone.now(),
+    )
+    deliver_webhook.delay_on_commit(delivery.pk)
+    messages.success(request, "Test event queued; refresh to see the attempt.")
+    return redirect("dashboard:webhook", env=env, endpoint_id=obj.pk)
+
+
+@login_required
+@require_POST
+def replay_delivery(request: HttpRequest, env: str, endpoint_id: str, delivery_id: str) -> HttpResponse:
+    access = get_env_access(request, env, Role.OWNER)
+    obj = _get_endpoint(access, endpoint_id)
+    delivery = get_object_or_404(WebhookDelivery, endpoint=obj, pk=delivery_id)
+    webhooks.replay(delivery)
+    if request.htmx:
+        delivery = _deliveries_by_pk(obj, delivery.pk)
+        response = render(request, "dashboard/webhook.html#delivery", _ctx(access, endpoint=obj, delivery=delivery))
+        patch_vary_headers(response, ["HX-Request"])
+        return response
+    messages.success(request, f"Delivery {delivery.event_id} queued again with the same event id.")
+    return redirect("dashboard:webhook", env=env, endpoint_id=obj.pk)
+
+
+def _deliveries_by_pk(endpoint: WebhookEndpoint, pk: int) -> WebhookDelivery:
+    attempts = WebhookAttempt.objects.order_by("-attempted_at")
+    return endpoint.deliveries.prefetch_related(Prefetch("attempt_log", queryset=attempts)).get(pk=pk)

@@ -1,0 +1,222 @@
+"""The Members page: owner-only; add existing users by email, change roles, remove; an
+environment always keeps an owner."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.messages import get_messages
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+
+from integrations.models import AuditEvent, Membership, Role, User
+
+from . import factories
+
+
+def _url(name: str = "dashboard:members", env: str = "acme", **kwargs) -> str:
+    return reverse(name, kwargs={"env": env, **kwargs})
+
+
+def _membership(user, environment) -> Membership:
+    return Membership.objects.get(user=user, environment=environment)
+
+
+def _messages(response) -> list[str]:
+    return [str(m) for m in get_messages(response.wsgi_request)]
+
+
+# --- Access --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("persona", "status"), [("owner", 200), ("editor", 403), ("viewer", 403), ("outsider", 404)])
+def test_only_owners_open_the_members_page(client, request, environment, persona, status):
+    client.force_login(request.getfixturevalue(persona))
+
+    assert client.get(_url()).status_code == status
+
+
+@pytest.mark.parametrize(("persona", "status"), [("editor", 403), ("viewer", 403), ("outsider", 404)])
+def test_only_owners_change_members(client, request, environment, owner, persona, status):
+    newcomer = factories.UserFactory(email="new@acme.test")
+    client.force_login(request.getfixturevalue(persona))
+    owner_membership = _membership(owner, environment)
+
+    assert client.post(_url("dashboard:member_add"), {"email": newcomer.email, "role": "owner"}).status_code == status
+    assert client.post(_url("dashboard:member_role", member_id=owner_membership.pk), {"role": "viewer"}).status_code == status
+    assert client.post(_url("dashboard:member_remove", member_id=owner_membership.pk)).status_code == status
+
+    assert not Membership.objects.filter(user=newcomer).exists()
+    assert _membership(owner, environment).role == Role.OWNER
+
+
+def test_anonymous_users_are_sent_to_login(client, environment):
+    for response in (client.get(_url()), client.post(_url("dashboard:member_add"), {"email": "x@y.test"})):
+        assert response.status_code == 302
+        assert response["Location"].startswith(reverse("login") + "?next=")
+
+
+def test_another_environments_membership_is_a_404(client, owner, outsider, other_environment):
+    theirs = _membership(outsider, other_environment)
+    client.force_login(owner)
+
+    assert client.post(_url("dashboard:member_role", member_id=theirs.pk), {"role": "viewer"}).status_code == 404
+    assert client.post(_url("dashboard:member_remove", member_id=theirs.pk)).status_code == 404
+    assert _membership(outsider, other_environment).role == Role.OWNER
+    assert outsider.email not in client.get(_url()).content.decode()
+
+
+# --- List ----------------------------------------------------------------------------------------
+
+
+def test_the_page_lists_members_with_their_roles(client, owner, editor, viewer, outsider):
+    client.force_login(owner)
+
+    body = client.get(_url()).content.decode()
+
+    for user in (owner, editor, viewer):
+        assert user.email in body
+    assert outsider.email not in body
+    assert body.count('class="member-row"') == 3
+
+
+def test_the_member_list_runs_a_constant_number_of_queries(client, owner, environment):
+    client.force_login(owner)
+
+    factories.MembershipFactory.create_batch(2, environment=environment)
+    with CaptureQueriesContext(connection) as with_3:
+        assert client.get(_url()).content.decode().count('class="member-row"') == 3
+    factories.MembershipFactory.create_batch(12, environment=environment)
+    with CaptureQueriesContext(connection) as with_15:
+        assert client.get(_url()).content.decode().count('class="member-row"') == 15
+
+    assert len(with_15) == len(with_3), [q["sql"] for q in with_15.captured_queries]
+
+
+# --- Add -----------------------------------------------------------------------------------------
+
+
+def test_an_owner_adds_an_existing_user_by_email(client, owner, environment):
+    newcomer = factories.UserFactory(email="new@acme.test")
+    client.force_login(owner)
+
+    response = client.post(_url("dashboard:member_add"), {"email": "NEW@acme.test", "role": "editor"})
+
+    assert response.status_code == 302
+    assert response["Location"] == _url()
+    assert _membership(newcomer, environment).role == Role.EDITOR
+    event = AuditEvent.objects.get(action="member.added")
+    assert event.actor_user == owner and event.details["user_id"] == newcomer.pk
+    assert "new@acme.test" in client.get(_url()).content.decode()
+
+
+def test_an_unknown_email_is_a_form_error_and_creates_no_user(client, owner, environment):
+    client.force_login(owner)
+    users = User.objects.count()
+
+    response = client.post(_url("dashboard:member_add"), {"email": "nobody@acme.test", "role": "viewer"})
+
+    assert response.status_code == 200
+    assert "No Relink account uses this email" in response.content.decode()
+    assert User.objects.count() == users
+    assert Membership.objects.filter(environment=environment).count() == 1
+
+
+def test_adding_an_existing_member_again_is_a_form_error(client, owner, viewer, environment):
+    client.force_login(owner)
+
+    response = client.post(_url("dashboard:member_add"), {"email": viewer.email, "role": "owner"})
+
+    assert response.status_code == 200
+    assert "already a member" in response.content.decode()
+    assert _membership(viewer, environment).role == Role.VIEWER
+
+
+def test_an_invalid_role_is_a_form_error(client, owner, environment):
+    newcomer = factories.UserFactory(email="new@acme.test")
+    client.force_login(owner)
+
+    response = client.post(_url("dashboard:member_add"), {"email": newcomer.email, "role": "god"})
+
+    assert response.status_code == 200
+    assert not Membership.objects.filter(user=newcomer).exists()
+
+
+# --- Change role and remove -----------------------------------------------------------------------
+
+
+def test_an_owner_changes_a_members_role(client, owner, viewer, environment):
+    client.force_login(owner)
+    membership = _membership(viewer, environment)
+
+    response = client.post(_url("dashboard:member_role", member_id=membership.pk), {"role": "owner"})
+
+    assert response["Location"] == _url()
+    assert _membership(viewer, environment).role == Role.OWNER
+    event = AuditEvent.objects.get(action="member.role_changed")
+    assert event.details["old_role"] == "viewer" and event.details["role"] == "owner"
+
+
+def test_an_owner_removes_a_member(client, owner, editor, environment):
+    client.force_login(owner)
+
+    response = client.post(_url("dashboard:member_remove", member_id=_membership(editor, environment).pk))
+
+    assert response["Location"] == _url()
+    assert not Membership.objects.filter(user=editor, environment=environment).exists()
+    assert User.objects.filter(pk=editor.pk).exists()  # the account stays
+    assert AuditEvent.objects.get(action="member.removed").details["user_id"] == editor.pk
+    client.force_login(editor)
+    assert client.get(reverse("dashboard:integrations", kwargs={"env": "acme"})).status_code == 404
+
+
+def test_removing_asks_for_confirmation(client, owner, editor, environment):
+    client.force_login(owner)
+    membership = _membership(editor, environment)
+
+    assert "hx-confirm=" in client.get(_url()).content.decode()
+    response = client.post(_url("dashboard:member_remove", member_id=membership.pk), headers={"HX-Request": "true"})
+
+    assert response["HX-Redirect"] == _url()
+    assert not Membership.objects.filter(pk=membership.pk).exists()
+
+
+def test_the_last_owner_cannot_be_demoted_or_removed(client, owner, environment):
+    client.force_login(owner)
+    membership = _membership(owner, environment)
+
+    demoted = client.post(_url("dashboard:member_role", member_id=membership.pk), {"role": "editor"})
+    removed = client.post(_url("dashboard:member_remove", member_id=membership.pk))
+
+    assert _membership(owner, environment).role == Role.OWNER
+    for response in (demoted, removed):
+        assert response["Location"] == _url()
+        assert any("last owner" in m for m in _messages(response))
+    assert not AuditEvent.objects.exists()
+
+
+def test_with_a_second_owner_an_owner_can_step_down(client, owner, editor, environment):
+    Membership.objects.filter(user=editor, environment=environment).update(role=Role.OWNER)
+    client.force_login(owner)
+
+    response = client.post(_url("dashboard:member_role", member_id=_membership(owner, environment).pk), {"role": "viewer"})
+
+    assert _membership(owner, environment).role == Role.VIEWER
+    # No longer an owner: sent to the environment, not to a members page that is now a 403.
+    assert response["Location"] == reverse("dashboard:integrations", kwargs={"env": "acme"})
+    assert client.get(_url()).status_code == 403
+
+    # The remaining owner is now the last one.
+    client.force_login(editor)
+    last = _membership(editor, environment)
+    client.post(_url("dashboard:member_role", member_id=last.pk), {"role": "viewer"})
+    assert _membership(editor, environment).role == Role.OWNER
+
+
+def test_an_unknown_role_is_refused(client, owner, viewer, environment):
+    client.force_login(owner)
+
+    response = client.post(_url("dashboard:member_role", member_id=_membership(viewer, environment).pk), {"role": "god"})
+
+    assert response.status_code == 302
+    assert _membership(viewer, environment).role == Role.VIEWER

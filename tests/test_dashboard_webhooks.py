@@ -1,0 +1,396 @@
+"""Webhooks in the dashboard: endpoints (owner-managed), the secret shown once, deliveries, replay."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+
+from integrations.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint
+
+from . import factories
+
+pytestmark = pytest.mark.django_db
+
+HTMX = {"HX-Request": "true"}
+ROLE_MATRIX = [("owner", 302), ("editor", 403), ("viewer", 403), ("outsider", 404), (None, 302)]
+
+
+@pytest.fixture
+def queued(monkeypatch):
+    """Delivery task calls, recorded instead of sent."""
+    from integrations import tasks
+
+    calls: list[int] = []
+    monkeypatch.setattr(tasks.deliver_webhook, "delay", lambda pk: calls.append(pk))
+    monkeypatch.setattr(tasks.deliver_webhook, "delay_on_commit", lambda pk: calls.append(pk))
+    return calls
+
+
+@pytest.fixture
+def endpoint(environment):
+    return factories.WebhookEndpointFactory(environment=environment, url="https://hooks.acme.test/relink")
+
+
+def _url(name: str, env: str = "acme", **kwargs) -> str:
+    return reverse(f"dashboard:{name}", kwargs={"env": env, **kwargs})
+
+
+def _login(client, request, persona):
+    if persona:
+        client.force_login(request.getfixturevalue(persona))
+
+
+# --- List and detail --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("persona", ["owner", "editor", "viewer"])
+def test_every_member_sees_the_endpoints(client, request, persona, environment, other_environment):
+    factories.WebhookEndpointFactory(environment=environment, url="https://a.test/h", event_types=["sync-finished"])
+    factories.WebhookEndpointFactory(environment=environment, url="https://b.test/h")
+    factories.WebhookEndpointFactory(environment=other_environment, url="https://foreign.test/h")
+    _login(client, request, persona)
+
+    body = client.get(_url("webhooks")).content.decode()
+
+    assert "https://a.test/h" in body and "<code>sync-finished</code>" in body
+    assert "https://b.test/h" in body and "All events" in body
+    assert "foreign.test" not in body
+    assert (_url("webhook_new") in body) == (persona == "owner")
+
+
+@pytest.mark.parametrize("persona", ["editor", "viewer"])
+def test_non_owners_see_deliveries_without_buttons(client, request, persona, endpoint):
+    factories.WebhookDeliveryFactory(endpoint=endpoint)
+    _login(client, request, persona)
+
+    body = client.get(_url("webhook", endpoint_id=endpoint.pk)).content.decode()
+
+    assert "integration-state-changed" in body
+    assert "Replay" not in body
+    assert "Send test event" not in body
+    assert _url("webhook_delete", endpoint_id=endpoint.pk) not in body
+
+
+def test_the_detail_page_shows_status_attempts_and_last_response(client, owner, endpoint):
+    delivery = factories.WebhookDeliveryFactory(
+        endpoint=endpoint, status=DeliveryStatus.FAILED, attempts=2, last_response_status=503
+    )
+    factories.WebhookAttemptFactory(delivery=delivery, response_status=500, response_body="boom")
+    factories.WebhookAttemptFactory(delivery=delivery, response_status=503, response_body="still down")
+    client.force_login(owner)
+
+    body = client.get(_url("webhook", endpoint_id=endpoint.pk)).content.decode()
+
+    row = re.search(rf'<tbody id="delivery-{delivery.pk}".*?</tbody>\s*</table>', body, re.S).group(0)
+    assert 'class="badge delivery-failed">Failed' in row
+    assert "<td>2</td>" in row
+    assert "503" in row
+    assert "Attempts (2)" in row
+    assert "boom" in row and "still down" in row
+    assert delivery.event_id in row
+    assert "Replay" in row
+
+
+def test_the_detail_page_runs_a_constant_number_of_queries(client, viewer, endpoint):
+    client.force_login(viewer)
+    url = _url("webhook", endpoint_id=endpoint.pk)
+
+    def make(n: int) -> None:
+        for _ in range(n):
+            delivery = factories.WebhookDeliveryFactory(endpoint=endpoint)
+            factories.WebhookAttemptFactory(delivery=delivery)
+            factories.WebhookAttemptFactory(delivery=delivery)
+
+    def rows(response) -> int:
+        return len(re.findall(r'<tbody id="delivery-', response.content.decode()))
+
+    make(3)
+    with CaptureQueriesContext(connection) as with_3:
+        assert rows(client.get(url)) == 3
+    make(12)
+    with CaptureQueriesContext(connection) as with_15:
+        assert rows(client.get(url)) == 15
+
+    assert len(with_15) == len(with_3), [q["sql"] for q in with_15.captured_queries]
+
+
+def test_the_list_runs_a_constant_number_of_queries(client, viewer, environment):
+    client.force_login(viewer)
+
+    def make(n: int) -> None:
+        for _ in range(n):
+            factories.WebhookDeliveryFactory(endpoint=factories.WebhookEndpointFactory(environment=environment))
+
+    def rows(response) -> int:
+        return len(re.findall(r'class="badge endpoint-', response.content.decode()))
+
+    make(3)
+    with CaptureQueriesContext(connection) as with_3:
+        assert rows(client.get(_url("webhooks"))) == 3
+    make(12)
+    with CaptureQueriesContext(connection) as with_15:
+        assert rows(client.get(_url("webhooks"))) == 15
+
+    assert len(with_15) == len(with_3)
+
+
+def test_another_environments_endpoint_and_delivery_are_404s(client, owner, other_environment, endpoint, queued):
+    foreign = factories.WebhookEndpointFactory(environment=other_environment)
+    foreign_delivery = factories.WebhookDeliveryFactory(endpoint=foreign, status=DeliveryStatus.FAILED)
+    client.force_login(owner)
+
+    assert client.get(_url("webhook", endpoint_id=foreign.pk)).status_code == 404
+    # Our endpoint's URL with another endpoint's delivery: still not found.
+    replay = _url("webhook_replay", endpoint_id=endpoint.pk, delivery_id=foreign_delivery.pk)
+    assert client.post(replay).status_code == 404
+    foreign_delivery.refresh_from_db()
+    assert foreign_delivery.status == DeliveryStatus.FAILED
+    assert queued == []
+
+
+# --- Create and the secret shown once -----------------------------------------------------------
+
+
+def test_creating_shows_the_secret_once(client, owner, environment):
+    client.force_login(owner)
+
+    response = client.post(
+        _url("webhook_new"),
+        {"url": "https://hooks.acme.test/in", "description": "CRM", "event_types": ["sync-finished", "integration-deleted"]},
+    )
+
+    assert response.status_code == 200  # rendered, not redirected
+    assert "no-store" in response["Cache-Control"]
+    endpoint = WebhookEndpoint.objects.get(environment=environment)
+    secret = endpoint.get_secret()
+    body = response.content.decode()
+    assert secret.startswith("whsec_")
+    assert secret in body
+    assert endpoint.url == "https://hooks.acme.test/in"
+    assert endpoint.description == "CRM"
+    assert sorted(endpoint.event_types) == ["integration-deleted", "sync-finished"]
+    assert endpoint.enabled
+
+    for url in [_url("webhooks"), _url("webhook", endpoint_id=endpoint.pk)]:
+        later = client.get(url).content.decode()
+        assert secret not in later
+        assert "whsec_" not in later
+
+
+def test_no_event_checked_means_all_events(client, owner, environment):
+    client.force_login(owner)
+
+    client.post(_url("webhook_new"), {"url": "http://localhost:8001/hook"})
+
+    endpoint = WebhookEndpoint.objects.get(environment=environment)
+    assert endpoint.event_types == []
+    assert endpoint.wants("connection-flow-failed")
+
+
+@pytest.mark.parametrize("url", ["ftp://hooks.acme.test/in", "javascript:alert(1)", "not a url", ""])
+def test_only_http_and_https_urls_are_accepted(client, owner, environment, url):
+    client.force_login(owner)
+
+    response = client.post(_url("webhook_new"), {"url": url, "event_types": ["sync-finished"]})
+
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert "errorlist" in body
+    assert "whsec_" not in body
+    assert re.search(r'value="sync-finished" checked', body)  # the user's choices survive
+    assert not WebhookEndpoint.objects.filter(environment=environment).exists()
+
+
+def test_an_unknown_event_type_is_refused(client, owner, environment):
+    client.force_login(owner)
+
+    response = client.post(_url("webhook_new"), {"url": "https://x.test/h", "event_types": ["everything"]})
+
+    assert response.status_code == 200
+    assert not WebhookEndpoint.objects.filter(environment=environment).exists()
+
+
+@pytest.mark.parametrize(("persona", "status"), [("owner", 200), ("editor", 403), ("viewer", 403), ("outsider", 404), (None, 302)])
+def test_who_may_create(client, request, environment, persona, status):
+    _login(client, request, persona)
+
+    response = client.post(_url("webhook_new"), {"url": "https://x.test/h"})
+
+    assert response.status_code == status
+    assert WebhookEndpoint.objects.filter(environment=environment).exists() == (persona == "owner")
+
+
+@pytest.mark.parametrize(("persona", "status"), [("owner", 200), ("editor", 403), ("viewer", 403)])
+def test_the_new_form_is_for_owners(client, request, environment, persona, status):
+    _login(client, request, persona)
+    assert client.get(_url("webhook_new")).status_code == status
+
+
+# --- Enable/disable, delete ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("persona", "status"), ROLE_MATRIX)
+def test_who_may_disable(client, request, endpoint, persona, status):
+    _login(client, request, persona)
+
+    response = client.post(_url("webhook_toggle", endpoint_id=endpoint.pk), {"enabled": "0"})
+
+    assert response.status_code == status
+    endpoint.refresh_from_db()
+    assert endpoint.enabled == (persona != "owner")
+
+
+def test_disable_then_enable(client, owner, endpoint):
+    client.force_login(owner)
+    url = _url("webhook_toggle", endpoint_id=endpoint.pk)
+
+    response = client.post(url, {"enabled": "0"})
+    assert response["Location"] == _url("webhook", endpoint_id=endpoint.pk)
+    endpoint.refresh_from_db()
+    assert not endpoint.enabled
+    assert "Endpoint disabled." in client.get(response["Location"]).content.decode()
+
+    client.post(url, {"enabled": "1"})
+    endpoint.refresh_from_db()
+    assert endpoint.enabled
+
+
+def test_toggle_is_post_only(client, owner, endpoint):
+    client.force_login(owner)
+    assert client.get(_url("webhook_toggle", endpoint_id=endpoint.pk)).status_code == 405
+
+
+def test_delete_asks_for_confirmation_first(client, owner, endpoint):
+    client.force_login(owner)
+
+    response = client.get(_url("webhook_delete", endpoint_id=endpoint.pk))
+
+    assert response.status_code == 200
+    assert "Delete endpoint?" in response.content.decode()
+    assert WebhookEndpoint.objects.filter(pk=endpoint.pk).exists()
+
+
+@pytest.mark.parametrize(("persona", "status"), ROLE_MATRIX)
+def test_who_may_delete(client, request, endpoint, persona, status):
+    factories.WebhookDeliveryFactory(endpoint=endpoint)
+    _login(client, request, persona)
+
+    response = client.post(_url("webhook_delete", endpoint_id=endpoint.pk))
+
+    assert response.status_code == status
+    exists = WebhookEndpoint.objects.filter(pk=endpoint.pk).exists()
+    assert exists == (persona != "owner")
+    if persona == "owner":
+        assert response["Location"] == _url("webhooks")
+        assert not WebhookDelivery.objects.filter(endpoint_id=endpoint.pk).exists()
+
+
+# --- Test event ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("persona", "status"), ROLE_MATRIX)
+def test_who_may_send_a_test_event(client, request, endpoint, queued, persona, status):
+    other = factories.WebhookEndpointFactory(environment=endpoint.environment)
+    _login(client, request, persona)
+
+    response = client.post(_url("webhook_test", endpoint_id=endpoint.pk))
+
+    assert response.status_code == status
+    deliveries = list(WebhookDelivery.objects.all())
+    if persona == "owner":
+        assert len(deliveries) == 1  # this endpoint only
+        delivery = deliveries[0]
+        assert delivery.endpoint_id == endpoint.pk and delivery.endpoint_id != other.pk
+        assert delivery.status == DeliveryStatus.PENDING
+        assert delivery.next_attempt_at is not None  # due now, so the task's claim succeeds
+        assert delivery.payload["id"] == delivery.event_id
+        assert delivery.payload["type"] == "test"
+        assert queued == [delivery.pk]
+    else:
+        assert deliveries == [] and queued == []
+
+
+def test_a_disabled_endpoint_gets_no_test_event(client, owner, endpoint, queued):
+    endpoint.enabled = False
+    endpoint.save(update_fields=["enabled"])
+    client.force_login(owner)
+
+    client.post(_url("webhook_test", endpoint_id=endpoint.pk))
+
+    assert not WebhookDelivery.objects.exists()
+    assert queued == []
+
+
+# --- Replay ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def failed(endpoint):
+    delivery = factories.WebhookDeliveryFactory(
+        endpoint=endpoint, status=DeliveryStatus.FAILED, attempts=8, last_response_status=500, next_attempt_at=None
+    )
+    factories.WebhookAttemptFactory(delivery=delivery)
+    return delivery
+
+
+@pytest.mark.parametrize(("persona", "status"), ROLE_MATRIX)
+def test_who_may_replay(client, request, failed, persona, status, django_capture_on_commit_callbacks):
+    _login(client, request, persona)
+    url = _url("webhook_replay", endpoint_id=failed.endpoint_id, delivery_id=failed.pk)
+
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        response = client.post(url)
+
+    assert response.status_code == status
+    failed.refresh_from_db()
+    if persona == "owner":
+        assert failed.status == DeliveryStatus.PENDING
+        assert len(callbacks) == 1
+    else:
+        assert failed.status == DeliveryStatus.FAILED
+        assert callbacks == []
+
+
+def test_replay_keeps_the_event_id_and_resets_to_pending(client, owner, failed, queued, django_capture_on_commit_callbacks):
+    event_id = failed.event_id
+    client.force_login(owner)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(_url("webhook_replay", endpoint_id=failed.endpoint_id, delivery_id=failed.pk))
+
+    assert response.status_code == 302
+    assert response["Location"] == _url("webhook", endpoint_id=failed.endpoint_id)
+    failed.refresh_from_db()
+    assert failed.event_id == event_id
+    assert failed.status == DeliveryStatus.PENDING
+    assert failed.next_attempt_at is not None
+    assert WebhookDelivery.objects.count() == 1  # the same row, not a new event
+    assert queued == [failed.pk]
+
+
+def test_replay_over_htmx_returns_the_row(client, owner, failed, queued, django_capture_on_commit_callbacks):
+    client.force_login(owner)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(
+            _url("webhook_replay", endpoint_id=failed.endpoint_id, delivery_id=failed.pk), headers=HTMX
+        )
+
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert "<html" not in body
+    assert body.lstrip().startswith(f'<tbody id="delivery-{failed.pk}"')
+    assert 'class="badge delivery-pending">Pending' in body
+    assert failed.event_id in body
+    assert "Attempts (1)" in body
+    assert queued == [failed.pk]
+
+
+def test_replay_is_post_only(client, owner, failed):
+    client.force_login(owner)
+    url = _url("webhook_replay", endpoint_id=failed.endpoint_id, delivery_id=failed.pk)
+    assert client.get(url).status_code == 405
