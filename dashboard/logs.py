@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 from django.contrib.auth.decorators import login_required
-from django.core.paginator import Paginator
+from .paginator import CachedCountPaginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 
@@ -29,7 +29,7 @@ def logs(request: HttpRequest, env: str) -> HttpResponse:
     errors_only = request.GET.get("errors") == "1"
     if errors_only:
         qs = qs.filter(status_code__gte=400)
-    page = Paginator(qs, PAGE_SIZE).get_page(request.GET.get("page"))
+    page = CachedCountPaginator(qs, PAGE_SIZE).get_page(request.GET.get("page"))
     ctx = {"access": access, "env": access.environment, "page": page, "errors_only": errors_only}
     return render(request, "dashboard/logs.html", ctx)
 

@@ -2,7 +2,6 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
@@ -12,6 +11,7 @@ from integrations.models import OPEN_SYNC_STATUSES, Integration, IntegrationStat
 from integrations.syncs import queue_sync
 from integrations.tasks import check_integration_auth
 
+from .paginator import CachedCountPaginator
 from .access import EnvAccess, get_env_access
 from .health import describe_health
 from .listing import ListFilters, tool_options
@@ -35,14 +35,15 @@ def home(request: HttpRequest) -> HttpResponse:
 @login_required
 def integrations(request: HttpRequest, env: str) -> HttpResponse:
     access = get_env_access(request, env)
-    request.session["environment_slug"] = access.environment.slug
+    if request.session.get("environment_slug") != access.environment.slug:
+        request.session["environment_slug"] = access.environment.slug  # a session write only on change
     filters = ListFilters.from_query(request.GET)
     qs = filters.apply(
         Integration.objects.filter(environment=access.environment)
         .select_related("scope_config")
         .defer("credentials_encrypted")
     )
-    page = Paginator(qs, PAGE_SIZE).get_page(request.GET.get("page"))
+    page = CachedCountPaginator(qs, PAGE_SIZE).get_page(request.GET.get("page"))
     ctx = {
         "access": access,
         "env": access.environment,

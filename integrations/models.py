@@ -239,6 +239,14 @@ class Integration(models.Model):
         super().save(*args, **kwargs)
 
     @property
+    def tool_label(self) -> str:
+        """The tool's label from the registry (cheaper than get_tool_display's callable choices)."""
+        from .providers import REGISTRY
+
+        provider = REGISTRY.get(self.tool)
+        return provider.label if provider else self.tool
+
+    @property
     def provider(self):
         from .providers import get_provider
 

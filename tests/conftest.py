@@ -73,3 +73,13 @@ def superuser(db):
 @pytest.fixture
 def is_postgres():
     return connection.vendor == "postgresql"
+
+
+@pytest.fixture(autouse=True)
+def _clear_cache():
+    """Each test starts with an empty cache (rate-limit windows, cached list counts)."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()
