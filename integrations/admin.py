@@ -17,6 +17,7 @@ from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm
 from django.db import models
 from django.db.models import BooleanField, ExpressionWrapper, Q, QuerySet
 from django.http import HttpRequest
+from django.template.response import TemplateResponse
 from django.utils import timezone
 
 from .health import set_enabled
@@ -319,30 +320,30 @@ class IntegrationAdmin(admin.ModelAdmin):
         self._set_enabled(request, queryset, False)
 
     @admin.action(description="Create a relink link (magic link, 1 year)", permissions=("change",))
-    def create_magic_links(self, request: HttpRequest, queryset: QuerySet) -> None:
-        """One magic link per integration. The URLs exist only in these messages: shown once."""
+    def create_magic_links(self, request: HttpRequest, queryset: QuerySet) -> TemplateResponse:
+        """One magic link per integration, rendered on a page of its own and shown only there.
+
+        Not through `messages`: the default message storage keeps messages in a (signed, not
+        encrypted) cookie, and a link URL is a bearer secret.
+        """
         from connect_flow.links import LinkInputError, create_relink_link
         from connect_flow.models import LinkType
 
         integrations = queryset.select_related("environment", "scope_config").defer("credentials_encrypted")
-        created = 0
+        rows, errors = [], []
         for integration in integrations:
             label = f"{integration.end_user_organization_name} ({integration.pk})"
             try:
-                link = create_relink_link(integration, link_type=LinkType.MAGIC_LINK, user=request.user)
+                created = create_relink_link(integration, link_type=LinkType.MAGIC_LINK, user=request.user)
             except LinkInputError as exc:
-                self.message_user(request, f"No link created for {label}: {exc}.", messages.ERROR)
+                errors.append(f"No link created for {label}: {exc}.")
                 continue
-            created += 1
-            expires = timezone.localtime(link.link.expires_at).strftime("%d %b %Y")
-            messages.success(request, f"Relink link for {label}, valid until {expires}: {link.url}")
-        if created:
-            self.message_user(
-                request,
-                f"{created} relink link{'' if created == 1 else 's'} created. Copy "
-                f"{'it' if created == 1 else 'them'} now: the links are shown only this once.",
-                messages.WARNING,
-            )
+            rows.append({"label": label, "url": created.url, "expires_at": created.link.expires_at})
+        context = {**self.admin_site.each_context(request), "title": "Relink links created", "rows": rows,
+                   "errors": errors, "opts": self.model._meta}
+        response = TemplateResponse(request, "admin/integrations/relink_links.html", context)
+        response["Cache-Control"] = "no-store"
+        return response
 
     @admin.display(description="credentials")
     def credentials(self, obj: Integration) -> str:
