@@ -13,13 +13,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.db import transaction
 from django.http import JsonResponse
 
 from connect_flow import links
 from connect_flow.models import LinkType
-from integrations import health, webhooks
-from integrations.models import AuditEvent, Integration, IntegrationState, ScopeConfig, SyncType, WebhookEvent
+from integrations import health
+from integrations.models import IntegrationState, ScopeConfig, SyncType
 from integrations.providers import Category
 from integrations.syncs import queue_sync
 
@@ -70,19 +69,8 @@ def get_integration(ctx: ApiContext, integration_id: str) -> dict[str, Any]:
 def delete_integration(ctx: ApiContext, integration_id: str) -> dict[str, Any]:
     ctx.body()  # an optional, empty JSON object; malformed JSON is still a 400
     integration = ctx.get_integration(integration_id)
-    data = webhooks.integration_data(integration)  # captured before the row is gone
-    with transaction.atomic():
-        deleted, _ = Integration.objects.filter(pk=integration.pk, environment=ctx.environment).delete()
-        if not deleted:  # deleted concurrently
-            raise errors.integration_not_found(f"No integration with the id {integration_id[:80]!r} exists in this environment.")
-        AuditEvent.objects.create(
-            environment=ctx.environment,
-            integration_id=integration.pk,
-            actor_api_key=ctx.api_key,
-            action="integration.deleted",
-            details={"tool": integration.tool, "organization_name": integration.end_user_organization_name},
-        )
-        webhooks.emit(ctx.environment.pk, WebhookEvent.INTEGRATION_DELETED, data)
+    if not health.delete_integration(integration, actor_api_key=ctx.api_key):  # deleted concurrently
+        raise errors.integration_not_found(f"No integration with the id {integration_id[:80]!r} exists in this environment.")
     return {}
 
 

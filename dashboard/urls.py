@@ -19,6 +19,8 @@ urlpatterns = [
     path("env/<slug:env>/integrations/<str:integration_id>/syncs/", views.integration_syncs, name="integration_syncs"),
     path("env/<slug:env>/integrations/<str:integration_id>/force-sync/", views.force_sync, name="force_sync"),
     path("env/<slug:env>/integrations/<str:integration_id>/check-now/", views.check_now, name="check_now"),
+    path("env/<slug:env>/integrations/<str:integration_id>/enabled/", views.set_enabled, name="set_enabled"),
+    path("env/<slug:env>/integrations/<str:integration_id>/delete/", views.delete, name="delete"),
     path("env/<slug:env>/integrations/<str:integration_id>/relink/", relink.section, name="relink"),
     path(
         "env/<slug:env>/integrations/<str:integration_id>/relink/scope-diff/",

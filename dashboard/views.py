@@ -8,6 +8,7 @@ from django.views.decorators.http import require_POST
 from django.utils.cache import patch_vary_headers
 
 from integrations.models import OPEN_SYNC_STATUSES, Integration, IntegrationState, Membership, Role
+from integrations import health
 from integrations.syncs import queue_sync
 from integrations.tasks import check_integration_auth
 
@@ -135,3 +136,28 @@ def check_now(request: HttpRequest, env: str, integration_id: str) -> HttpRespon
     check_integration_auth.delay_on_commit(obj.pk)
     messages.success(request, "Authentication check started; refresh in a few seconds.")
     return redirect("dashboard:integration", env=env, integration_id=obj.pk)
+
+
+@login_required
+@require_POST
+def set_enabled(request: HttpRequest, env: str, integration_id: str) -> HttpResponse:
+    """Enable or disable (editor+). Credentials are kept; a disabled integration runs nothing."""
+    access = get_env_access(request, env, Role.EDITOR)
+    obj = _get_integration(access, integration_id)
+    enable = request.POST.get("enabled") == "true"
+    updated = health.set_enabled(obj.pk, enable, actor_user=request.user)
+    messages.success(request, f"Integration {'enabled' if enable else 'disabled'}: it is now {updated.get_state_display().lower()}.")
+    return redirect("dashboard:integration", env=env, integration_id=obj.pk)
+
+
+@login_required
+def delete(request: HttpRequest, env: str, integration_id: str) -> HttpResponse:
+    """GET asks for confirmation; POST deletes (editor+), with the `integration-deleted` webhook."""
+    access = get_env_access(request, env, Role.EDITOR)
+    obj = _get_integration(access, integration_id)
+    if request.method == "POST":
+        health.delete_integration(obj, actor_user=request.user)
+        messages.success(request, f"Integration for {obj.end_user_organization_name} deleted.")
+        return redirect("dashboard:integrations", env=env)
+    return render(request, "dashboard/integration_delete.html", {"access": access, "env": access.environment,
+                                                                   "integration": obj})

@@ -15,7 +15,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from . import webhooks
-from .models import AuditEvent, AuthCheck, Integration, IntegrationState
+from .models import AuditEvent, AuthCheck, Integration, IntegrationState, WebhookEvent
 from .providers import Outcome
 from .providers.base import AuthResult
 
@@ -146,3 +146,25 @@ def set_enabled(integration_id: str, enabled: bool, *, actor_user=None, actor_ap
             state_changed(integration, old_state, actor_user=actor_user, actor_api_key=actor_api_key,
                           reason="enabled" if enabled else "disabled")
     return integration
+
+
+def delete_integration(integration: Integration, *, actor_user=None, actor_api_key=None) -> bool:
+    """Delete an integration with its history; audit event and `integration-deleted` webhook.
+
+    Returns False when it was already gone (deleted concurrently). Synced records go with it.
+    """
+    data = webhooks.integration_data(integration)  # captured before the row is gone
+    with transaction.atomic():
+        deleted, _ = Integration.objects.filter(pk=integration.pk).delete()
+        if not deleted:
+            return False
+        AuditEvent.objects.create(
+            environment_id=integration.environment_id,
+            integration_id=integration.pk,
+            actor_user=actor_user,
+            actor_api_key=actor_api_key,
+            action="integration.deleted",
+            details={"tool": integration.tool, "organization_name": integration.end_user_organization_name},
+        )
+        webhooks.emit(integration.environment_id, WebhookEvent.INTEGRATION_DELETED, data)
+    return True

@@ -8,7 +8,7 @@ import pytest
 from django.urls import reverse
 
 from integrations import syncs
-from integrations.models import Sync
+from integrations.models import AuditEvent, Integration, Sync, WebhookDelivery
 
 from . import factories
 
@@ -93,3 +93,29 @@ def test_credentials_are_never_rendered(client, owner, environment):
     client.force_login(owner)
     body = client.get(_url("integration", integration)).content.decode()
     assert "sbx_NEVER_SHOWN_42" not in body and integration.credentials_encrypted not in body
+
+
+def test_an_editor_disables_and_enables_keeping_credentials(client, editor, environment):
+    integration = factories.IntegrationFactory(environment=environment, credentials={"api_key": "kept"})
+    client.force_login(editor)
+    client.post(_url("set_enabled", integration), {"enabled": "false"})
+    fresh = Integration.objects.get(pk=integration.pk)
+    assert (fresh.enabled, fresh.state) == (False, "INACTIVE")
+    client.post(_url("set_enabled", integration), {"enabled": "true"})
+    fresh = Integration.objects.get(pk=integration.pk)
+    assert (fresh.enabled, fresh.state) == (True, "ACTIVE") and fresh.get_credentials() == {"api_key": "kept"}
+
+
+def test_delete_asks_for_confirmation_then_deletes_with_a_webhook(client, editor, viewer, environment):
+    integration = factories.IntegrationFactory(environment=environment)
+    factories.WebhookEndpointFactory(environment=environment)
+    client.force_login(viewer)
+    assert client.post(_url("delete", integration)).status_code == 403
+    client.force_login(editor)
+    assert "Delete this integration?" in client.get(_url("delete", integration)).content.decode()
+    assert Integration.objects.filter(pk=integration.pk).exists()  # GET deletes nothing
+    client.post(_url("delete", integration))
+    assert not Integration.objects.filter(pk=integration.pk).exists()
+    delivery = WebhookDelivery.objects.get(event_type="integration-deleted")
+    assert delivery.payload["data"]["integration_id"] == integration.pk
+    assert AuditEvent.objects.filter(action="integration.deleted", actor_user=editor).count() == 1
