@@ -17,6 +17,9 @@ VAR_DIR = BASE_DIR / "var"
 VAR_DIR.mkdir(exist_ok=True)
 
 env = environ.Env()
+# A local `.env` file (git-ignored) may hold settings for manage.py in a development checkout,
+# e.g. `DEBUG=true`. Real environment variables take precedence over it.
+environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
 DEBUG = env.bool("DEBUG", default=False)
 
