@@ -16,7 +16,6 @@ from django.core.cache import cache
 log = logging.getLogger(__name__)
 
 WINDOW_SECONDS = 60
-DEFAULT_PER_MINUTE = 600
 
 
 def _now() -> float:
@@ -24,7 +23,7 @@ def _now() -> float:
 
 
 def limit_per_minute() -> int:
-    return int(getattr(settings, "API_RATE_LIMIT_PER_MINUTE", DEFAULT_PER_MINUTE))
+    return settings.API_RATE_LIMIT_PER_MINUTE
 
 
 def hit(bucket: str, limit: int | None = None, now: float | None = None) -> int | None:

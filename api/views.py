@@ -35,7 +35,7 @@ LINK_TYPES = tuple(LinkType.values)
 
 def _customer_id() -> str:
     """The reference API's account id: one per Relink installation (its host unless configured)."""
-    return getattr(settings, "API_CUSTOMER_ID", "") or urlsplit(settings.BASE_URL).hostname or "relink"
+    return settings.API_CUSTOMER_ID or urlsplit(settings.BASE_URL).hostname or "relink"
 
 
 def _scope_config(ctx: ApiContext, scope_config_id: str | None) -> ScopeConfig | None:

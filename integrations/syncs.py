@@ -30,7 +30,7 @@ from .models import (
     WebhookEvent,
 )
 from .providers import Outcome
-from .providers.base import ModelPermissionDenied, ProviderAuthFailed, ProviderError
+from .providers.base import AuthResult, ModelPermissionDenied, ProviderAuthFailed, ProviderError
 from .scopes import ScopeSpec
 
 log = logging.getLogger(__name__)
@@ -171,12 +171,8 @@ def run_sync(sync_id: str) -> Sync | None:
         return _finish(sync, SyncStatus.CANCELLED, f"integration is {integration.state}")
 
     provider = integration.provider
-    credentials = integration.get_credentials()
-    started = time.monotonic()
-    result = provider.check_auth(credentials)
-    record_auth_check(integration.pk, result, duration_ms=int((time.monotonic() - started) * 1000))
-    if result.updated_credentials is not None:
-        credentials = result.updated_credentials
+    result = check_and_record(integration)
+    credentials = result.updated_credentials or integration.get_credentials()
     if result.outcome is Outcome.AUTH_FAILED:
         return _finish(sync, SyncStatus.AUTHENTICATION_FAILED, integration.last_auth_error or result.message)
     if result.outcome is Outcome.UNAVAILABLE:
@@ -231,12 +227,17 @@ def reap_stuck_syncs(now: datetime | None = None) -> tuple[int, int]:
     return failed, len(stale)
 
 
-def check_integration(integration_id: str) -> None:
-    """An auth check outside a sync (the daily re-check of INVALID integrations, "check now")."""
-    integration = Integration.objects.get(pk=integration_id)
+def check_and_record(integration: Integration) -> AuthResult:
+    """Check the stored credentials against the provider, timed, through the health rule."""
     started = time.monotonic()
     result = integration.provider.check_auth(integration.get_credentials())
     record_auth_check(integration.pk, result, duration_ms=int((time.monotonic() - started) * 1000))
+    return result
+
+
+def check_integration(integration_id: str) -> None:
+    """An auth check outside a sync (the daily re-check of INVALID integrations, "check now")."""
+    check_and_record(Integration.objects.get(pk=integration_id))
 
 
 def invalid_due_for_recheck(now: datetime | None = None, batch_size: int = 1000) -> list[str]:

@@ -120,7 +120,7 @@ def default_client_secret() -> str:
 
 
 def access_token_validity() -> timedelta:
-    return timedelta(minutes=getattr(settings, "SANDBOX_OAUTH_ACCESS_TOKEN_MINUTES", 10))
+    return timedelta(minutes=settings.SANDBOX_OAUTH_ACCESS_TOKEN_MINUTES)
 
 
 class SandboxOAuthClient(models.Model):

@@ -32,7 +32,6 @@ from .base import (
 )
 from .rest import absence_window, check_result, expect_json, raise_for_fetch, select, transport_failure, unavailable
 
-DEFAULT_BASE_URL = "https://api.bamboohr.com/api/gateway.php"
 COMPANY_DOMAIN_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62})$")
 
 # Relink field -> BambooHR field name (https://documentation.bamboohr.com/docs/list-of-field-names).
@@ -50,7 +49,7 @@ class InvalidCompanyDomain(ValueError):
 
 
 def base_url() -> str:
-    return getattr(settings, "BAMBOOHR_BASE_URL", DEFAULT_BASE_URL).rstrip("/")
+    return settings.BAMBOOHR_BASE_URL.rstrip("/")
 
 
 def company_domain(credentials: dict[str, Any]) -> str:

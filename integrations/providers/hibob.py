@@ -40,7 +40,6 @@ from .rest import (
     unavailable,
 )
 
-DEFAULT_BASE_URL = "https://api.hibob.com/v1"
 MISSING = object()
 
 # Relink field -> Bob field ID (https://apidocs.hibob.com/reference/get_company-people-fields).
@@ -54,7 +53,7 @@ EMPLOYEE_FIELDS = {
 
 
 def base_url() -> str:
-    return getattr(settings, "HIBOB_BASE_URL", DEFAULT_BASE_URL).rstrip("/")
+    return settings.HIBOB_BASE_URL.rstrip("/")
 
 
 def _error(response: httpx.Response) -> tuple[str, str]:

@@ -42,7 +42,6 @@ from .rest import (
     unavailable,
 )
 
-DEFAULT_BASE_URL = "https://api.personio.de/v1"
 PAGE_LIMIT = 200
 MAX_PAGES = 500
 
@@ -57,7 +56,7 @@ EMPLOYEE_ATTRIBUTES = {
 
 
 def base_url() -> str:
-    return getattr(settings, "PERSONIO_BASE_URL", DEFAULT_BASE_URL).rstrip("/")
+    return settings.PERSONIO_BASE_URL.rstrip("/")
 
 
 def _error(response: httpx.Response) -> tuple[str, str]:
