@@ -13,6 +13,7 @@ from integrations.syncs import queue_sync
 from integrations.tasks import check_integration_auth
 
 from .paginator import CachedCountPaginator
+from .signals import integration_count_namespace
 from .access import EnvAccess, get_env_access
 from .health import describe_health
 from .listing import ListFilters, tool_options
@@ -44,7 +45,8 @@ def integrations(request: HttpRequest, env: str) -> HttpResponse:
         .select_related("scope_config")
         .defer("credentials_encrypted")
     )
-    page = CachedCountPaginator(qs, PAGE_SIZE).get_page(request.GET.get("page"))
+    namespace = integration_count_namespace(access.environment.pk)
+    page = CachedCountPaginator(qs, PAGE_SIZE, namespace=namespace).get_page(request.GET.get("page"))
     ctx = {
         "access": access,
         "env": access.environment,

@@ -228,6 +228,8 @@ class Integration(models.Model):
             models.Index(fields=["environment", "-created_at"], name="integration_env_created_idx"),
             # Dashboard search by origin id: WHERE environment=? AND end_user_origin_id=?.
             models.Index(fields=["environment", "end_user_origin_id"], name="integration_env_origin_idx"),
+            # Dashboard search by organization / origin id prefix: a pg_trgm GIN index on
+            # UPPER(...) created by migration 0002 (PostgreSQL only, so not declared here).
         ]
 
     def __str__(self) -> str:
