@@ -109,7 +109,7 @@ def force_sync(ctx: ApiContext) -> dict[str, Any]:
         raise errors.input_invalid(
             "The integration is INACTIVE: it was disabled. Enable it first (PUT /integrations/{id}/enabled)."
         )
-    sync, already_queued = queue_sync(integration.pk, sync_type)
+    sync, already_queued = queue_sync(integration.pk, sync_type, actor_api_key=ctx.api_key)
     return {"already_queued": already_queued, "sync_id": sync.pk, "type": sync.type}
 
 

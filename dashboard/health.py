@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.utils import timezone
 
 from integrations.health import INVALID_AFTER
-from integrations.models import Integration, IntegrationState
+from integrations.models import AuditEvent, Integration, IntegrationState
 
 FMT = "%-d %b %H:%M"
 
@@ -35,3 +35,43 @@ def describe_health(integration: Integration) -> dict[str, str]:
     if integration.last_auth_check_at:
         return {"level": "ok", "text": f"Healthy — last authentication check OK at {_when(integration.last_auth_check_at)}."}
     return {"level": "ok", "text": "Not checked yet."}
+
+
+# --- The audit trail ---------------------------------------------------------------------------
+
+LINK_TYPES = {"EMBEDDED": "an embedded", "MAGIC_LINK": "a magic"}
+STATE_LABELS = dict(IntegrationState.choices)
+
+
+def describe_event(event: AuditEvent) -> str:
+    """One line of an integration's audit trail in plain words (the actor is shown beside it)."""
+    d = event.details or {}
+    link = LINK_TYPES.get(d.get("link_type", ""), "a")
+    match event.action:
+        case "integration.state_changed":
+            change = f"{STATE_LABELS.get(d.get('from'), d.get('from') or '?')} → {STATE_LABELS.get(d.get('to'), d.get('to') or '?')}"
+            return f"State {change}" + (f" ({d['reason']})" if d.get("reason") else "")
+        case "integration.enabled":
+            return "Enabled the integration"
+        case "integration.disabled":
+            return "Disabled the integration"
+        case "sync.forced":
+            return "Forced a sync" + (" (full)" if d.get("type") == "FULL" else "")
+        case "auth_check.requested":
+            return "Asked for an authentication check"
+        case "link.created":
+            return f"Created {link} reconnection link" + (" to a new scope config" if d.get("scope_config_id") else "")
+        case "link.opened":
+            return f"Opened {link} reconnection link"
+        case "link.completed":
+            return "Completed the reconnection with new credentials"
+        case "link.revoked":
+            return f"Revoked {link} reconnection link"
+        case "link.expired":
+            return f"{link.capitalize()} reconnection link expired unused"
+        case "link.attempt_failed":
+            missing = d.get("missing_permissions") or []
+            return "Reconnection attempt rejected: " + (d.get("error_code") or "error") + (
+                f" (missing: {', '.join(missing)})" if missing else ""
+            )
+    return event.action

@@ -5,20 +5,25 @@ from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
+from django.utils import timezone
 from django.utils.cache import patch_vary_headers
 
-from integrations.models import OPEN_SYNC_STATUSES, Integration, IntegrationState, Membership, Role
+from integrations.models import OPEN_SYNC_STATUSES, AuditEvent, Integration, IntegrationState, Membership, Role
+from integrations.providers import REGISTRY
+from integrations.scopes import ModelCoverage, ScopeSpec
 from integrations import health
-from integrations.syncs import queue_sync
-from integrations.tasks import check_integration_auth
+from integrations.syncs import queue_sync, request_auth_check
 
 from .paginator import CachedCountPaginator
 from .signals import integration_count_namespace
 from .access import EnvAccess, get_env_access
-from .health import describe_health
+from .charts import auth_check_chart
+from .health import describe_event, describe_health
 from .listing import ListFilters, tool_options
 
 PAGE_SIZE = 50
+CHECKS_SHOWN = 30
+AUDIT_SHOWN = 30
 
 
 @login_required
@@ -80,6 +85,28 @@ def _syncs_context(integration: Integration) -> dict:
     return {"syncs": recent, "sync_open": any(s.status in OPEN_SYNC_STATUSES for s in recent)}
 
 
+def scope_coverage(integration: Integration) -> list[ModelCoverage] | None:
+    """What the integration's scope config makes a sync read from its tool, with the customer's
+    opt-outs; None when the stored scope config cannot be read (the page still renders)."""
+    provider = REGISTRY.get(integration.tool)
+    if provider is None:
+        return []
+    try:
+        spec = ScopeSpec.parse(integration.scope_config.spec if integration.scope_config else None)
+    except ValueError:
+        return None
+    return spec.coverage(provider, integration.opted_out_fields or ())
+
+
+def audit_trail(integration: Integration) -> list[dict]:
+    events = (
+        AuditEvent.objects.filter(integration_id=integration.pk)
+        .select_related("actor_user", "actor_api_key")
+        .order_by("-created_at", "-pk")[:AUDIT_SHOWN]
+    )
+    return [{"event": e, "text": describe_event(e)} for e in events]
+
+
 def integration_page_context(access: EnvAccess, obj: Integration, **extra) -> dict:
     """Everything the integration page renders; the Relink section views reuse it."""
     from .relink import RelinkSection
@@ -89,7 +116,10 @@ def integration_page_context(access: EnvAccess, obj: Integration, **extra) -> di
         "env": access.environment,
         "integration": obj,
         "health": describe_health(obj),
-        "checks": obj.auth_checks.order_by("-checked_at")[:30],
+        "chart": auth_check_chart(obj.auth_checks.all(), timezone.localdate()),
+        "checks": obj.auth_checks.order_by("-checked_at")[:CHECKS_SHOWN],
+        "coverage": scope_coverage(obj),
+        "audit": audit_trail(obj),
         "can_edit": access.can(Role.EDITOR),
         "relink": RelinkSection(access.environment, obj, {}),
         **_syncs_context(obj),
@@ -122,7 +152,7 @@ def force_sync(request: HttpRequest, env: str, integration_id: str) -> HttpRespo
     if obj.state != IntegrationState.ACTIVE:
         messages.error(request, f"Cannot sync: the integration is {obj.get_state_display().lower()}.")
     else:
-        sync, already = queue_sync(obj.pk)
+        sync, already = queue_sync(obj.pk, actor_user=request.user)
         if already:
             messages.info(request, f"A sync is already {sync.get_status_display().lower()}.")
         else:
@@ -135,7 +165,7 @@ def force_sync(request: HttpRequest, env: str, integration_id: str) -> HttpRespo
 def check_now(request: HttpRequest, env: str, integration_id: str) -> HttpResponse:
     access = get_env_access(request, env, Role.EDITOR)
     obj = _get_integration(access, integration_id)
-    check_integration_auth.delay_on_commit(obj.pk)
+    request_auth_check(obj, actor_user=request.user)
     messages.success(request, "Authentication check started; refresh in a few seconds.")
     return redirect("dashboard:integration", env=env, integration_id=obj.pk)
 

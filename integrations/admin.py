@@ -18,7 +18,6 @@ from django.db import models
 from django.db.models import BooleanField, ExpressionWrapper, Q, QuerySet
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
-from django.utils import timezone
 
 from .health import set_enabled
 from .models import (
@@ -285,14 +284,15 @@ class IntegrationAdmin(admin.ModelAdmin):
 
     @admin.action(description="Check authentication now", permissions=("change",))
     def check_auth_now(self, request: HttpRequest, queryset: QuerySet) -> None:
-        from . import tasks
+        from .syncs import request_auth_check
 
-        ids = list(queryset.values_list("pk", flat=True))
-        for integration_id in ids:
-            tasks.check_integration_auth.delay_on_commit(integration_id)
+        integrations = list(queryset.select_related(None).only("pk", "environment_id"))
+        for integration in integrations:
+            request_auth_check(integration, actor_user=request.user)
+        n = len(integrations)
         self.message_user(
             request,
-            f"Authentication check queued for {len(ids)} integration{'' if len(ids) == 1 else 's'}; "
+            f"Authentication check queued for {n} integration{'' if n == 1 else 's'}; "
             "refresh in a few seconds.",
             messages.SUCCESS,
         )

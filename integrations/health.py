@@ -103,21 +103,28 @@ def describe_error(result: AuthResult) -> str:
     return " ".join(p for p in parts if p)[:500]
 
 
+def audit(integration: Integration, action: str, *, actor_user=None, actor_api_key=None, actor_label: str = "",
+          **details) -> AuditEvent:
+    """One line of the integration's audit trail (shown on its dashboard page)."""
+    return AuditEvent.objects.create(
+        environment_id=integration.environment_id,
+        integration_id=integration.pk,
+        actor_user=actor_user,
+        actor_api_key=actor_api_key,
+        actor_label=actor_label,
+        action=action,
+        details=details,
+    )
+
+
 def state_changed(integration: Integration, old_state: str, *, actor_label: str = "", actor_user=None,
                   actor_api_key=None, reason: str = "") -> None:
     """Write the trail of one real state change: an audit event and the webhook outbox rows.
 
     Call inside the transaction that saved the new state, exactly once per change.
     """
-    AuditEvent.objects.create(
-        environment_id=integration.environment_id,
-        integration_id=integration.id,
-        actor_user=actor_user,
-        actor_api_key=actor_api_key,
-        actor_label=actor_label,
-        action="integration.state_changed",
-        details={"from": old_state, "to": integration.state, "reason": reason},
-    )
+    audit(integration, "integration.state_changed", actor_user=actor_user, actor_api_key=actor_api_key,
+          actor_label=actor_label, **{"from": old_state, "to": integration.state, "reason": reason})
     webhooks.emit_integration_state_changed(integration)
 
 
@@ -135,13 +142,8 @@ def set_enabled(integration_id: str, enabled: bool, *, actor_user=None, actor_ap
         integration.enabled = enabled
         integration.state = integration.derived_state()
         integration.save(update_fields=["enabled", "state", "updated_at"])
-        AuditEvent.objects.create(
-            environment_id=integration.environment_id,
-            integration_id=integration.id,
-            actor_user=actor_user,
-            actor_api_key=actor_api_key,
-            action="integration.enabled" if enabled else "integration.disabled",
-        )
+        audit(integration, "integration.enabled" if enabled else "integration.disabled",
+              actor_user=actor_user, actor_api_key=actor_api_key)
         if integration.state != old_state:
             state_changed(integration, old_state, actor_user=actor_user, actor_api_key=actor_api_key,
                           reason="enabled" if enabled else "disabled")
@@ -158,13 +160,7 @@ def delete_integration(integration: Integration, *, actor_user=None, actor_api_k
         deleted, _ = Integration.objects.filter(pk=integration.pk).delete()
         if not deleted:
             return False
-        AuditEvent.objects.create(
-            environment_id=integration.environment_id,
-            integration_id=integration.pk,
-            actor_user=actor_user,
-            actor_api_key=actor_api_key,
-            action="integration.deleted",
-            details={"tool": integration.tool, "organization_name": integration.end_user_organization_name},
-        )
+        audit(integration, "integration.deleted", actor_user=actor_user, actor_api_key=actor_api_key,
+              tool=integration.tool, organization_name=integration.end_user_organization_name)
         webhooks.emit(integration.environment_id, WebhookEvent.INTEGRATION_DELETED, data)
     return True

@@ -27,6 +27,36 @@ class ModelScope:
         return self.availability != DISABLED
 
 
+def _reads(availability: str, opted_out: bool) -> bool:
+    return availability == ENABLED or (availability == OPTIONAL and not opted_out)
+
+
+@dataclass(frozen=True)
+class FieldCoverage:
+    name: str
+    availability: str
+    opted_out: bool  # OPTIONAL and the customer declined it
+
+    @property
+    def read(self) -> bool:
+        return _reads(self.availability, self.opted_out)
+
+
+@dataclass(frozen=True)
+class ModelCoverage:
+    """One of the tool's models under a scope config and the customer's opt-outs."""
+
+    name: str
+    label: str
+    availability: str
+    opted_out: bool
+    fields: list[FieldCoverage]
+
+    @property
+    def read(self) -> bool:
+        return _reads(self.availability, self.opted_out)
+
+
 @dataclass(frozen=True)
 class ScopeSpec:
     models: dict[str, ModelScope]
@@ -47,28 +77,37 @@ class ScopeSpec:
             models[name] = ModelScope(name, availability, fields)
         return cls(models)
 
+    def coverage(self, provider: Provider, opted_out: list[str] | tuple[str, ...] = ()) -> list[ModelCoverage]:
+        """Every model and field the tool offers, in the tool's order, with its availability,
+        whether the customer opted out ("hris_employees" or "hris_employees.salary" in
+        `opted_out`, OPTIONAL ones only) and so whether a sync reads it."""
+        opted = set(opted_out)
+        models = []
+        for data_model in provider.models:
+            scope = self.models.get(data_model.name) or ModelScope(data_model.name, DISABLED)
+            fields = []
+            for f in data_model.fields:
+                availability = scope.fields.get(f, DISABLED)
+                fields.append(FieldCoverage(f, availability, availability == OPTIONAL and f"{data_model.name}.{f}" in opted))
+            models.append(
+                ModelCoverage(
+                    data_model.name,
+                    data_model.label,
+                    scope.availability,
+                    scope.availability == OPTIONAL and data_model.name in opted,
+                    fields,
+                )
+            )
+        return models
+
     def fetch_plan(self, provider: Provider, opted_out: list[str] | tuple[str, ...] = ()) -> list[tuple[str, list[str]]]:
         """The models a sync reads for this tool, each with its fields.
 
-        ENABLED models and fields always; OPTIONAL ones unless the customer opted out
-        ("hris_employees" or "hris_employees.salary" in `opted_out`).
+        ENABLED models and fields always; OPTIONAL ones unless the customer opted out.
         """
-        opted = set(opted_out)
-        plan = []
-        for data_model in provider.models:
-            scope = self.models.get(data_model.name)
-            if scope is None or not scope.is_read:
-                continue
-            if scope.availability == OPTIONAL and data_model.name in opted:
-                continue
-            fields = [
-                f
-                for f in data_model.fields
-                if scope.fields.get(f, DISABLED) == ENABLED
-                or (scope.fields.get(f) == OPTIONAL and f"{data_model.name}.{f}" not in opted)
-            ]
-            plan.append((data_model.name, fields))
-        return plan
+        return [
+            (m.name, [f.name for f in m.fields if f.read]) for m in self.coverage(provider, opted_out) if m.read
+        ]
 
     def required_permissions(self, provider: Provider) -> set[str]:
         """Permissions the credentials must grant for everything this scope may read."""

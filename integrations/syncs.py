@@ -18,7 +18,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from . import webhooks
-from .health import record_auth_check
+from .health import audit, record_auth_check
 from .models import (
     OPEN_SYNC_STATUSES,
     Integration,
@@ -47,11 +47,13 @@ def _enqueue(sync_ids: list[str]) -> None:
         run_sync.delay(sync_id)
 
 
-def queue_sync(integration_id: str, sync_type: str = SyncType.DELTA) -> tuple[Sync, bool]:
+def queue_sync(integration_id: str, sync_type: str = SyncType.DELTA, *, actor_user=None,
+               actor_api_key=None) -> tuple[Sync, bool]:
     """Queue a sync now, or return the one already queued or running: (sync, already_queued).
 
     The integration row is locked so this never races the scheduler tick; the partial unique
-    constraint on open syncs is the last line of defence.
+    constraint on open syncs is the last line of defence. With an actor (an operator's or an API
+    key's force sync) a new sync is written to the integration's audit trail.
     """
     with transaction.atomic():
         integration = Integration.objects.select_for_update().get(pk=integration_id)
@@ -63,8 +65,20 @@ def queue_sync(integration_id: str, sync_type: str = SyncType.DELTA) -> tuple[Sy
                 sync = Sync.objects.create(integration=integration, type=sync_type, scope_config=integration.scope_config)
         except IntegrityError:
             return Sync.objects.get(integration=integration, status__in=OPEN_SYNC_STATUSES), True
+        if actor_user or actor_api_key:
+            audit(integration, "sync.forced", actor_user=actor_user, actor_api_key=actor_api_key,
+                  sync_id=sync.pk, type=sync_type)
         transaction.on_commit(lambda: _enqueue([sync.id]))
     return sync, False
+
+
+def request_auth_check(integration: Integration, *, actor_user=None) -> None:
+    """An operator's "check authentication now": audited, run by a worker after commit."""
+    from .tasks import check_integration_auth
+
+    with transaction.atomic():
+        audit(integration, "auth_check.requested", actor_user=actor_user)
+        check_integration_auth.delay_on_commit(integration.pk)
 
 
 def next_sync_time(now: datetime, interval: timedelta, rng: random.Random | None = None) -> datetime:

@@ -604,6 +604,8 @@ def test_force_sync_queues_once_and_reports_the_queued_sync(client, key, integra
     assert one["sync_id"] == two["sync_id"] == Sync.objects.get(integration=integration).pk
     assert one["type"] == two["type"] == "FULL"
     assert RequestLog.objects.filter(integration_id=integration.pk).count() == 2
+    forced = AuditEvent.objects.get(integration_id=integration.pk, action="sync.forced")  # the second queued nothing
+    assert forced.actor_api_key_id == key.pk and forced.details == {"sync_id": one["sync_id"], "type": "FULL"}
 
 
 def test_force_sync_without_the_header_is_400(client, key):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta, timezone as dt_timezone
 
 import pytest
@@ -119,3 +120,99 @@ def test_delete_asks_for_confirmation_then_deletes_with_a_webhook(client, editor
     delivery = WebhookDelivery.objects.get(event_type="integration-deleted")
     assert delivery.payload["data"]["integration_id"] == integration.pk
     assert AuditEvent.objects.filter(action="integration.deleted", actor_user=editor).count() == 1
+
+
+# --- Auth-check timeline, scope coverage, audit trail --------------------------------------------
+
+
+def test_the_timeline_counts_this_integrations_checks_per_day(client, viewer, integration, environment):
+    now = datetime.now(dt_timezone.utc)
+    for days_ago, outcome in [(0, "OK"), (0, "OK"), (2, "AUTH_FAILED"), (40, "OK")]:  # 40 days ago: off the chart
+        factories.AuthCheckFactory(integration=integration, outcome=outcome, checked_at=now - timedelta(days=days_ago))
+    factories.AuthCheckFactory(integration=factories.IntegrationFactory(environment=environment), checked_at=now)
+    client.force_login(viewer)
+    body = client.get(_url("integration", integration)).content.decode()
+
+    assert '<svg class="auth-chart"' in body and "for this integration</title>" in body
+    today = re.search(rf'<g class="bar" data-day="{now:%Y-%m-%d}">\s*<title>([^<]+)</title>', body).group(1)
+    failed_day = now - timedelta(days=2)
+    failed = re.search(rf'<g class="bar" data-day="{failed_day:%Y-%m-%d}">\s*<title>([^<]+)</title>', body).group(1)
+    assert today.endswith(": 2 OK, 0 AUTH_FAILED, 0 UNAVAILABLE")
+    assert failed.endswith(": 0 OK, 1 AUTH_FAILED, 0 UNAVAILABLE")
+    assert "3 checks since" in body
+
+
+def test_the_scope_section_shows_what_a_sync_reads_with_the_customers_opt_outs(client, viewer, environment):
+    scope = factories.ScopeConfigFactory(environment=environment, name="Payroll", spec={
+        "hris_employees": {"availability": "ENABLED",
+                           "fields": {"first_name": "ENABLED", "salary": "OPTIONAL", "department": "OPTIONAL"}},
+        "hris_absences": {"availability": "OPTIONAL", "fields": {"start_date": "ENABLED"}},
+    })
+    integration = factories.IntegrationFactory(environment=environment, tool="sandbox", scope_config=scope,
+                                               opted_out_fields=["hris_employees.salary", "hris_absences"])
+    client.force_login(viewer)
+    body = client.get(_url("integration", integration)).content.decode()
+    section = body[body.index('id="scope"'):body.index("</section>", body.index('id="scope"'))]
+    rows = {m.group(1): m.group(0) for m in re.finditer(r"<tr class=[^>]*>\s*<td>[^<]*<br><code>(\w+)</code>.*?</tr>", section, re.S)}
+
+    assert ">Payroll</a>" in section
+    employees = rows["hris_employees"]
+    assert '<li class="field-read"><code>first_name</code> <span class="badge avail-enabled">ENABLED</span></li>' in employees
+    assert '<li class="field-read"><code>department</code> <span class="badge avail-optional">OPTIONAL</span></li>' in employees
+    assert ('<li class="field-skipped"><code>salary</code> <span class="badge avail-optional">OPTIONAL</span> '
+            '<span class="badge optout">opted out</span></li>') in employees
+    assert '<li class="field-skipped"><code>email</code> <span class="badge avail-disabled">DISABLED</span></li>' in employees
+    assert 'class="coverage-skipped muted"' in rows["hris_absences"] and "opted out by the customer" in rows["hris_absences"]
+
+
+def test_an_unreadable_scope_config_is_reported_not_a_500(client, viewer, environment):
+    scope = factories.ScopeConfigFactory(environment=environment)
+    type(scope).objects.filter(pk=scope.pk).update(spec={"hris_employees": {"availability": "SOMETIMES"}})
+    integration = factories.IntegrationFactory(environment=environment, scope_config=scope)
+    client.force_login(viewer)
+    response = client.get(_url("integration", integration))
+    assert response.status_code == 200 and "This scope config cannot be read" in response.content.decode()
+
+
+def test_the_audit_trail_names_who_did_what(client, editor, integration, environment, monkeypatch, django_capture_on_commit_callbacks):
+    monkeypatch.setattr(syncs, "_enqueue", lambda ids: None)
+    checks = []
+    monkeypatch.setattr("integrations.tasks.check_integration_auth.delay", lambda pk: checks.append(pk))
+    other = factories.IntegrationFactory(environment=environment)
+    AuditEvent.objects.create(environment=environment, integration_id=other.pk, action="integration.disabled")
+    client.force_login(editor)
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(_url("force_sync", integration))
+        client.post(_url("check_now", integration))
+        client.post(_url("set_enabled", integration), {"enabled": "false"})
+
+    assert checks == [integration.pk]
+    body = client.get(_url("integration", integration)).content.decode()
+    trail = body[body.index('id="audit"'):]
+    rows = re.findall(r"<tr><td>.*?</td><td>([^<]+)</td><td>([^<]+)</td></tr>", trail)
+    assert rows == [
+        ("editor@acme.test", "State Active → Inactive (disabled)"),
+        ("editor@acme.test", "Disabled the integration"),
+        ("editor@acme.test", "Asked for an authentication check"),
+        ("editor@acme.test", "Forced a sync"),
+    ]
+
+
+@pytest.mark.parametrize("action, details, text", [
+    ("link.created", {"link_type": "MAGIC_LINK", "scope_config_id": "sc_1"}, "Created a magic reconnection link to a new scope config"),
+    ("link.created", {"link_type": "EMBEDDED", "scope_config_id": None}, "Created an embedded reconnection link"),
+    ("link.opened", {"link_type": "EMBEDDED"}, "Opened an embedded reconnection link"),
+    ("link.completed", {"link_type": "MAGIC_LINK"}, "Completed the reconnection with new credentials"),
+    ("link.revoked", {"link_type": "MAGIC_LINK"}, "Revoked a magic reconnection link"),
+    ("link.expired", {"link_type": "EMBEDDED"}, "An embedded reconnection link expired unused"),
+    ("link.attempt_failed", {"error_code": "MISSING_PERMISSIONS", "missing_permissions": ["compensation:read"]},
+     "Reconnection attempt rejected: MISSING_PERMISSIONS (missing: compensation:read)"),
+    ("integration.state_changed", {"from": "ACTIVE", "to": "INVALID", "reason": "auth check AUTH_FAILED"},
+     "State Active → Invalid (auth check AUTH_FAILED)"),
+    ("sync.forced", {"type": "FULL"}, "Forced a sync (full)"),
+    ("something.new", {}, "something.new"),
+])
+def test_audit_events_in_plain_words(action, details, text):
+    from dashboard.health import describe_event
+
+    assert describe_event(AuditEvent(action=action, details=details)) == text
