@@ -1,16 +1,19 @@
-"""Filters, search and sorting for the integrations list, read from the query string.
+"""Filters, search and sorting for the dashboard's lists, read from the query string.
 
 Unknown or malformed values are ignored (never a 500), so any bookmarked URL still opens; links
-built here carry only the cleaned values.
+built here carry only the cleaned, non-default values.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from urllib.parse import urlencode
 
 from django.db.models import F, Q, QuerySet
-from django.http import QueryDict
+from django.http import HttpRequest, HttpResponse, QueryDict
+from django.shortcuts import render
+from django.utils.cache import patch_vary_headers
+from django_htmx.http import push_url
 
 from integrations.models import IntegrationState
 from integrations.providers import tool_choices
@@ -31,8 +34,40 @@ DEFAULT_SORT = "-created"
 TABLE_COLUMNS = ["state", "organization", "Tool", "Origin id", "last_sync", "last_auth_check", "failing_since", "created"]
 
 
+def render_list(request: HttpRequest, template: str, ctx: dict, region: str = "table") -> HttpResponse:
+    """The whole page, or only its swappable `region` partial for an htmx request.
+
+    The fragment tells htmx which URL to push: the cleaned filters and page (`ctx["filters"]`,
+    `ctx["page"]`), not the raw form serialization with its empty fields, so the address bar holds
+    the bookmarkable URL. A history restore (back button, cache miss) gets the whole page. The
+    response varies on HX-Request so a cache never serves the fragment as the page.
+    """
+    partial = request.htmx and not request.htmx.history_restore_request
+    response = render(request, f"{template}#{region}" if partial else template, ctx)
+    if partial:
+        page = ctx["page"].number
+        push_url(response, request.path + ctx["filters"].query(page=page if page > 1 else None).rstrip("?"))
+    patch_vary_headers(response, ["HX-Request"])
+    return response
+
+
+class QueryFilters:
+    """Base for a frozen dataclass of query-string filters: links to pages and sorts of the same
+    view carry the non-default values, in field order."""
+
+    def params(self, **overrides: object) -> dict[str, str]:
+        """The non-default values as query parameters, with `overrides` (None drops a key)."""
+        values = {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) != f.default}
+        values.update(overrides)
+        return {k: str(v) for k, v in values.items() if v not in (None, "")}
+
+    def query(self, **overrides: object) -> str:
+        """"?state=INVALID&sort=organization" — or "?" when nothing is set (still a link to page 1)."""
+        return "?" + urlencode(self.params(**overrides))
+
+
 @dataclass(frozen=True)
-class ListFilters:
+class ListFilters(QueryFilters):
     state: str = ""
     tool: str = ""
     q: str = ""
@@ -75,16 +110,6 @@ class ListFilters:
         # Ties (and the empty values) newest first; the id makes pages stable.
         tiebreak = ["id"] if field == "created_at" else ["-created_at", "id"]
         return qs.order_by(primary, *tiebreak)
-
-    def params(self, **overrides: object) -> dict[str, str]:
-        """The non-default values as query parameters, with `overrides` (None drops a key)."""
-        values = {"state": self.state, "tool": self.tool, "q": self.q, "sort": self.sort if self.sort != DEFAULT_SORT else ""}
-        values.update(overrides)
-        return {k: str(v) for k, v in values.items() if v not in (None, "")}
-
-    def query(self, **overrides: object) -> str:
-        """"?state=INVALID&sort=organization" — or "?" when nothing is set (still a link to page 1)."""
-        return "?" + urlencode(self.params(**overrides))
 
     def sort_columns(self) -> list[dict]:
         """The table's header cells in order; sortable ones link to their sort (toggling the

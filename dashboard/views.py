@@ -6,7 +6,6 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 from django.utils import timezone
-from django.utils.cache import patch_vary_headers
 
 from integrations.models import OPEN_SYNC_STATUSES, AuditEvent, Integration, IntegrationState, Membership, Role
 from integrations.providers import REGISTRY
@@ -19,7 +18,7 @@ from .signals import integration_count_namespace
 from .access import EnvAccess, get_env_access
 from .charts import auth_check_chart
 from .health import describe_event, describe_health
-from .listing import ListFilters, tool_options
+from .listing import ListFilters, render_list, tool_options
 
 PAGE_SIZE = 50
 CHECKS_SHOWN = 30
@@ -63,12 +62,7 @@ def integrations(request: HttpRequest, env: str) -> HttpResponse:
         "previous_url": filters.query(page=page.previous_page_number()) if page.has_previous() else "",
         "next_url": filters.query(page=page.next_page_number()) if page.has_next() else "",
     }
-    # A history restore (back button after hx-push-url, cache miss) swaps the whole page.
-    partial = request.htmx and not request.htmx.history_restore_request
-    template = "dashboard/integrations.html#table" if partial else "dashboard/integrations.html"
-    response = render(request, template, ctx)
-    patch_vary_headers(response, ["HX-Request"])
-    return response
+    return render_list(request, "dashboard/integrations.html", ctx)
 
 
 def _get_integration(access: EnvAccess, integration_id: str) -> Integration:

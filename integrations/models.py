@@ -550,6 +550,8 @@ class RequestLog(models.Model):
         indexes = [
             # Logs page: WHERE environment=? ORDER BY created_at DESC.
             models.Index(fields=["environment", "-created_at"], name="requestlog_env_idx"),
+            # Logs page filtered by integration (linked from the integration page).
+            models.Index(fields=["environment", "integration_id", "-created_at"], name="requestlog_env_integration_idx"),
             # Pruning: WHERE created_at < cutoff.
             models.Index(fields=["created_at"], name="requestlog_created_idx"),
         ]

@@ -325,3 +325,10 @@ def test_the_search_lookups_are_served_by_the_trigram_index(environment, lookup)
         cursor.execute("SET LOCAL enable_indexscan = off")
         plan = Integration.objects.filter(**lookup).explain()
     assert "Bitmap Index Scan on integration_search_trgm_idx" in plan, plan
+
+
+def test_htmx_pushes_the_clean_url_not_the_raw_form(signed_in, environment):
+    factories.IntegrationFactory.create_batch(PAGE_SIZE + 1, environment=environment, state=IntegrationState.INVALID)
+    response = signed_in.get(_url("?q=&state=INVALID&tool=&page=2"), headers=HTMX)
+    assert response["HX-Push-Url"] == _url("?state=INVALID&page=2")
+    assert signed_in.get(_url("?q=&state=&tool="), headers=HTMX)["HX-Push-Url"] == _url()
