@@ -151,22 +151,43 @@ def sync_log_url(sync: Sync) -> str:
 
 
 def _finish(sync: Sync, status: str, error: str = "") -> Sync:
-    sync.status = status
-    sync.ended_at = timezone.now()
-    sync.error_message = error[:500]
+    _finish_running(sync, status, error)
+    return sync
+
+
+def _finish_running(sync: Sync, status: str, error: str = "") -> bool:
+    """RUNNING → `status`, once: the integration's last sync time, its data freshness and the
+    `sync-finished` webhook, in one transaction.
+
+    Conditional on the sync still RUNNING, so a run and the reaper never both finish it: a run
+    that outlived the reaper's deadline keeps the records it wrote, but its late result changes
+    nothing else and sends no second webhook.
+    """
+    ended_at = timezone.now()
     with transaction.atomic():
-        sync.save(update_fields=["status", "ended_at", "error_message", "models_total", "models_done",
-                                 "records_per_model", "warnings"])
-        updates = {"last_sync_at": sync.ended_at}
+        finished = Sync.objects.filter(pk=sync.pk, status=SyncStatus.RUNNING).update(
+            status=status,
+            ended_at=ended_at,
+            error_message=error[:500],
+            models_total=sync.models_total,
+            models_done=sync.models_done,
+            records_per_model=sync.records_per_model,
+            warnings=sync.warnings,
+        )
+        if not finished:
+            log.warning("sync %s was already finished; dropping its late %s", sync.pk, status)
+            sync.refresh_from_db()
+            return False
+        sync.status, sync.ended_at, sync.error_message = status, ended_at, error[:500]
         integration_qs = Integration.objects.filter(pk=sync.integration_id)
-        integration_qs.update(**updates)
+        integration_qs.update(last_sync_at=ended_at)
         if status == SyncStatus.SUCCEEDED:
             # Only a sync run with the current scope config makes the data current again.
             integration_qs.filter(scope_config_id=sync.scope_config_id).update(data_expired_at=None)
         integration = Integration.objects.select_related("environment").get(pk=sync.integration_id)
         sync.integration = integration
         webhooks.emit(integration.environment_id, WebhookEvent.SYNC_FINISHED, webhooks.sync_data(sync, sync_log_url(sync)))
-    return sync
+    return True
 
 
 def run_sync(sync_id: str) -> Sync | None:
@@ -228,14 +249,17 @@ def upsert_records(integration: Integration, model: str, rows: list[dict]) -> in
     return len(rows)
 
 
-def reap_stuck_syncs(now: datetime | None = None) -> tuple[int, int]:
-    """Fail syncs RUNNING for too long; resend syncs whose task was lost while QUEUED."""
+def reap_stuck_syncs(now: datetime | None = None, batch_size: int = 1000) -> tuple[int, int]:
+    """Fail syncs RUNNING for too long (each with its `sync-finished` webhook, like any other
+    end); resend syncs whose task was lost while QUEUED."""
     now = now or timezone.now()
-    failed = Sync.objects.filter(status=SyncStatus.RUNNING, started_at__lt=now - STUCK_AFTER).update(
-        status=SyncStatus.FAILED, ended_at=now, error_message="timed out: no progress, failed by the reaper"
+    stuck = Sync.objects.filter(status=SyncStatus.RUNNING, started_at__lt=now - STUCK_AFTER).order_by("started_at")
+    failed = sum(
+        _finish_running(sync, SyncStatus.FAILED, "timed out: no progress, failed by the reaper")
+        for sync in stuck[:batch_size]
     )
     stale = list(
-        Sync.objects.filter(status=SyncStatus.QUEUED, created_at__lt=now - REQUEUE_AFTER).values_list("pk", flat=True)[:1000]
+        Sync.objects.filter(status=SyncStatus.QUEUED, created_at__lt=now - REQUEUE_AFTER).values_list("pk", flat=True)[:batch_size]
     )
     _enqueue(stale)
     return failed, len(stale)

@@ -241,10 +241,26 @@ def test_the_reaper_fails_stuck_syncs_and_resends_lost_ones(enqueued):
     stuck = SyncFactory(status="RUNNING", started_at=now - timedelta(hours=1), ended_at=None)
     fine = SyncFactory(status="RUNNING", started_at=now - timedelta(minutes=5), ended_at=None)
     lost = SyncFactory(status="QUEUED", created_at=now - timedelta(hours=1), started_at=None, ended_at=None)
+    WebhookEndpointFactory(environment=stuck.integration.environment)
     assert syncs.reap_stuck_syncs(now) == (1, 1)
     assert Sync.objects.get(pk=stuck.pk).status == "FAILED"
     assert Sync.objects.get(pk=fine.pk).status == "RUNNING"
     assert enqueued == [lost.pk]
+    # The reaped sync ends like any other: one sync-finished webhook, last_sync_at moved.
+    (delivery,) = WebhookDelivery.objects.filter(event_type="sync-finished")
+    assert delivery.payload["data"]["sync_id"] == stuck.pk and delivery.payload["data"]["sync_state"] == "FAILED"
+    assert Integration.objects.get(pk=stuck.integration_id).last_sync_at is not None
+
+
+@pytest.mark.django_db
+def test_a_run_outliving_the_reaper_does_not_finish_twice(enqueued):
+    now = timezone.now()
+    sync = SyncFactory(status="RUNNING", started_at=now - timedelta(hours=1), ended_at=None)
+    WebhookEndpointFactory(environment=sync.integration.environment)
+    syncs.reap_stuck_syncs(now)
+    late = syncs._finish(Sync.objects.get(pk=sync.pk), "SUCCEEDED")  # the slow run finally ends
+    assert late.status == "FAILED" and Sync.objects.get(pk=sync.pk).status == "FAILED"
+    assert WebhookDelivery.objects.filter(event_type="sync-finished").count() == 1
 
 
 @pytest.mark.django_db
