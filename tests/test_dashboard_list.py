@@ -142,7 +142,7 @@ def test_the_filter_form_swaps_the_table_with_htmx_and_works_without_js(signed_i
     assert f'hx-get="{_url()}"' in form
     assert 'hx-target="#integrations-table"' in form
     assert 'hx-push-url="true"' in form
-    assert 'hx-trigger="change, keyup changed delay:300ms from:input[name=q]"' in form
+    assert 'hx-trigger="change, input changed delay:300ms from:input[type=search]"' in form
     assert '<button type="submit">' in form
     # The current values are filled in.
     assert 'name="q" value="alpha"' in form
