@@ -58,3 +58,13 @@ def shot(request):
         return target
 
     return take
+
+
+def sign_in(page, base_url: str, email: str, then: str, next_url: str = "") -> None:
+    """Sign in through the login form (factory users' password is "password"), asking for
+    `next_url` if given, and wait until the browser lands on `then`."""
+    page.goto(f"{base_url}/login/" + (f"?next={next_url}" if next_url else ""))
+    page.fill("#id_username", email)
+    page.fill("#id_password", "password")
+    page.click("button[type=submit]")
+    page.wait_for_url(f"**{then}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tests import factories
+from tests.e2e.conftest import sign_in
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -23,11 +24,7 @@ def test_filtering_and_searching_swap_the_table_and_push_a_clean_url(browser, li
         factories.IntegrationFactory(environment=environment, end_user_organization_name=name, state=state)
     context = browser.new_context()
     page = context.new_page()
-    page.goto(f"{live_server.url}/login/?next=/env/acme/")
-    page.fill("#id_username", "op@acme.test")
-    page.fill("#id_password", "password")
-    page.click("button[type=submit]")
-    page.wait_for_url("**/env/acme/")
+    sign_in(page, live_server.url, "op@acme.test", then="/env/acme/", next_url="/env/acme/")
     assert sorted(_orgs(page)) == ["Globex", "Initech", "Umbrella Corp", "Umbrella Pharma"]
     # A marker on the document: a full page load would drop it, an htmx swap keeps it.
     page.evaluate("window.__noReload = true")

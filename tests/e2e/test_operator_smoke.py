@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests import factories
+from tests.e2e.conftest import sign_in
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -18,11 +19,7 @@ def test_operator_signs_in_and_opens_an_integration(browser, live_server, shot):
                                  invalid_since="2026-11-22T10:02:00Z")
     context = browser.new_context()
     page = context.new_page()
-    page.goto(f"{live_server.url}/login/")
-    page.fill("#id_username", "op@acme.test")
-    page.fill("#id_password", "password")
-    page.click("button[type=submit]")
-    page.wait_for_url("**/env/acme/overview/")  # home redirects to the overview
+    sign_in(page, live_server.url, "op@acme.test", then="/env/acme/overview/")  # home redirects to the overview
     shot(page, "integrations")
     page.click("text=Umbrella Corp")
     page.wait_for_selector("#health")

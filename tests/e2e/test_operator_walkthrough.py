@@ -12,6 +12,7 @@ import pytest
 from integrations.models import Integration
 from sandbox.models import SandboxCompany
 from tests import factories
+from tests.e2e.conftest import sign_in
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -44,11 +45,7 @@ def test_operator_repairs_an_invalid_integration(browser, live_server, settings,
     context = browser.new_context()
     context.grant_permissions(["clipboard-read", "clipboard-write"], origin=live_server.url)
     page = context.new_page()
-    page.goto(f"{live_server.url}/login/")
-    page.fill("#id_username", "op@acme.test")
-    page.fill("#id_password", "password")
-    page.click("button[type=submit]")
-    page.wait_for_url("**/env/acme/overview/")
+    sign_in(page, live_server.url, "op@acme.test", then="/env/acme/overview/")
     shot(page, "overview")
 
     page.click("text=Umbrella Corp")  # click 1
