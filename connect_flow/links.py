@@ -261,15 +261,19 @@ class Completion:
     activation_token: str
 
 
-def complete(link_id: str, *, credentials: dict[str, Any], opted_out_fields: list[str], tool: str = "") -> Completion:
+def complete(link_id: str, *, credentials: dict[str, Any], opted_out_fields: list[str], tool: str = "",
+             issue_activation_token: bool = True) -> Completion:
     """Apply a verified connection, exactly once (the link row is locked; a second call raises).
 
     Reconnect: new credentials, the link's scope config (data expired), streak cleared, ACTIVE
     unless an operator disabled it, a sync queued on commit, `integration-state-changed` if the
     state changed. Connect: a new integration, `integration-created`, a sync queued on commit.
+
+    Without `issue_activation_token` (an embedded link completed in another tab) the token is
+    issued later, once, to the frame that started the flow: `hand_off_activation_token`.
     """
     now = timezone.now()
-    activation_token = secrets.token_urlsafe(32)
+    activation_token = secrets.token_urlsafe(32) if issue_activation_token else ""
     with transaction.atomic():
         link = ConnectionLink.objects.select_for_update().select_related("environment").get(pk=link_id)
         if link.status_at(now) not in (LinkStatus.PENDING, LinkStatus.OPENED):
@@ -280,7 +284,7 @@ def complete(link_id: str, *, credentials: dict[str, Any], opted_out_fields: lis
             integration = _create_integration(link, tool, credentials, opted_out_fields, now)
         link.completed_at = now
         link.integration = integration
-        link.activation_token_hash = hash_secret(activation_token)
+        link.activation_token_hash = hash_secret(activation_token) if activation_token else ""
         link.save(update_fields=["completed_at", "integration", "activation_token_hash"])
         _audit(link, "link.completed")
         queue_sync(integration.pk)
@@ -319,6 +323,23 @@ def _create_integration(link: ConnectionLink, tool: str, credentials: dict[str, 
     integration.save()
     webhooks.emit(link.environment_id, WebhookEvent.INTEGRATION_CREATED, webhooks.integration_data(integration))
     return integration
+
+
+def hand_off_activation_token(link: ConnectionLink) -> str | None:
+    """The activation token of an EMBEDDED link completed in another tab (OAuth consent opens in
+    a new tab, which cannot message the frame), for the frame that started the flow — issued
+    exactly once (a conditional UPDATE: the first caller wins), within the link's validity.
+    None when the link is not such a link or its token was already issued.
+    """
+    if link.link_type != LinkType.EMBEDDED:
+        return None
+    token = secrets.token_urlsafe(32)
+    issued = ConnectionLink.objects.filter(
+        pk=link.pk,
+        completed_at__gte=timezone.now() - LINK_VALIDITY[LinkType.EMBEDDED],
+        activation_token_hash="",
+    ).update(activation_token_hash=hash_secret(token))
+    return token if issued else None
 
 
 def find_by_activation_token(environment: Environment, token: str) -> Integration | None:

@@ -30,7 +30,7 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core import signing
-from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect, JsonResponse
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils import translation
@@ -391,17 +391,24 @@ def _completed(
     path: str,
     body: dict[str, Any],
     started: float,
+    via_oauth_callback: bool = False,
 ) -> HttpResponse:
-    """Verified: complete the link (exactly once; a second submit finds it COMPLETED) and say so."""
+    """Verified: complete the link (exactly once; a second submit finds it COMPLETED) and say so.
+
+    An EMBEDDED link completed by the OAuth callback is in the tab the consent opened in, which
+    cannot message the frame: the frame collects the activation token itself (`link_handoff`).
+    """
+    in_other_tab = via_oauth_callback and link.link_type == LinkType.EMBEDDED
     try:
         done = links.complete(
-            link.pk, credentials=verification.credentials, opted_out_fields=opted_out, tool=provider.id
+            link.pk, credentials=verification.credentials, opted_out_fields=opted_out, tool=provider.id,
+            issue_activation_token=not in_other_tab,
         )
     except links.LinkUnusable as exc:
         _log(link, method=method, path=path, status=409, body=body, started=started, error_code=f"LINK_{exc.status}")
         return _status_page(request, link, exc.status)
     _log(link, method=method, path=path, status=200, body=body, started=started, integration_id=done.integration.pk)
-    ctx = {**_base_context(link), "tool_label": provider.label}
+    ctx = {**_base_context(link), "tool_label": provider.label, "in_other_tab": in_other_tab}
     if link.link_type == LinkType.EMBEDDED:
         # Posted to the framing page, which exchanges it through /v1/connect/integration-by-token.
         ctx["activation_token"] = done.activation_token
@@ -455,6 +462,31 @@ def _submit(request: HttpRequest, link: ConnectionLink) -> HttpResponse:
     if not verification.ok:
         return _failed(request, link, provider, verification, form=form, **kwargs)
     return _completed(request, link, provider, verification, opted_out, **kwargs)
+
+
+@connect_view(("POST",))
+def link_handoff(request: HttpRequest, token: str) -> ViewResult:
+    """Polled by an embedded page while the customer consents to an OAuth tool in another tab.
+
+    JSON `{"status": "waiting"}` until the link is used; then, once, `{"status": "completed",
+    "activation_token": "…"}` for the page to post to its framing page; after that, or for a link
+    completed some other way, `{"status": "completed"}`; `expired` / `revoked` when it is over.
+    The link token in the URL and the signed form token are the credentials, as for the form.
+    """
+    link = links.find_link(token)
+    if link is None:
+        return JsonResponse({"status": "invalid"}, status=404), None
+    if not _form_token_valid(request.POST.get("form_token", ""), link):
+        return JsonResponse({"status": "forbidden"}, status=403), link
+    status = link.status
+    if status in LIVE_STATUSES:
+        return JsonResponse({"status": "waiting"}), link
+    body: dict[str, str] = {"status": status.lower()}
+    if status == LinkStatus.COMPLETED:
+        activation_token = links.hand_off_activation_token(link)
+        if activation_token:
+            body["activation_token"] = activation_token
+    return JsonResponse(body), link
 
 
 @connect_view(("GET",))
@@ -511,4 +543,4 @@ def _oauth_return(request: HttpRequest, link: ConnectionLink, state: dict[str, A
         # with a new signed state rather than the form.
         retry_url = provider.authorize_url(_callback_url(), _oauth_state(link, provider, opted_out))
         return _failed(request, link, provider, verification, retry_url=retry_url, **kwargs)
-    return _completed(request, link, provider, verification, opted_out, **kwargs)
+    return _completed(request, link, provider, verification, opted_out, via_oauth_callback=True, **kwargs)

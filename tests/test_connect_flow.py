@@ -194,7 +194,7 @@ def test_an_oauth_tool_gets_a_continue_button_instead_of_fields(client, environm
     assert "Continua su Sandbox HR (OAuth)" in body
     assert 'type="password"' not in body
     # Embedded: consent pages refuse to be framed, so the authorization opens in a new tab.
-    assert re.search(r'<form method="post"[^>]* target="_blank">', body)
+    assert re.search(r'<form method="post"[^>]* target="_blank" data-relink-handoff="handoff/">', body)
 
 
 @pytest.mark.django_db
@@ -613,6 +613,64 @@ def test_a_denied_consent_is_a_failed_attempt_with_a_retry(sandbox, environment)
     log = RequestLog.objects.get()
     assert (log.method, log.path, log.status_code, log.error_code) == (
         "GET", "/connect/oauth/callback/", 400, "ACCESS_DENIED")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_embedded_oauth_reconnect_hands_the_token_to_the_frame_that_waited(sandbox, live_server, environment):
+    """The consent and the callback happen in another tab; the frame polls its handoff URL and
+    receives the activation token once; the other tab's page carries none."""
+    environment.allowed_origins = [APP_ORIGIN]
+    environment.save()
+    integration = factories.IntegrationFactory(environment=environment, tool="sandbox_oauth",
+                                               credentials={"refresh_token": "revoked"})
+    created = links.create_relink_link(integration, link_type="EMBEDDED", language="de")
+    frame, tab = _customer(), _customer()
+    hr_admin = Client()
+    hr_admin.force_login(factories.UserFactory())
+
+    page = frame.get(_path(created))
+    body = _text(page)
+    assert 'target="_blank" data-relink-handoff="handoff/"' in body
+    assert "Beenden Sie den Vorgang im Tab von Sandbox HR (OAuth)." in body  # the waiting text, translated
+    form_token = _form_token(page)
+    handoff = f"{_path(created)}handoff/"
+    assert frame.post(handoff, {"form_token": form_token}).json() == {"status": "waiting"}
+
+    start = tab.post(_path(created), {"form_token": form_token, "tool": "sandbox_oauth"})
+    callback = urlsplit(_consent(hr_admin, start["Location"], sandbox)["Location"])
+    done = tab.get(f"{callback.path}?{callback.query}")
+    assert done.status_code == 200
+    assert "data-activation-token" not in done.content.decode()
+    assert "kehren Sie zum Fenster zurück" in _text(done)
+
+    first = frame.post(handoff, {"form_token": form_token})
+    assert first["Content-Type"] == "application/json" and first["Cache-Control"] == "no-store"
+    token = first.json()["activation_token"]
+    assert links.find_by_activation_token(environment, token).pk == integration.pk
+    assert frame.post(handoff, {"form_token": form_token}).json() == {"status": "completed"}  # once only
+    assert links.find_by_activation_token(environment, token).pk == integration.pk  # still valid
+
+
+def test_the_handoff_needs_the_form_token_and_a_live_link(client, environment, integration):
+    created = links.create_relink_link(integration, link_type="EMBEDDED")
+    handoff = f"{_path(created)}handoff/"
+    assert client.post(handoff, {"form_token": "forged"}).status_code == 403
+    assert client.post(f"/connect/{'x' * 43}/handoff/", {"form_token": "x"}).status_code == 404
+    assert client.get(handoff).status_code == 405
+    form_token = _form_token(client.get(_path(created)))
+    links.revoke(created.link)
+    assert client.post(handoff, {"form_token": form_token}).json() == {"status": "revoked"}
+
+
+def test_no_token_is_handed_off_for_a_link_completed_in_the_frame_or_a_magic_link(sandbox, environment, integration):
+    _, raw = sandbox.create_key("new")
+    embedded = links.create_relink_link(integration, link_type="EMBEDDED")
+    page = _customer().get(_path(embedded))
+    _submit(_customer(), embedded, tool="sandbox", api_key=raw)  # the frame got its token on the success page
+    answer = _customer().post(f"{_path(embedded)}handoff/", {"form_token": _form_token(page)})
+    assert answer.json() == {"status": "completed"}
+    magic = links.create_relink_link(integration, link_type="MAGIC_LINK")
+    assert links.hand_off_activation_token(ConnectionLink.objects.get(pk=magic.link.pk)) is None
 
 
 # --- Catalogs ------------------------------------------------------------------------------------
