@@ -209,7 +209,8 @@ def verify_credentials(provider: Provider, credentials: dict[str, Any], scope: S
     """Check the credentials against the provider before anything is saved.
 
     First the auth check, then a probe read of every model the scope config would sync, so a
-    key lacking a permission is refused now rather than failing later syncs.
+    key lacking a permission is refused now rather than failing later syncs: a model the tool
+    refuses (403), or a field it leaves out of every record.
     """
     result = provider.check_auth(credentials)
     if result.outcome is Outcome.AUTH_FAILED:
@@ -220,12 +221,15 @@ def verify_credentials(provider: Provider, credentials: dict[str, Any], scope: S
     missing = []
     for model, fields in ScopeSpec.parse(scope.spec if scope else {}).fetch_plan(provider, opted_out):
         try:
-            provider.fetch(model, credentials, fields)
+            rows = provider.fetch(model, credentials, fields)
         except ModelPermissionDenied as exc:
             missing.append(exc.permission)
         except ProviderError as exc:
             return Verification(False, "UNAVAILABLE" if exc.outcome is Outcome.UNAVAILABLE else "AUTH_FAILED", str(exc))
+        else:
+            missing += [permission for _, permission in provider.withheld_fields(model, fields, rows)]
     if missing:
+        missing = list(dict.fromkeys(missing))
         return Verification(False, "PERMISSION_MISSING", "", missing_permissions=missing, credentials=credentials)
     return Verification(True, credentials=credentials)
 

@@ -228,6 +228,10 @@ def run_sync(sync_id: str) -> Sync | None:
             return _finish(sync, SyncStatus.FAILED, str(exc))
         else:
             sync.records_per_model[model] = upsert_records(integration, model, rows)
+            for field_name, permission in provider.withheld_fields(model, fields, rows):
+                sync.warnings.append(
+                    f"permission {permission!r} for {model}.{field_name} not granted: the field is missing from every record"
+                )
         sync.models_done += 1
         sync.save(update_fields=["models_done", "records_per_model", "warnings"])
     return _finish(sync, SyncStatus.PARTIALLY_FAILED if sync.warnings else SyncStatus.SUCCEEDED)

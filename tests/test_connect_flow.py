@@ -259,6 +259,25 @@ def test_a_missing_permission_is_listed(sandbox, environment, integration):
     assert RequestLog.objects.get().error_code == "PERMISSION_MISSING"
 
 
+def test_a_field_the_key_cannot_read_is_a_missing_permission_unless_opted_out(sandbox, environment, integration):
+    """Sandbox HR answers 200 without salary for a key lacking compensation:read; the salary the
+    scope asks for (OPTIONAL, not declined) makes that a missing permission. Declining it works."""
+    factories.SandboxEmployeeFactory.create_batch(2, company=sandbox)  # no records, no verdict
+    _, raw = sandbox.create_key("no salary", permissions=["employees:read"])
+    scope = factories.ScopeConfigFactory(environment=environment)  # salary OPTIONAL
+    created = links.create_relink_link(integration, scope_config=scope)
+    before = _snapshot(integration)
+
+    refused = _submit(_customer(), created, tool="sandbox", api_key=raw)
+    assert refused.status_code == 400
+    assert re.search(r'<ul class="missing"><li><code>compensation:read</code></li></ul>', _text(refused))
+    assert _snapshot(integration) == before
+
+    accepted = _submit(_customer(), created, tool="sandbox", api_key=raw, opt_out="hris_employees.salary")
+    assert accepted.status_code == 200 and "Connection successful" in _text(accepted)
+    assert Integration.objects.get(pk=integration.pk).opted_out_fields == ["hris_employees.salary"]
+
+
 @pytest.mark.django_db
 def test_missing_fields_show_the_form_again_in_the_links_language(client, integration):
     created = links.create_relink_link(integration, language="de")

@@ -94,8 +94,24 @@ def test_a_403_on_one_model_is_a_warning_and_the_sync_partially_fails(sandbox):
     sync = _run(integration)
     assert sync.status == "PARTIALLY_FAILED"
     assert sync.records_per_model == {"hris_employees": 3}
-    assert sync.warnings == ["permission 'absences:read' for hris_absences not granted"]
+    assert sync.warnings == [
+        # The tool answers 200 for employees but leaves salary out: a field-level gap.
+        "permission 'compensation:read' for hris_employees.salary not granted: the field is missing from every record",
+        "permission 'absences:read' for hris_absences not granted",
+    ]
     assert (sync.models_done, sync.models_total) == (2, 2)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_field_the_tool_leaves_out_is_a_warning_unless_the_customer_opted_out(sandbox):
+    integration, _ = _integration(sandbox, permissions=["employees:read", "absences:read"])
+    sync = _run(integration)
+    assert sync.status == "PARTIALLY_FAILED"
+    assert sync.warnings == [
+        "permission 'compensation:read' for hris_employees.salary not granted: the field is missing from every record"
+    ]
+    Integration.objects.filter(pk=integration.pk).update(opted_out_fields=["hris_employees.salary"])
+    assert _run(Integration.objects.get(pk=integration.pk)).status == "SUCCEEDED"
 
 
 @pytest.mark.django_db(transaction=True)
@@ -300,3 +316,14 @@ def test_the_daily_recheck_heals_an_invalid_integration_whose_key_works_again(sa
     assert fresh.state == "ACTIVE" and fresh.auth_failing_since is None
     assert fresh.next_sync_at is not None and fresh.next_sync_at <= timezone.now()
     assert Integration.objects.get(pk=recent.pk).state == "INVALID"  # checked 2 h ago: not yet
+
+
+@pytest.mark.parametrize("rows, withheld", [
+    ([], []),  # no records prove nothing
+    ([{"id": "1", "first_name": "A"}, {"id": "2", "first_name": "B"}], [("salary", "compensation:read")]),
+    ([{"id": "1", "first_name": "A"}, {"id": "2", "first_name": "B", "salary": None}], []),  # present once: granted
+])
+def test_withheld_fields(rows, withheld):
+    from integrations.providers import get_provider
+
+    assert get_provider("sandbox").withheld_fields("hris_employees", ["first_name", "salary"], rows) == withheld

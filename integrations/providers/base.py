@@ -110,6 +110,23 @@ class Provider:
     def get_model(cls, name: str) -> DataModel | None:
         return next((m for m in cls.models if m.name == name), None)
 
+    @classmethod
+    def withheld_fields(cls, model: str, fields: list[str], rows: list[dict[str, Any]]) -> list[tuple[str, str]]:
+        """(field, permission) for each requested field missing from every returned record.
+
+        Many tools answer 200 and silently drop a field the credentials may not read (salary
+        without a compensation permission) rather than refusing the request. No records, no
+        verdict: an empty list proves nothing.
+        """
+        data_model = cls.get_model(model)
+        if not rows or data_model is None:
+            return []
+        return [
+            (f, data_model.fields.get(f, data_model.permission))
+            for f in fields
+            if not any(f in row for row in rows)
+        ]
+
 
 REGISTRY: dict[str, Provider] = {}
 
