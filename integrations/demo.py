@@ -47,6 +47,7 @@ ENVIRONMENT_SLUG = "demo"
 ENVIRONMENT_NAME = "Demo production"
 PASSWORD = "relink-demo"
 OPERATOR_EMAIL = "operator@example.com"
+OWNER_EMAIL = "owner@example.com"  # also manages API keys, webhooks and members
 ADMIN_EMAIL = "admin@example.com"
 TOOL = "sandbox"
 
@@ -448,8 +449,10 @@ def seed(now: datetime | None = None) -> SeedResult:
     environment = _environment(now, created)
     operator = _user(OPERATOR_EMAIL, "Demo Operator", superuser=False, created=created)
     _user(ADMIN_EMAIL, "Demo Admin", superuser=True, created=created)
-    _, new = Membership.objects.get_or_create(environment=environment, user=operator, defaults={"role": Role.EDITOR})
-    created["membership"] += new
+    owner = _user(OWNER_EMAIL, "Demo Owner", superuser=False, created=created)
+    for user, role in ((operator, Role.EDITOR), (owner, Role.OWNER)):
+        _, new = Membership.objects.get_or_create(environment=environment, user=user, defaults={"role": role})
+        created["membership"] += new
     scope_configs = _scope_configs(environment, now, created)
     _integrations(environment, scope_configs, operator, now, created)
     return SeedResult(created=+created, states=state_counts(environment))

@@ -74,6 +74,7 @@ def test_it_prints_counts_and_logins(db):
     assert "40 integrations" in output
     assert "30 ACTIVE, 6 INVALID, 4 INACTIVE" in output
     assert "operator@example.com / relink-demo" in output
+    assert "owner@example.com / relink-demo" in output
     assert "admin@example.com / relink-demo" in output
 
 
@@ -89,6 +90,8 @@ def test_it_creates_environment_logins_and_scope_configs(seeded, client):
     assert seeded.name == "Demo production"
     operator = User.objects.get(email="operator@example.com")
     assert Membership.objects.get(environment=seeded, user=operator).role == Role.EDITOR
+    assert Membership.objects.get(environment=seeded, user__email="owner@example.com").role == Role.OWNER
+    assert client.login(username="owner@example.com", password="relink-demo")
     assert User.objects.get(email="admin@example.com").is_superuser
     assert client.login(username="operator@example.com", password="relink-demo")
 

@@ -19,4 +19,5 @@ class Command(BaseCommand):
         states = ", ".join(f"{count} {state}" for state, count in result.states.items())
         self.stdout.write(f"{demo.ENVIRONMENT_NAME} ({demo.ENVIRONMENT_SLUG}): {states}.")
         self.stdout.write(f"Operator (editor): {demo.OPERATOR_EMAIL} / {demo.PASSWORD}")
+        self.stdout.write(f"Owner (also API keys, webhooks, members): {demo.OWNER_EMAIL} / {demo.PASSWORD}")
         self.stdout.write(f"Admin (superuser): {demo.ADMIN_EMAIL} / {demo.PASSWORD}")
