@@ -272,3 +272,4 @@ API_CUSTOMER_ID = env.str("API_CUSTOMER_ID", default="")
 # Sandbox HR's OAuth: access-token lifetime (minutes); the client secret defaults to one derived
 # from SECRET_KEY, used only between Relink and its own sandbox.
 SANDBOX_OAUTH_ACCESS_TOKEN_MINUTES = env.int("SANDBOX_OAUTH_ACCESS_TOKEN_MINUTES", default=10)
+SANDBOX_OAUTH_CLIENT_SECRET = env.str("SANDBOX_OAUTH_CLIENT_SECRET", default="")

@@ -14,10 +14,11 @@ from datetime import timedelta
 from django.conf import settings
 from django.db import models, transaction
 from django.utils import timezone
-from django.utils.crypto import salted_hmac
 from django.utils.text import slugify
 
 from integrations.lib.tokens import hash_secret, new_secret
+
+from .oauth_client import CLIENT_ID, client_secret
 
 SANDBOX_KEY_PREFIX = "sbx_"
 ALL_PERMISSIONS = ["employees:read", "compensation:read", "absences:read"]
@@ -103,7 +104,6 @@ class SandboxApiKey(models.Model):
 
 # --- OAuth 2.0 (authorization code with rotating refresh tokens) ------------------------------
 
-DEFAULT_CLIENT_ID = "relink"
 # Where Relink's hosted connect flow receives the authorization code.
 RELINK_CALLBACK_PATH = "/connect/oauth/callback/"
 AUTHORIZATION_CODE_PREFIX = "sbxac_"
@@ -111,12 +111,6 @@ ACCESS_TOKEN_PREFIX = "sbxat_"
 REFRESH_TOKEN_PREFIX = "sbxrt_"
 # RFC 6749 §4.1.2 recommends at most ten minutes; a short life narrows the window for a leaked code.
 AUTHORIZATION_CODE_VALIDITY = timedelta(minutes=5)
-
-
-def default_client_secret() -> str:
-    """Relink's client secret, read at call time so tests and deployments can override it."""
-    derived = salted_hmac("sandbox-oauth", "client").hexdigest()
-    return getattr(settings, "SANDBOX_OAUTH_CLIENT_SECRET", derived)
 
 
 def access_token_validity() -> timedelta:
@@ -146,10 +140,10 @@ class SandboxOAuthClient(models.Model):
         Its secret follows the current settings, and its redirect URIs always include Relink's
         connect-flow callback plus any `redirect_uris` given (they are added, never removed).
         """
-        client, _ = cls.objects.get_or_create(client_id=DEFAULT_CLIENT_ID, defaults={"name": "Relink"})
+        client, _ = cls.objects.get_or_create(client_id=CLIENT_ID, defaults={"name": "Relink"})
         wanted = [f"{settings.BASE_URL}{RELINK_CALLBACK_PATH}", *redirect_uris]
         uris = client.redirect_uris + [u for u in dict.fromkeys(wanted) if u not in client.redirect_uris]
-        secret_hash = hash_secret(default_client_secret())
+        secret_hash = hash_secret(client_secret())
         if uris != client.redirect_uris or secret_hash != client.secret_hash:
             client.redirect_uris = uris
             client.secret_hash = secret_hash
@@ -158,7 +152,7 @@ class SandboxOAuthClient(models.Model):
 
     @classmethod
     def find(cls, client_id: str) -> "SandboxOAuthClient | None":
-        if client_id == DEFAULT_CLIENT_ID:
+        if client_id == CLIENT_ID:
             return cls.ensure_default()
         return cls.objects.filter(client_id=client_id).first()
 

@@ -33,8 +33,8 @@ from sandbox.models import (
     SandboxAuthorizationCode,
     SandboxOAuthClient,
     SandboxOAuthGrant,
-    default_client_secret,
 )
+from sandbox.oauth_client import client_secret
 
 from . import factories
 
@@ -114,7 +114,7 @@ def data(environment, owner) -> Fixtures:
             "link token hash": link.token_hash,
             "raw sandbox key": raw_sandbox_key,
             "sandbox key hash": sandbox_key.key_hash,
-            "sandbox OAuth client secret": default_client_secret(),
+            "sandbox OAuth client secret": client_secret(),
             "sandbox OAuth client secret hash": oauth_client.secret_hash,
             "raw refresh token": raw_refresh_token,
             "refresh token hash": grant.refresh_token_hash,

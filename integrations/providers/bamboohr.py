@@ -18,7 +18,6 @@ from typing import Any
 import httpx
 from django.conf import settings
 
-from ..lib.http import provider_client
 from .base import (
     AuthResult,
     AuthType,
@@ -30,7 +29,7 @@ from .base import (
     ProviderAuthFailed,
     register,
 )
-from .rest import absence_window, check_result, expect_json, raise_for_fetch, select, transport_failure, unavailable
+from .rest import absence_window, check_request, fetch_json, select_rows
 
 COMPANY_DOMAIN_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62})$")
 
@@ -128,12 +127,7 @@ class BambooHRProvider(Provider):
                 error_code="INVALID_COMPANY_DOMAIN",
                 message="The company domain is not a BambooHR subdomain",
             )
-        try:
-            with provider_client() as client:
-                response = client.get(url, auth=_auth(credentials), headers={"Accept": "application/json"})
-        except httpx.TransportError as exc:
-            return transport_failure(exc, self.label)
-        return check_result(response, self.label, _error)
+        return check_request(self.label, _error, method="GET", url=url, auth=_auth(credentials))
 
     def fetch(self, model: str, credentials: dict[str, Any], fields: list[str]) -> list[dict[str, Any]]:
         """Employees: `POST /v1/reports/custom?format=JSON` (request a custom report) with only the
@@ -141,9 +135,7 @@ class BambooHRProvider(Provider):
         integrations: the directory can be disabled per company and lacks compensation fields.
         Absences: `GET /v1/time_off/requests?start=&end=&status=approved`.
         """
-        spec = self.get_model(model)
-        if spec is None:
-            raise LookupError(f"{self.label} has no model {model!r}")
+        spec = self.model_spec(model)
         try:
             if model == "hris_employees":
                 names = ["id", *(EMPLOYEE_FIELDS[f] for f in fields if f in EMPLOYEE_FIELDS)]
@@ -162,22 +154,14 @@ class BambooHRProvider(Provider):
                 }
         except InvalidCompanyDomain as exc:
             raise ProviderAuthFailed("The company domain is not a BambooHR subdomain") from exc
-        try:
-            with provider_client() as client:
-                response = client.request(
-                    url=url, auth=_auth(credentials), headers={"Accept": "application/json"}, **request
-                )
-        except httpx.TransportError as exc:
-            raise unavailable(exc, self.label) from exc
-        raise_for_fetch(response, self.label, model, spec.permission)
-        body = expect_json(response, self.label)
+        body = fetch_json(self.label, model, spec.permission, url=url, auth=_auth(credentials), **request)
         if model == "hris_employees":
             records = body.get("employees") if isinstance(body, dict) else None
             rows = [_employee(r) for r in records or [] if isinstance(r, dict)]
         else:
             records = body if isinstance(body, list) else []
             rows = [_absence(r) for r in records if isinstance(r, dict)]
-        return [select(row, fields) for row in rows if row.get("id")]
+        return select_rows(rows, fields)
 
     def _url(self, credentials: dict[str, Any], path: str) -> str:
         return f"{base_url()}/{company_domain(credentials)}/v1/{path}"

@@ -111,6 +111,14 @@ class Provider:
         return next((m for m in cls.models if m.name == name), None)
 
     @classmethod
+    def model_spec(cls, name: str) -> DataModel:
+        """The model a fetch was asked for; LookupError if this tool has no such model."""
+        spec = cls.get_model(name)
+        if spec is None:
+            raise LookupError(f"{cls.label} has no model {name!r}")
+        return spec
+
+    @classmethod
     def withheld_fields(cls, model: str, fields: list[str], rows: list[dict[str, Any]]) -> list[tuple[str, str]]:
         """(field, permission) for each requested field missing from every returned record.
 

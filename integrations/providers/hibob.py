@@ -19,7 +19,6 @@ from typing import Any
 import httpx
 from django.conf import settings
 
-from ..lib.http import provider_client
 from .base import (
     AuthResult,
     AuthType,
@@ -29,16 +28,7 @@ from .base import (
     Provider,
     register,
 )
-from .rest import (
-    absence_window,
-    check_result,
-    expect_json,
-    json_body,
-    raise_for_fetch,
-    select,
-    transport_failure,
-    unavailable,
-)
+from .rest import absence_window, check_request, default_error, fetch_json, json_body, select_rows
 
 MISSING = object()
 
@@ -59,7 +49,7 @@ def base_url() -> str:
 def _error(response: httpx.Response) -> tuple[str, str]:
     body = json_body(response)
     if not isinstance(body, dict):
-        return f"HTTP_{response.status_code}", response.reason_phrase
+        return default_error(response)
     return str(body.get("key") or f"HTTP_{response.status_code}"), str(body.get("error") or response.reason_phrase)
 
 
@@ -117,24 +107,15 @@ class HiBobProvider(Provider):
         proves the credentials authenticated: the check is OK and the model that needs the
         permission raises `ModelPermissionDenied` when fetched.
         """
-        try:
-            with provider_client() as client:
-                response = client.get(
-                    f"{base_url()}/company/people/fields",
-                    auth=_auth(credentials),
-                    headers={"Accept": "application/json"},
-                )
-        except httpx.TransportError as exc:
-            return transport_failure(exc, self.label)
-        return check_result(response, self.label, _error)
+        return check_request(
+            self.label, _error, method="GET", url=f"{base_url()}/company/people/fields", auth=_auth(credentials)
+        )
 
     def fetch(self, model: str, credentials: dict[str, Any], fields: list[str]) -> list[dict[str, Any]]:
         """Employees: `POST /v1/people/search` (active employees, only the requested fields,
         human-readable values; one answer, no pagination). Absences:
         `GET /v1/timeoff/whosout?from=&to=` (approved requests)."""
-        spec = self.get_model(model)
-        if spec is None:
-            raise LookupError(f"{self.label} has no model {model!r}")
+        spec = self.model_spec(model)
         if model == "hris_employees":
             body = {
                 "fields": ["root.id", *(EMPLOYEE_FIELDS[f] for f in fields if f in EMPLOYEE_FIELDS)],
@@ -146,18 +127,12 @@ class HiBobProvider(Provider):
             start, end = absence_window()
             params = {"from": start.isoformat(), "to": end.isoformat()}
             request = {"method": "GET", "url": f"{base_url()}/timeoff/whosout", "params": params}
-        try:
-            with provider_client() as client:
-                response = client.request(auth=_auth(credentials), headers={"Accept": "application/json"}, **request)
-        except httpx.TransportError as exc:
-            raise unavailable(exc, self.label) from exc
-        raise_for_fetch(response, self.label, model, spec.permission)
-        answer = expect_json(response, self.label)
+        answer = fetch_json(self.label, model, spec.permission, auth=_auth(credentials), **request)
         key = "employees" if model == "hris_employees" else "outs"
         records = answer.get(key) if isinstance(answer, dict) else None
         convert = _employee if model == "hris_employees" else _absence
         rows = [convert(r) for r in records or [] if isinstance(r, dict)]
-        return [select(row, fields) for row in rows if row.get("id")]
+        return select_rows(rows, fields)
 
 
 def _auth(credentials: dict[str, Any]) -> httpx.BasicAuth:

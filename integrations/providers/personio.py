@@ -34,10 +34,10 @@ from .base import (
 from .rest import (
     absence_window,
     check_result,
-    expect_json,
+    default_error,
     json_body,
-    raise_for_fetch,
-    select,
+    read_json,
+    select_rows,
     transport_failure,
     unavailable,
 )
@@ -64,7 +64,7 @@ def _error(response: httpx.Response) -> tuple[str, str]:
     body = json_body(response)
     error = body.get("error") if isinstance(body, dict) else None
     if not isinstance(error, dict):
-        return f"HTTP_{response.status_code}", response.reason_phrase
+        return default_error(response)
     code = error.get("code")
     error_code = f"PERSONIO_{code}" if code not in (None, "") else f"HTTP_{response.status_code}"
     return error_code, str(error.get("message") or response.reason_phrase)
@@ -139,9 +139,7 @@ class PersonioProvider(Provider):
 
     def fetch(self, model: str, credentials: dict[str, Any], fields: list[str]) -> list[dict[str, Any]]:
         """`GET /company/employees` or `GET /company/time-offs`, all pages (`limit`/`offset`)."""
-        spec = self.get_model(model)
-        if spec is None:
-            raise LookupError(f"{self.label} has no model {model!r}")
+        spec = self.model_spec(model)
         try:
             with provider_client() as client:
                 token = self._token(client, credentials)
@@ -157,7 +155,7 @@ class PersonioProvider(Provider):
                     rows = [_absence(item) for item in items if _is_approved(item)]
         except httpx.TransportError as exc:
             raise unavailable(exc, self.label) from exc
-        return [select(row, fields) for row in rows if row.get("id")]
+        return select_rows(rows, fields)
 
     def _request_token(self, client: httpx.Client, credentials: dict[str, Any]) -> httpx.Response:
         """`POST /auth` (https://developer.personio.de/reference/post_auth)."""
@@ -208,9 +206,8 @@ class PersonioProvider(Provider):
         for page in range(MAX_PAGES):
             query = {**params, "limit": PAGE_LIMIT, "offset": page * PAGE_LIMIT}
             response = client.get(f"{base_url()}/{path}", params=query, headers=_bearer(token))
-            raise_for_fetch(response, self.label, model, permission)
+            body = read_json(response, self.label, model, permission)
             token = _rotated(response) or token
-            body = expect_json(response, self.label)
             data = (body.get("data") if isinstance(body, dict) else None) or []
             items.extend(item for item in data if isinstance(item, dict))
             if len(data) < PAGE_LIMIT:

@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 
+from ..lib.http import provider_client
 from .base import (
     AuthResult,
     ModelPermissionDenied,
@@ -104,3 +105,38 @@ def select(record: dict[str, Any], fields: list[str]) -> dict[str, Any]:
     """Keep `id` and the requested fields the provider returned (absent ones stay absent)."""
     wanted = set(fields) | {"id"}
     return {k: v for k, v in record.items() if k in wanted}
+
+
+def select_rows(rows: list[dict[str, Any]], fields: list[str]) -> list[dict[str, Any]]:
+    """The records that have an id, each cut down to `id` and the requested fields."""
+    return [select(row, fields) for row in rows if row.get("id")]
+
+
+def _send(**request: Any) -> httpx.Response:
+    """One JSON request through the shared client settings (timeouts, user agent)."""
+    with provider_client() as client:
+        return client.request(headers={"Accept": "application/json"}, **request)
+
+
+def check_request(label: str, read_error: ErrorReader = default_error, **request: Any) -> AuthResult:
+    """An auth check that is a single request (`httpx.Client.request` arguments), classified."""
+    try:
+        response = _send(**request)
+    except httpx.TransportError as exc:
+        return transport_failure(exc, label)
+    return check_result(response, label, read_error)
+
+
+def read_json(response: httpx.Response, label: str, model: str, permission: str) -> Any:
+    """The JSON body of a data call's answer, or the `ProviderError` the answer stands for."""
+    raise_for_fetch(response, label, model, permission)
+    return expect_json(response, label)
+
+
+def fetch_json(label: str, model: str, permission: str, **request: Any) -> Any:
+    """A data call that is a single request (`httpx.Client.request` arguments): its JSON body."""
+    try:
+        response = _send(**request)
+    except httpx.TransportError as exc:
+        raise unavailable(exc, label) from exc
+    return read_json(response, label, model, permission)

@@ -24,6 +24,7 @@ from .base import (
     ProviderUnavailable,
     register,
 )
+from .rest import json_body, select
 
 
 def sandbox_api_url(path: str) -> str:
@@ -100,17 +101,13 @@ class SandboxProvider(Provider):
         if response.status_code == 401:
             raise ProviderAuthFailed("Sandbox HR rejected the API key", 401)
         if response.status_code == 403:
-            permission = _error_body(response).get("required_permission", self.get_model(model).permission)
+            permission = _error_body(response).get("required_permission", self.model_spec(model).permission)
             raise ModelPermissionDenied(model, permission)
         if not response.is_success:
             raise ProviderUnavailable(f"Sandbox HR answered {response.status_code}", response.status_code)
-        wanted = set(fields) | {"id"}
-        return [{k: v for k, v in row.items() if k in wanted} for row in response.json()["data"]]
+        return [select(row, fields) for row in response.json()["data"]]
 
 
 def _error_body(response: httpx.Response) -> dict[str, Any]:
-    try:
-        body = response.json()
-    except ValueError:
-        return {}
+    body = json_body(response)
     return body.get("error", {}) if isinstance(body, dict) else {}

@@ -15,7 +15,8 @@ from urllib.parse import quote_plus, urlencode
 import httpx
 from django.conf import settings
 from django.utils import timezone
-from django.utils.crypto import salted_hmac
+
+from sandbox.oauth_client import CLIENT_ID, client_secret
 
 from ..lib.http import provider_client
 from .base import (
@@ -29,15 +30,8 @@ from .base import (
 )
 from .sandbox import SandboxProvider, sandbox_api_url
 
-CLIENT_ID = "relink"
 # Refresh this long before expiry, so a token cannot expire between the check and the sync's fetches.
 REFRESH_MARGIN = timedelta(seconds=60)
-
-
-def client_secret() -> str:
-    """Relink's client secret: the same setting (or SECRET_KEY derivation) the sandbox registers."""
-    derived = salted_hmac("sandbox-oauth", "client").hexdigest()
-    return getattr(settings, "SANDBOX_OAUTH_CLIENT_SECRET", derived)
 
 
 def token_url() -> str:
