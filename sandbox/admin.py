@@ -5,6 +5,8 @@ from __future__ import annotations
 from django.contrib import admin
 from django.http import HttpRequest
 
+from integrations.admin import ReadOnlyAdmin
+
 from .models import (
     SandboxAccessToken,
     SandboxApiKey,
@@ -84,25 +86,15 @@ class SandboxOAuthGrantAdmin(admin.ModelAdmin):
         return obj.is_active
 
 
-class _ViewOnlyAdmin(admin.ModelAdmin):
-    """Issued by the token flow; only the hash is stored, and it is never shown."""
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-
 @admin.register(SandboxAccessToken)
-class SandboxAccessTokenAdmin(_ViewOnlyAdmin):
+class SandboxAccessTokenAdmin(ReadOnlyAdmin):
     exclude = ("token_hash",)
     list_display = ("grant", "created_at", "expires_at")
     list_select_related = ("grant__company", "grant__client")
 
 
 @admin.register(SandboxAuthorizationCode)
-class SandboxAuthorizationCodeAdmin(_ViewOnlyAdmin):
+class SandboxAuthorizationCodeAdmin(ReadOnlyAdmin):
     exclude = ("code_hash",)
     list_display = ("company", "client", "redirect_uri", "created_at", "expires_at", "used_at")
     list_select_related = ("company", "client")

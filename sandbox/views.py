@@ -115,11 +115,11 @@ def _error(status: int, code: str, message: str, **extra) -> JsonResponse:
 
 
 def _find_caller(raw: str) -> Caller | None:
-    key = SandboxApiKey.objects.find_active(raw)
-    if key is not None:
-        return key
-    token = SandboxAccessToken.objects.find_valid(raw)
-    return token.grant if token is not None else None
+    """The API key or, for an OAuth access token (told apart by its prefix), its grant."""
+    if raw.startswith(ACCESS_TOKEN_PREFIX):
+        token = SandboxAccessToken.objects.find_valid(raw)
+        return token.grant if token is not None else None
+    return SandboxApiKey.objects.find_active(raw)
 
 
 def _unauthorized(raw: str) -> JsonResponse:
