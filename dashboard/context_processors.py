@@ -1,6 +1,6 @@
 from django.http import HttpRequest
 
-from integrations.models import Membership
+from .access import user_memberships
 
 
 def environments(request: HttpRequest) -> dict:
@@ -8,8 +8,5 @@ def environments(request: HttpRequest) -> dict:
     user = getattr(request, "user", None)
     if user is None or not user.is_authenticated:
         return {}
-
-    def memberships():  # evaluated only if a template renders the switcher
-        return list(Membership.objects.filter(user=user).select_related("environment").order_by("environment__name"))
-
-    return {"my_memberships": memberships}
+    # A callable: evaluated only if a template renders the switcher (htmx fragments do not).
+    return {"my_memberships": lambda: user_memberships(request)}

@@ -2,16 +2,10 @@
 
 from __future__ import annotations
 
-from django.utils import timezone
-
 from integrations.health import INVALID_AFTER
 from integrations.models import AuditEvent, Integration, IntegrationState
 
-FMT = "%-d %b %H:%M"
-
-
-def _when(value) -> str:
-    return timezone.localtime(value).strftime(FMT)
+from .formats import local_minute
 
 
 def describe_health(integration: Integration) -> dict[str, str]:
@@ -22,18 +16,18 @@ def describe_health(integration: Integration) -> dict[str, str]:
     if integration.state == IntegrationState.INVALID:
         return {
             "level": "error",
-            "text": f"Authentication failing since {_when(integration.auth_failing_since)} — syncs paused since "
-            f"{_when(integration.invalid_since)}{error}",
+            "text": f"Authentication failing since {local_minute(integration.auth_failing_since)} — syncs paused since "
+            f"{local_minute(integration.invalid_since)}{error}",
         }
     if integration.auth_failing_since:
         pause_at = integration.auth_failing_since + INVALID_AFTER
         return {
             "level": "warning",
-            "text": f"Authentication failing since {_when(integration.auth_failing_since)} — syncs pause at "
-            f"{_when(pause_at)} unless a check succeeds{error}",
+            "text": f"Authentication failing since {local_minute(integration.auth_failing_since)} — syncs pause at "
+            f"{local_minute(pause_at)} unless a check succeeds{error}",
         }
     if integration.last_auth_check_at:
-        return {"level": "ok", "text": f"Healthy — last authentication check OK at {_when(integration.last_auth_check_at)}."}
+        return {"level": "ok", "text": f"Healthy — last authentication check OK at {local_minute(integration.last_auth_check_at)}."}
     return {"level": "ok", "text": "Not checked yet."}
 
 

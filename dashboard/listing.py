@@ -6,6 +6,7 @@ built here carry only the cleaned, non-default values.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from urllib.parse import urlencode
 
@@ -34,20 +35,37 @@ DEFAULT_SORT = "-created"
 TABLE_COLUMNS = ["state", "organization", "Tool", "Origin id", "last_sync", "last_auth_check", "failing_since", "created"]
 
 
-def render_list(request: HttpRequest, template: str, ctx: dict, region: str = "table") -> HttpResponse:
-    """The whole page, or only its swappable `region` partial for an htmx request.
+def wants_partial(request: HttpRequest) -> bool:
+    """An htmx swap, not a history restore (Back after hx-push-url, which needs the whole page)."""
+    return bool(request.htmx) and not request.htmx.history_restore_request
 
-    The fragment tells htmx which URL to push: the cleaned filters and page (`ctx["filters"]`,
-    `ctx["page"]`), not the raw form serialization with its empty fields, so the address bar holds
-    the bookmarkable URL. A history restore (back button, cache miss) gets the whole page. The
-    response varies on HX-Request so a cache never serves the fragment as the page.
-    """
-    partial = request.htmx and not request.htmx.history_restore_request
-    response = render(request, f"{template}#{region}" if partial else template, ctx)
-    if partial:
-        page = ctx["page"].number
-        push_url(response, request.path + ctx["filters"].query(page=page if page > 1 else None).rstrip("?"))
+
+def render_region(request: HttpRequest, template: str, region: str, ctx: dict,
+                  page_ctx: Callable[[], dict] | None = None) -> HttpResponse:
+    """Only the `region` partial of `template` for an htmx swap, else the whole page (rendered
+    with `page_ctx()` when the page needs more than the region). The response varies on
+    HX-Request so a cache never serves the fragment as the page."""
+    if wants_partial(request):
+        response = render(request, f"{template}#{region}", ctx)
+    else:
+        response = render(request, template, page_ctx() if page_ctx else ctx)
     patch_vary_headers(response, ["HX-Request"])
+    return response
+
+
+def render_list(request: HttpRequest, template: str, ctx: dict, region: str = "table") -> HttpResponse:
+    """A filtered, paginated list (`ctx["filters"]`, `ctx["page"]`) as a page or its table.
+
+    Adds the previous/next links, and tells htmx which URL to push: the cleaned filters and page,
+    not the raw form serialization with its empty fields, so the address bar holds the
+    bookmarkable URL.
+    """
+    filters, page = ctx["filters"], ctx["page"]
+    ctx["previous_url"] = filters.query(page=page.previous_page_number()) if page.has_previous() else ""
+    ctx["next_url"] = filters.query(page=page.next_page_number()) if page.has_next() else ""
+    response = render_region(request, template, region, ctx)
+    if wants_partial(request):
+        push_url(response, request.path + filters.query(page=page.number if page.number > 1 else None).rstrip("?"))
     return response
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from django.contrib.auth.decorators import login_required
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse, QueryDict
-from django.shortcuts import get_object_or_404, render
+from django.shortcuts import render
 
 from integrations.models import Integration, RequestLog
 
@@ -81,8 +81,6 @@ def logs(request: HttpRequest, env: str) -> HttpResponse:
         "filters": filters,
         "sources": RequestLog.Source.choices,
         "statuses": [(value, label) for value, (label, _) in STATUS_FILTERS.items()],
-        "previous_url": filters.query(page=page.previous_page_number()) if page.has_previous() else "",
-        "next_url": filters.query(page=page.next_page_number()) if page.has_next() else "",
     }
     return render_list(request, "dashboard/logs.html", ctx)
 
@@ -94,9 +92,7 @@ def _pretty(value) -> str:
 @login_required
 def log(request: HttpRequest, env: str, log_id: str) -> HttpResponse:
     access = get_env_access(request, env)
-    entry = get_object_or_404(
-        RequestLog.objects.select_related("api_key"), environment=access.environment, pk=log_id
-    )
+    entry = access.get_or_404(RequestLog.objects.select_related("api_key"), pk=log_id)
     integration_exists = bool(entry.integration_id) and Integration.objects.filter(
         environment=access.environment, pk=entry.integration_id
     ).exists()

@@ -11,14 +11,13 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
-from django_htmx.http import HttpResponseClientRedirect
 
 from integrations.models import AuditEvent, Environment, Membership, Role, User
 
-from .access import EnvAccess, get_env_access
+from .access import EnvAccess, get_env_access, redirect_after_post
 
 TEMPLATE = "dashboard/members.html"
 LAST_OWNER = "An environment needs at least one owner: make someone else an owner first."
@@ -58,7 +57,6 @@ def _render(request: HttpRequest, access: EnvAccess, form: AddMemberForm) -> Htt
         "members": members,
         "form": form,
         "roles": Role.choices,
-        "owner_count": sum(1 for m in members if m.role == Role.OWNER),
     }
     return render(request, TEMPLATE, ctx)
 
@@ -129,11 +127,7 @@ def change_role(request: HttpRequest, env: str, member_id: int) -> HttpResponse:
         messages.error(request, "Choose a role: viewer, editor or owner.")
         return redirect("dashboard:members", env=access.environment.slug)
     with transaction.atomic():
-        membership = get_object_or_404(
-            Membership.objects.select_for_update().select_related("user"),
-            environment=access.environment,
-            pk=member_id,
-        )
+        membership = access.get_or_404(Membership.objects.select_for_update().select_related("user"), pk=member_id)
         if membership.role == role:
             messages.info(request, f"{membership.user.email} is already {membership.get_role_display().lower()}.")
             return redirect("dashboard:members", env=access.environment.slug)
@@ -153,18 +147,12 @@ def change_role(request: HttpRequest, env: str, member_id: int) -> HttpResponse:
 def remove_member(request: HttpRequest, env: str, member_id: int) -> HttpResponse:
     access = get_env_access(request, env, Role.OWNER)
     with transaction.atomic():
-        membership = get_object_or_404(
-            Membership.objects.select_for_update().select_related("user"),
-            environment=access.environment,
-            pk=member_id,
-        )
+        membership = access.get_or_404(Membership.objects.select_for_update().select_related("user"), pk=member_id)
         if membership.role == Role.OWNER and _is_last_owner(access, membership):
             messages.error(request, f"{membership.user.email} is the last owner and cannot be removed. {LAST_OWNER}")
-            url = reverse("dashboard:members", kwargs={"env": access.environment.slug})
-            return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
+            return redirect_after_post(request, reverse("dashboard:members", kwargs={"env": access.environment.slug}))
         _audit(request, access, "member.removed", membership, role=membership.role)
         membership.delete()
     messages.success(request, f"{membership.user.email} removed from {access.environment.name}.")
-    response = _after_change(request, access)
     # hx-post (for its hx-confirm): a full navigation, so the message shows.
-    return HttpResponseClientRedirect(response["Location"]) if request.htmx else response
+    return redirect_after_post(request, _after_change(request, access)["Location"])

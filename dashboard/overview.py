@@ -18,8 +18,9 @@ from django.utils import timezone
 from integrations.health import INVALID_AFTER
 from integrations.models import AuditEvent, AuthCheck, Environment, Integration, IntegrationState, Sync, SyncStatus
 
-from .access import get_env_access
+from .access import get_env_access, remember_environment
 from .charts import auth_check_chart
+from .formats import local_minute
 
 ATTENTION_LIMIT = 100
 RECENT_CHANGES = 10
@@ -29,7 +30,7 @@ RECENT_CHANGES = 10
 @login_required
 def overview(request: HttpRequest, env: str) -> HttpResponse:
     access = get_env_access(request, env)
-    request.session["environment_slug"] = access.environment.slug
+    remember_environment(request, access.environment)
     now = timezone.now()
     ctx = {
         "access": access,
@@ -107,11 +108,11 @@ def needs_attention(environment: Environment, now: datetime) -> list[AttentionRo
     for obj in qs:
         row = AttentionRow(obj)
         if obj.state == IntegrationState.INVALID:
-            since = timezone.localtime(obj.invalid_since).strftime("%-d %b %H:%M") if obj.invalid_since else "—"
+            since = local_minute(obj.invalid_since) if obj.invalid_since else "—"
             row.reasons.append({"level": "error", "text": f"Invalid — syncs paused since {since}"})
             row.rank = (0, obj.invalid_since or now)
         elif obj.state == IntegrationState.ACTIVE and obj.auth_failing_since:
-            since = timezone.localtime(obj.auth_failing_since).strftime("%-d %b %H:%M")
+            since = local_minute(obj.auth_failing_since)
             row.reasons.append(
                 {"level": "warning", "text": f"Authentication failing since {since} — {pause_text(obj.auth_failing_since, now)}"}
             )

@@ -19,10 +19,9 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import get_object_or_404, redirect
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.cache import patch_vary_headers
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import trigger_client_event
@@ -34,6 +33,7 @@ from integrations.providers.base import Provider
 from integrations.scopes import DISABLED, ScopeSpec
 
 from .access import EnvAccess, get_env_access
+from .listing import render_region
 from .views import _get_integration, integration_page_context
 
 TEMPLATE = "dashboard/integration.html"
@@ -216,12 +216,9 @@ def _render(request: HttpRequest, access: EnvAccess, integration: Integration, p
         "can_edit": access.can(Role.EDITOR),
         "relink": section,
     }
-    if request.htmx and not request.htmx.history_restore_request:
-        response = render(request, f"{TEMPLATE}#{partial}", ctx)
-    else:
-        response = render(request, TEMPLATE, integration_page_context(access, integration, relink=section))
-    patch_vary_headers(response, ["HX-Request"])
-    return response
+    return render_region(
+        request, TEMPLATE, partial, ctx, page_ctx=lambda: integration_page_context(access, integration, relink=section)
+    )
 
 
 # --- Views --------------------------------------------------------------------------------------
@@ -230,7 +227,7 @@ def _render(request: HttpRequest, access: EnvAccess, integration: Integration, p
 @login_required
 @require_GET
 def section(request: HttpRequest, env: str, integration_id: str) -> HttpResponse:
-    """The section: loaded by the integration page through htmx, or (plain) the whole page."""
+    """The section as an htmx fragment, or (plain) the whole page with it."""
     access = get_env_access(request, env)
     obj = _get_integration(access, integration_id)
     return _render(request, access, obj, "relink", RelinkSection(access.environment, obj, request.GET))

@@ -11,7 +11,7 @@ from django.contrib.auth.decorators import login_required
 from django.db import IntegrityError, transaction
 from django.db.models import Count
 from django.http import HttpRequest, HttpResponse, QueryDict
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import redirect, render
 
 from integrations.models import Availability, Integration, Role, ScopeConfig
 from integrations.providers import REGISTRY, Category
@@ -113,10 +113,6 @@ class ScopeConfigForm(forms.Form):
         return name
 
 
-def _get_scope_config(access: EnvAccess, scope_config_id: str) -> ScopeConfig:
-    return get_object_or_404(ScopeConfig, environment=access.environment, pk=scope_config_id)
-
-
 @login_required
 def scope_configs(request: HttpRequest, env: str) -> HttpResponse:
     access = get_env_access(request, env)
@@ -136,9 +132,9 @@ def new_scope_config(request: HttpRequest, env: str) -> HttpResponse:
 @login_required
 def scope_config(request: HttpRequest, env: str, scope_config_id: str) -> HttpResponse:
     access = get_env_access(request, env)
-    obj = _get_scope_config(access, scope_config_id)
-    if request.method == "POST" and not access.can(Role.EDITOR):
-        get_env_access(request, env, Role.EDITOR)  # raises 403
+    obj = access.get_or_404(ScopeConfig, pk=scope_config_id)
+    if request.method == "POST":
+        access.require(Role.EDITOR)
     return _form_view(request, access, obj)
 
 

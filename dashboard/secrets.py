@@ -11,16 +11,15 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import render
 from django.urls import reverse
 from django.utils import timezone
-from django_htmx.http import HttpResponseClientRedirect
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
 from integrations.models import ApiKey, AuditEvent, Role
 
-from .access import EnvAccess, get_env_access
+from .access import EnvAccess, get_env_access, redirect_after_post
 
 TEMPLATE = "dashboard/api_keys.html"
 
@@ -44,6 +43,15 @@ def _render(request: HttpRequest, access: EnvAccess, form: ApiKeyForm, *, create
     return render(request, TEMPLATE, ctx, status=status)
 
 
+def _audit(request: HttpRequest, access: EnvAccess, action: str, key: ApiKey) -> None:
+    AuditEvent.objects.create(
+        environment=access.environment,
+        actor_user=request.user,
+        action=action,
+        details={"api_key_id": key.pk, "name": key.name, "prefix": key.prefix},
+    )
+
+
 @login_required
 def api_keys(request: HttpRequest, env: str) -> HttpResponse:
     access = get_env_access(request, env, Role.OWNER)
@@ -61,12 +69,7 @@ def create_api_key(request: HttpRequest, env: str) -> HttpResponse:
         return _render(request, access, form)
     with transaction.atomic():
         key, raw = ApiKey.create(access.environment, form.cleaned_data["name"], created_by=request.user)
-        AuditEvent.objects.create(
-            environment=access.environment,
-            actor_user=request.user,
-            action="api_key.created",
-            details={"api_key_id": key.pk, "name": key.name, "prefix": key.prefix},
-        )
+        _audit(request, access, "api_key.created", key)
     return _render(request, access, ApiKeyForm(), created=key, raw_key=raw)
 
 
@@ -75,21 +78,13 @@ def create_api_key(request: HttpRequest, env: str) -> HttpResponse:
 def revoke_api_key(request: HttpRequest, env: str, key_id: int) -> HttpResponse:
     access = get_env_access(request, env, Role.OWNER)
     with transaction.atomic():
-        key = get_object_or_404(
-            ApiKey.objects.select_for_update().defer("key_hash"), environment=access.environment, pk=key_id
-        )
+        key = access.get_or_404(ApiKey.objects.select_for_update().defer("key_hash"), pk=key_id)
         if key.revoked_at is not None:
             messages.info(request, f"“{key.name}” was already revoked.")
         else:
             key.revoked_at = timezone.now()
             key.save(update_fields=["revoked_at"])
-            AuditEvent.objects.create(
-                environment=access.environment,
-                actor_user=request.user,
-                action="api_key.revoked",
-                details={"api_key_id": key.pk, "name": key.name, "prefix": key.prefix},
-            )
+            _audit(request, access, "api_key.revoked", key)
             messages.success(request, f"“{key.name}” revoked: requests with it are now refused.")
-    url = reverse("dashboard:api_keys", kwargs={"env": access.environment.slug})
     # hx-post (for its hx-confirm): a full navigation, so the message shows.
-    return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
+    return redirect_after_post(request, reverse("dashboard:api_keys", kwargs={"env": access.environment.slug}))

@@ -3,11 +3,11 @@ from __future__ import annotations
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 from django.utils import timezone
 
-from integrations.models import OPEN_SYNC_STATUSES, AuditEvent, Integration, IntegrationState, Membership, Role
+from integrations.models import OPEN_SYNC_STATUSES, AuditEvent, Integration, IntegrationState, Role
 from integrations.providers import REGISTRY
 from integrations.scopes import ModelCoverage, ScopeSpec
 from integrations import health
@@ -15,7 +15,7 @@ from integrations.syncs import queue_sync, request_auth_check
 
 from .paginator import CachedCountPaginator
 from .signals import integration_count_namespace
-from .access import EnvAccess, get_env_access
+from .access import SESSION_KEY, EnvAccess, get_env_access, remember_environment, user_memberships
 from .charts import auth_check_chart
 from .health import describe_event, describe_health
 from .listing import ListFilters, render_list, tool_options
@@ -28,9 +28,8 @@ AUDIT_SHOWN = 30
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
     """Send the operator to their last-used environment, or their first one."""
-    memberships = Membership.objects.filter(user=request.user).select_related("environment")
-    last = request.session.get("environment_slug")
-    slugs = [m.environment.slug for m in memberships]
+    last = request.session.get(SESSION_KEY)
+    slugs = [m.environment.slug for m in user_memberships(request)]
     if last in slugs:
         return redirect("dashboard:overview", env=last)
     if slugs:
@@ -41,8 +40,7 @@ def home(request: HttpRequest) -> HttpResponse:
 @login_required
 def integrations(request: HttpRequest, env: str) -> HttpResponse:
     access = get_env_access(request, env)
-    if request.session.get("environment_slug") != access.environment.slug:
-        request.session["environment_slug"] = access.environment.slug  # a session write only on change
+    remember_environment(request, access.environment)
     filters = ListFilters.from_query(request.GET)
     qs = filters.apply(
         Integration.objects.filter(environment=access.environment)
@@ -59,17 +57,14 @@ def integrations(request: HttpRequest, env: str) -> HttpResponse:
         "states": IntegrationState.choices,
         "tools": tool_options(),
         "columns": filters.sort_columns(),
-        "previous_url": filters.query(page=page.previous_page_number()) if page.has_previous() else "",
-        "next_url": filters.query(page=page.next_page_number()) if page.has_next() else "",
     }
     return render_list(request, "dashboard/integrations.html", ctx)
 
 
 def _get_integration(access: EnvAccess, integration_id: str) -> Integration:
     """The integration if it belongs to the operator's environment, else 404."""
-    return get_object_or_404(
+    return access.get_or_404(
         Integration.objects.select_related("scope_config", "environment").defer("credentials_encrypted"),
-        environment=access.environment,
         pk=integration_id,
     )
 

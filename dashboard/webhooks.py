@@ -10,7 +10,7 @@ from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.validators import URLValidator
-from django.db.models import Count, Prefetch
+from django.db.models import Count, Prefetch, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
@@ -36,10 +36,6 @@ class EndpointForm(forms.Form):
     event_types = forms.MultipleChoiceField(
         choices=WebhookEvent.choices, required=False, widget=forms.CheckboxSelectMultiple
     )
-
-
-def _get_endpoint(access: EnvAccess, endpoint_id: str) -> WebhookEndpoint:
-    return get_object_or_404(WebhookEndpoint, environment=access.environment, pk=endpoint_id)
 
 
 def _ctx(access: EnvAccess, **extra) -> dict:
@@ -73,19 +69,19 @@ def new_endpoint(request: HttpRequest, env: str) -> HttpResponse:
     return render(request, "dashboard/webhook_new.html", _ctx(access, form=form, events=WebhookEvent.choices))
 
 
+def _with_attempts(deliveries: QuerySet) -> QuerySet:
+    """Deliveries with their attempts, newest first, in one extra query."""
+    return deliveries.prefetch_related(Prefetch("attempt_log", queryset=WebhookAttempt.objects.order_by("-attempted_at")))
+
+
 def _deliveries(endpoint: WebhookEndpoint) -> list[WebhookDelivery]:
-    attempts = WebhookAttempt.objects.order_by("-attempted_at")
-    return list(
-        endpoint.deliveries.order_by("-created_at", "-pk").prefetch_related(Prefetch("attempt_log", queryset=attempts))[
-            :DELIVERIES_SHOWN
-        ]
-    )
+    return list(_with_attempts(endpoint.deliveries.order_by("-created_at", "-pk"))[:DELIVERIES_SHOWN])
 
 
 @login_required
 def endpoint(request: HttpRequest, env: str, endpoint_id: str) -> HttpResponse:
     access = get_env_access(request, env)
-    obj = _get_endpoint(access, endpoint_id)
+    obj = access.get_or_404(WebhookEndpoint, pk=endpoint_id)
     ctx = _ctx(access, endpoint=obj, deliveries=_deliveries(obj), deliveries_shown=DELIVERIES_SHOWN)
     return render(request, "dashboard/webhook.html", ctx)
 
@@ -94,7 +90,7 @@ def endpoint(request: HttpRequest, env: str, endpoint_id: str) -> HttpResponse:
 @require_POST
 def toggle_endpoint(request: HttpRequest, env: str, endpoint_id: str) -> HttpResponse:
     access = get_env_access(request, env, Role.OWNER)
-    obj = _get_endpoint(access, endpoint_id)
+    obj = access.get_or_404(WebhookEndpoint, pk=endpoint_id)
     want = request.POST.get("enabled") == "1"
     if obj.enabled != want:
         obj.enabled = want
@@ -106,7 +102,7 @@ def toggle_endpoint(request: HttpRequest, env: str, endpoint_id: str) -> HttpRes
 @login_required
 def delete_endpoint(request: HttpRequest, env: str, endpoint_id: str) -> HttpResponse:
     access = get_env_access(request, env, Role.OWNER)
-    obj = _get_endpoint(access, endpoint_id)
+    obj = access.get_or_404(WebhookEndpoint, pk=endpoint_id)
     if request.method != "POST":
         return render(request, "dashboard/webhook_delete.html", _ctx(access, endpoint=obj))
     url = obj.url
@@ -120,7 +116,7 @@ def delete_endpoint(request: HttpRequest, env: str, endpoint_id: str) -> HttpRes
 def test_endpoint(request: HttpRequest, env: str, endpoint_id: str) -> HttpResponse:
     """One delivery to this endpoint only, through the normal signed path."""
     access = get_env_access(request, env, Role.OWNER)
-    obj = _get_endpoint(access, endpoint_id)
+    obj = access.get_or_404(WebhookEndpoint, pk=endpoint_id)
     if not obj.enabled:
         messages.error(request, "The endpoint is disabled: enable it to send a test event.")
         return redirect("dashboard:webhook", env=env, endpoint_id=obj.pk)
@@ -141,7 +137,7 @@ def test_endpoint(request: HttpRequest, env: str, endpoint_id: str) -> HttpRespo
 @require_POST
 def replay_delivery(request: HttpRequest, env: str, endpoint_id: str, delivery_id: str) -> HttpResponse:
     access = get_env_access(request, env, Role.OWNER)
-    obj = _get_endpoint(access, endpoint_id)
+    obj = access.get_or_404(WebhookEndpoint, pk=endpoint_id)
     delivery = get_object_or_404(WebhookDelivery, endpoint=obj, pk=delivery_id)
     webhooks.replay(delivery)
     if request.htmx:
@@ -154,5 +150,4 @@ def replay_delivery(request: HttpRequest, env: str, endpoint_id: str, delivery_i
 
 
 def _deliveries_by_pk(endpoint: WebhookEndpoint, pk: int) -> WebhookDelivery:
-    attempts = WebhookAttempt.objects.order_by("-attempted_at")
-    return endpoint.deliveries.prefetch_related(Prefetch("attempt_log", queryset=attempts)).get(pk=pk)
+    return _with_attempts(endpoint.deliveries).get(pk=pk)

@@ -15,28 +15,14 @@ from django.utils import timezone
 from django.utils.html import conditional_escape
 from django.utils.safestring import mark_safe
 
+from dashboard import formats
+
 register = template.Library()
 
 EMPTY = "—"
 
 
-def _minute(dt: datetime) -> str:
-    return f"{dt.day} {dt:%b %H:%M}"
-
-
-def _second(dt: datetime) -> str:
-    return f"{dt.day} {dt:%b %H:%M:%S}"
-
-
-def _date(dt: datetime) -> str:
-    return f"{dt.day} {dt:%b %Y}"
-
-
-def _full(dt: datetime) -> str:
-    return f"{dt.day} {dt:%b %Y %H:%M:%S}"
-
-
-STYLES = {"minute": _minute, "second": _second, "date": _date, "full": _full}
+STYLES = {"minute": formats.minute, "second": formats.second, "date": formats.day, "full": formats.full}
 
 
 @register.simple_tag
@@ -49,5 +35,5 @@ def timestamp(value: datetime | None, style: str = "natural") -> str:
     # Dates, digits and English month names need no escaping; naturaltime's words are escaped.
     if style == "natural":
         text = conditional_escape(naturaltime(value))
-        return mark_safe(f'<time datetime="{local.isoformat()}" title="{_full(local)}">{text}</time>')
+        return mark_safe(f'<time datetime="{local.isoformat()}" title="{formats.full(local)}">{text}</time>')
     return mark_safe(f'<time datetime="{local.isoformat()}">{STYLES[style](local)}</time>')
