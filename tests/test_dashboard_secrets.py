@@ -76,6 +76,8 @@ def test_a_new_key_is_shown_once_and_stored_only_as_a_hash(client, owner, enviro
 
     assert response.status_code == 200  # no redirect: the raw key exists only in this response
     assert "no-store" in response["Cache-Control"]
+    body = response.content.decode()
+    assert "data-copy-target=" in body and "/static/dashboard/copy.js" in body  # the Copy button works
     raw = _raw_key(response)
     key = ApiKey.objects.get()
     assert key.name == "Backend"
