@@ -62,6 +62,10 @@ def integration_not_found(message: str) -> ApiError:
     return ApiError(INTEGRATION_NOT_FOUND, message)
 
 
+def no_such_integration(integration_id: str) -> ApiError:
+    return integration_not_found(f"No integration with the id {integration_id[:80]!r} exists in this environment.")
+
+
 def rate_limited(limit: int, retry_after: int) -> ApiError:
     return ApiError(
         RATE_LIMIT_EXCEEDED,

@@ -63,15 +63,19 @@ class ApiContext:
             self._body = Body(parse_json_object(self.request))
         return self._body
 
-    def get_integration(self, integration_id: str, queryset=None) -> Integration:
+    def get_integration(self, integration_id: str) -> Integration:
         """The integration if it belongs to the key's environment; any other id is a 404."""
         self.integration_id = integration_id[:80]
-        qs = queryset if queryset is not None else Integration.objects.select_related("scope_config")
         integration = None
         if 0 < len(integration_id) <= 80 and "\x00" not in integration_id:  # ids are <tool>:<24 chars>
-            integration = qs.defer("credentials_encrypted").filter(environment=self.environment, pk=integration_id).first()
+            integration = (
+                Integration.objects.select_related("scope_config")
+                .defer("credentials_encrypted")
+                .filter(environment=self.environment, pk=integration_id)
+                .first()
+            )
         if integration is None:
-            raise errors.integration_not_found(f"No integration with the id {integration_id[:80]!r} exists in this environment.")
+            raise errors.no_such_integration(integration_id)
         integration.environment = self.environment
         return integration
 

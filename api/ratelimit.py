@@ -26,10 +26,10 @@ def limit_per_minute() -> int:
     return settings.API_RATE_LIMIT_PER_MINUTE
 
 
-def hit(bucket: str, limit: int | None = None, now: float | None = None) -> int | None:
+def hit(bucket: str) -> int | None:
     """Count one request for `bucket`. Returns None if allowed, else the seconds until the window ends."""
-    limit = limit_per_minute() if limit is None else limit
-    now = _now() if now is None else now
+    limit = limit_per_minute()
+    now = _now()
     window = int(now // WINDOW_SECONDS)
     key = f"relink:api-rate:{bucket}:{window}"
     try:

@@ -11,7 +11,8 @@ from django.contrib.staticfiles import finders
 from django.templatetags.static import static
 
 from integrations.models import Integration
-from integrations.providers import REGISTRY, get_provider
+from integrations.providers import REGISTRY, providers_of_category
+from integrations.webhooks import end_user
 from integrations.providers.base import Provider
 from integrations.scopes import DISABLED, ScopeSpec
 
@@ -47,10 +48,7 @@ def tool_assets(tool_id: str) -> dict[str, str]:
 
 
 def _provider(tool_id: str) -> Provider | None:
-    try:
-        return get_provider(tool_id)
-    except LookupError:  # a tool that is no longer shipped: describe it by its id
-        return None
+    return REGISTRY.get(tool_id)  # None: a tool no longer shipped, described by its id
 
 
 def tool_summary(tool_id: str) -> dict[str, Any]:
@@ -93,8 +91,7 @@ def tool(provider: Provider) -> dict[str, Any]:
 
 
 def tools_of_category(category: str) -> list[dict[str, Any]]:
-    providers = sorted((p for p in REGISTRY.values() if p.category.value == category), key=lambda p: p.label.lower())
-    return [tool(p) for p in providers]
+    return [tool(p) for p in providers_of_category(category)]
 
 
 # --- Integrations ------------------------------------------------------------------------------
@@ -148,14 +145,6 @@ def read_models(provider: Provider | None, spec: ScopeSpec, opted_out: list[str]
             "fields": fields,
         })
     return result
-
-
-def end_user(integration: Integration) -> dict[str, Any]:
-    return {
-        "organization_name": integration.end_user_organization_name,
-        "creator_email": integration.end_user_email or None,
-        "origin_id": integration.end_user_origin_id or None,
-    }
 
 
 def integration_details(integration: Integration) -> dict[str, Any]:

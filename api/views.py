@@ -5,7 +5,6 @@ Authentication, rate limiting, errors and the request log live in api.framework.
 
 from __future__ import annotations
 
-import copy
 import json
 from functools import lru_cache
 from pathlib import Path
@@ -70,7 +69,7 @@ def delete_integration(ctx: ApiContext, integration_id: str) -> dict[str, Any]:
     ctx.body()  # an optional, empty JSON object; malformed JSON is still a 400
     integration = ctx.get_integration(integration_id)
     if not health.delete_integration(integration, actor_api_key=ctx.api_key):  # deleted concurrently
-        raise errors.integration_not_found(f"No integration with the id {integration_id[:80]!r} exists in this environment.")
+        raise errors.no_such_integration(integration_id)
     return {}
 
 
@@ -150,7 +149,7 @@ def create_link(ctx: ApiContext) -> dict[str, Any]:
 
 
 def integration_by_token(ctx: ApiContext, token: str) -> dict[str, Any]:
-    integration = links.find_by_activation_token(ctx.environment, token) if 0 < len(token) <= 100 else None
+    integration = links.find_by_activation_token(ctx.environment, token)
     if integration is None:
         raise errors.integration_not_found("No integration was connected with this token in this environment.")
     ctx.integration_id = integration.pk
@@ -166,9 +165,9 @@ def _openapi_document() -> dict[str, Any]:
 
 
 def openapi(ctx: ApiContext) -> JsonResponse:
-    document = copy.deepcopy(_openapi_document())
-    document["servers"] = [{"url": f"{settings.BASE_URL}/v1", "description": "This Relink installation"}]
-    return JsonResponse(document)
+    # A shallow copy: only the top-level "servers" differs from the cached document.
+    servers = [{"url": f"{settings.BASE_URL}/v1", "description": "This Relink installation"}]
+    return JsonResponse({**_openapi_document(), "servers": servers})
 
 
 def unknown_path(ctx: ApiContext, **kwargs: Any) -> None:

@@ -31,7 +31,7 @@ from integrations.providers.base import ModelPermissionDenied, Provider, Provide
 from integrations.scopes import ScopeSpec
 from integrations.syncs import queue_sync
 
-from .models import LINK_VALIDITY, ConnectionLink, LinkKind, LinkStatus, LinkType
+from .models import LINK_VALIDITY, LIVE_STATUSES, ConnectionLink, LinkKind, LinkStatus, LinkType
 
 LANGUAGE_CODES = [code for code, _ in settings.LANGUAGES]
 
@@ -62,14 +62,18 @@ def link_url(token: str) -> str:
     return f"{settings.BASE_URL}/connect/{token}/"
 
 
-def find_link(token: str) -> ConnectionLink | None:
+# What the hosted pages read of a link: its environment, integration and both scope configs.
+PAGE_RELATED = ("environment", "integration", "scope_config", "integration__scope_config")
+
+
+def find_link(token: str, related: tuple[str, ...] = PAGE_RELATED) -> ConnectionLink | None:
     if not token or len(token) > 100:
         return None
-    return (
-        ConnectionLink.objects.select_related("environment", "integration", "scope_config", "integration__scope_config")
-        .filter(token_hash=hash_secret(token))
-        .first()
-    )
+    return ConnectionLink.objects.select_related(*related).filter(token_hash=hash_secret(token)).first()
+
+
+def get_link(pk: str) -> ConnectionLink | None:
+    return ConnectionLink.objects.select_related(*PAGE_RELATED).filter(pk=pk).first()
 
 
 def _actor(user=None, api_key: ApiKey | None = None) -> dict[str, Any]:
@@ -166,7 +170,7 @@ def create_connect_link(
 
 def mark_opened(link: ConnectionLink) -> None:
     """Opening (GET) records `opened_at` once and changes nothing else."""
-    if link.opened_at is None and link.status == LinkStatus.PENDING:
+    if link.status == LinkStatus.PENDING:  # not opened, used, revoked or expired
         now = timezone.now()
         if ConnectionLink.objects.filter(pk=link.pk, opened_at__isnull=True).update(opened_at=now):
             link.opened_at = now
@@ -177,7 +181,7 @@ def revoke(link: ConnectionLink, *, user=None, api_key: ApiKey | None = None) ->
     """Revoke a pending or opened link. Returns False if it was already unusable."""
     with transaction.atomic():
         locked = ConnectionLink.objects.select_for_update().get(pk=link.pk)
-        if locked.status not in (LinkStatus.PENDING, LinkStatus.OPENED):
+        if locked.status not in LIVE_STATUSES:
             return False
         locked.revoked_at = timezone.now()
         locked.save(update_fields=["revoked_at"])
@@ -279,9 +283,10 @@ def complete(link_id: str, *, credentials: dict[str, Any], opted_out_fields: lis
     now = timezone.now()
     activation_token = secrets.token_urlsafe(32) if issue_activation_token else ""
     with transaction.atomic():
-        link = ConnectionLink.objects.select_for_update().select_related("environment").get(pk=link_id)
-        if link.status_at(now) not in (LinkStatus.PENDING, LinkStatus.OPENED):
-            raise LinkUnusable(link.status_at(now))
+        link = ConnectionLink.objects.select_for_update().get(pk=link_id)
+        status = link.status_at(now)
+        if status not in LIVE_STATUSES:
+            raise LinkUnusable(status)
         if link.kind == LinkKind.RECONNECT:
             integration = _apply_reconnect(link, credentials, opted_out_fields, now)
         else:
@@ -318,9 +323,9 @@ def _create_integration(link: ConnectionLink, tool: str, credentials: dict[str, 
                         now) -> Integration:
     provider = get_provider(link.tool or tool)
     integration = Integration(
-        environment=link.environment, tool=provider.id, category=provider.category.value,
+        environment_id=link.environment_id, tool=provider.id, category=provider.category.value,
         end_user_organization_name=link.end_user_organization_name, end_user_email=link.end_user_email,
-        end_user_origin_id=link.end_user_origin_id, scope_config=link.scope_config,
+        end_user_origin_id=link.end_user_origin_id, scope_config_id=link.scope_config_id,
         opted_out_fields=list(opted_out), setup_status=SetupStatus.COMPLETED, created_at=now, next_sync_at=now,
     )
     integration.set_credentials(credentials)
@@ -347,6 +352,8 @@ def hand_off_activation_token(link: ConnectionLink) -> str | None:
 
 
 def find_by_activation_token(environment: Environment, token: str) -> Integration | None:
+    if not token or len(token) > 100:
+        return None
     link = (
         ConnectionLink.objects.select_related("integration")
         .filter(environment=environment, activation_token_hash=hash_secret(token), completed_at__isnull=False)

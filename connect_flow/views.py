@@ -39,15 +39,14 @@ from django.views.decorators.clickjacking import xframe_options_exempt
 from django.views.decorators.csrf import csrf_exempt
 
 from integrations.models import RequestLog
-from integrations.providers import REGISTRY, AuthType, Outcome, get_provider
+from integrations.providers import REGISTRY, AuthType, Outcome, get_provider, providers_of_category
 from integrations.providers.base import Provider, ProviderError
 from integrations.scopes import ScopeSpec
 
 from . import links
 from .forms import ConnectForm, optional_items
-from .models import ConnectionLink, LinkKind, LinkStatus, LinkType
+from .models import LIVE_STATUSES, ConnectionLink, LinkKind, LinkStatus, LinkType
 
-LIVE_STATUSES = (LinkStatus.PENDING, LinkStatus.OPENED)
 
 FORM_TOKEN_SALT = "relink-connect-form"
 # Long enough for a customer who opens the page, goes to find an API key and comes back.
@@ -196,13 +195,13 @@ def _callback_url() -> str:
 
 
 def _tools(link: ConnectionLink) -> list[Provider]:
-    return sorted((p for p in REGISTRY.values() if p.category.value == link.category), key=lambda p: p.label.lower())
+    return providers_of_category(link.category)
 
 
 def _provider_for(link: ConnectionLink, requested: str) -> Provider | None:
     """The tool this link connects: the integration's, the link's, or the customer's pick from the category."""
     if link.kind == LinkKind.RECONNECT and link.integration_id:
-        return get_provider(link.integration.tool)
+        return link.integration.provider
     if link.tool:
         return get_provider(link.tool)
     provider = REGISTRY.get(requested)
@@ -473,7 +472,7 @@ def link_handoff(request: HttpRequest, token: str) -> ViewResult:
     completed some other way, `{"status": "completed"}`; `expired` / `revoked` when it is over.
     The link token in the URL and the signed form token are the credentials, as for the form.
     """
-    link = links.find_link(token)
+    link = links.find_link(token, related=("environment",))  # polled: only what the headers need
     if link is None:
         return JsonResponse({"status": "invalid"}, status=404), None
     if not _form_token_valid(request.POST.get("form_token", ""), link):
@@ -500,11 +499,7 @@ def oauth_callback(request: HttpRequest) -> ViewResult:
     state = _read_oauth_state(request.GET.get("state", ""))
     if state is None:
         return _forbidden(request, None), None
-    link = (
-        ConnectionLink.objects.select_related("environment", "integration", "scope_config", "integration__scope_config")
-        .filter(pk=state["link"])
-        .first()
-    )
+    link = links.get_link(state["link"])
     if link is None:
         return _invalid(request), None
     with translation.override(link.language):

@@ -27,7 +27,7 @@ from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import trigger_client_event
 
 from connect_flow.links import CreatedLink, LinkInputError, create_relink_link, revoke
-from connect_flow.models import LINK_VALIDITY, ConnectionLink, LinkStatus, LinkType
+from connect_flow.models import LINK_VALIDITY, LIVE_STATUSES, ConnectionLink, LinkType
 from integrations.models import Environment, Integration, Role, ScopeConfig
 from integrations.providers.base import Provider
 from integrations.scopes import DISABLED, ScopeSpec
@@ -38,7 +38,6 @@ from .views import _get_integration, integration_page_context
 
 TEMPLATE = "dashboard/integration.html"
 LINKS_SHOWN = 50
-REVOCABLE = (LinkStatus.PENDING, LinkStatus.OPENED)
 # The event a link mutation sends; the links table listens with `linksChanged from:body`.
 LINKS_CHANGED = "linksChanged"
 
@@ -190,7 +189,7 @@ class RelinkSection:
         rows = []
         for link in links:
             status = link.status_at(now)
-            rows.append(LinkRow(link, status, status in REVOCABLE))
+            rows.append(LinkRow(link, status, status in LIVE_STATUSES))
         return rows
 
     @property

@@ -154,3 +154,8 @@ def get_provider(tool_id: str) -> Provider:
 
 def tool_choices() -> list[tuple[str, str]]:
     return [(p.id, p.label) for p in REGISTRY.values()]
+
+
+def providers_of_category(category: str) -> list[Provider]:
+    """The tools of one category (e.g. "HRIS"), by label."""
+    return sorted((p for p in REGISTRY.values() if p.category.value == category), key=lambda p: p.label.lower())
