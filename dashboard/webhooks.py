@@ -18,8 +18,7 @@ from django.utils.cache import add_never_cache_headers, patch_vary_headers
 from django.views.decorators.http import require_POST
 
 from integrations import webhooks
-from integrations.lib.tokens import random_id
-from integrations.models import Role, WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookEvent
+from integrations.models import Role, WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookEvent, new_event_id
 from integrations.tasks import deliver_webhook
 
 from .access import EnvAccess, get_env_access
@@ -120,7 +119,7 @@ def test_endpoint(request: HttpRequest, env: str, endpoint_id: str) -> HttpRespo
     if not obj.enabled:
         messages.error(request, "The endpoint is disabled: enable it to send a test event.")
         return redirect("dashboard:webhook", env=env, endpoint_id=obj.pk)
-    event_id = "msg_" + random_id(24)
+    event_id = new_event_id()
     delivery = WebhookDelivery.objects.create(
         endpoint=obj,
         event_id=event_id,

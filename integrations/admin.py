@@ -21,6 +21,7 @@ from django.template.response import TemplateResponse
 
 from .health import set_enabled
 from .models import (
+    ENCRYPTED_COLUMNS,
     ApiKey,
     AuditEvent,
     AuthCheck,
@@ -39,8 +40,7 @@ from .models import (
 
 # Columns that hold secrets (encrypted or hashed), by model; never selected for related rows.
 SECRET_COLUMNS: dict[type, tuple[str, ...]] = {
-    Integration: ("credentials_encrypted",),
-    WebhookEndpoint: ("secret_encrypted",),
+    **{model: (column,) for model, column in ENCRYPTED_COLUMNS},
     ApiKey: ("key_hash",),
 }
 
@@ -298,14 +298,12 @@ class IntegrationAdmin(admin.ModelAdmin):
         )
 
     def _set_enabled(self, request: HttpRequest, queryset: QuerySet, enabled: bool) -> None:
-        ids = list(queryset.values_list("pk", flat=True))
-        changed = 0
-        for integration_id in ids:
-            before = Integration.objects.filter(pk=integration_id).values_list("enabled", flat=True).first()
+        before = dict(queryset.values_list("pk", "enabled"))
+        for integration_id in before:
             set_enabled(integration_id, enabled, actor_user=request.user)
-            changed += before is not None and before != enabled
+        changed = sum(was != enabled for was in before.values())
         verb = "enabled" if enabled else "disabled"
-        unchanged = len(ids) - changed
+        unchanged = len(before) - changed
         text = f"{changed} integration{'' if changed == 1 else 's'} {verb}."
         if unchanged:
             text += f" {unchanged} {'was' if unchanged == 1 else 'were'} already {verb}."

@@ -10,10 +10,10 @@ def stored_secrets_decrypt(app_configs, databases=None, **kwargs):
     if not databases:
         return []
     from .lib.crypto import UndecryptableSecret, decrypt_str
-    from .models import Integration, WebhookEndpoint
+    from .models import ENCRYPTED_COLUMNS
 
     errors = []
-    for model, field in ((Integration, "credentials_encrypted"), (WebhookEndpoint, "secret_encrypted")):
+    for model, field in ENCRYPTED_COLUMNS:
         try:
             token = model.objects.exclude(**{field: ""}).order_by("-pk").values_list(field, flat=True).first()
         except DatabaseError:  # tables not migrated yet

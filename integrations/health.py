@@ -8,7 +8,6 @@ starts, extends nor ends a streak.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.db import transaction
@@ -20,17 +19,6 @@ from .providers import Outcome
 from .providers.base import AuthResult
 
 INVALID_AFTER = timedelta(hours=72)
-
-
-@dataclass(frozen=True)
-class CheckRecorded:
-    check: AuthCheck
-    old_state: str
-    new_state: str
-
-    @property
-    def changed(self) -> bool:
-        return self.old_state != self.new_state
 
 
 def apply_check_to_streak(integration: Integration, outcome: Outcome, at: datetime) -> None:
@@ -55,7 +43,7 @@ def record_auth_check(
     *,
     duration_ms: int = 0,
     checked_at: datetime | None = None,
-) -> CheckRecorded:
+) -> None:
     """Record one authentication check and apply the health rule, atomically.
 
     Steps, in one transaction with the integration row locked (so concurrent checks serialise):
@@ -68,7 +56,7 @@ def record_auth_check(
     with transaction.atomic():
         integration = Integration.objects.select_for_update().get(pk=integration_id)
         old_state = integration.state
-        check = AuthCheck.objects.create(
+        AuthCheck.objects.create(
             integration=integration,
             checked_at=at,
             outcome=result.outcome.value,
@@ -93,7 +81,6 @@ def record_auth_check(
         integration.save(update_fields=fields)
         if integration.state != old_state:
             state_changed(integration, old_state, actor_label="system", reason=f"auth check {result.outcome.value}")
-    return CheckRecorded(check, old_state, integration.state)
 
 
 def describe_error(result: AuthResult) -> str:

@@ -172,6 +172,11 @@ def new_integration_id(tool: str) -> str:
     return f"{tool}:{random_id(24)}"
 
 
+def new_event_id() -> str:
+    """A webhook event id (Standard Webhooks `webhook-id`), kept across retries and replays."""
+    return "msg_" + random_id(24)
+
+
 class Integration(models.Model):
     """One end customer's connection to one tool.
 
@@ -452,7 +457,7 @@ class WebhookDelivery(models.Model):
 
     def save(self, *args: Any, **kwargs: Any) -> None:
         if not self.event_id:
-            self.event_id = "msg_" + random_id(24)
+            self.event_id = new_event_id()
         super().save(*args, **kwargs)
 
     def __str__(self) -> str:
@@ -593,3 +598,11 @@ class AuditEvent(models.Model):
         if self.actor_api_key_id:
             return f"API key {self.actor_api_key}"
         return self.actor_label or "system"
+
+
+# Every column holding Fernet-encrypted data: checked at start-up (checks.py), re-encrypted by
+# rotate_fernet_keys, never loaded by the admin.
+ENCRYPTED_COLUMNS: tuple[tuple[type[models.Model], str], ...] = (
+    (Integration, "credentials_encrypted"),
+    (WebhookEndpoint, "secret_encrypted"),
+)

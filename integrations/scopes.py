@@ -10,10 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from .models import Availability
 from .providers.base import Provider
 
-ENABLED, OPTIONAL, DISABLED = "ENABLED", "OPTIONAL", "DISABLED"
-_AVAILABILITIES = {ENABLED, OPTIONAL, DISABLED}
+ENABLED, OPTIONAL, DISABLED = Availability.ENABLED, Availability.OPTIONAL, Availability.DISABLED
+_AVAILABILITIES = set(Availability.values)
 
 
 @dataclass(frozen=True)

@@ -62,7 +62,7 @@ def queue_sync(integration_id: str, sync_type: str = SyncType.DELTA, *, actor_us
             return existing, True
         try:
             with transaction.atomic():
-                sync = Sync.objects.create(integration=integration, type=sync_type, scope_config=integration.scope_config)
+                sync = Sync.objects.create(integration=integration, type=sync_type, scope_config_id=integration.scope_config_id)
         except IntegrityError:
             return Sync.objects.get(integration=integration, status__in=OPEN_SYNC_STATUSES), True
         if actor_user or actor_api_key:
@@ -184,9 +184,9 @@ def _finish_running(sync: Sync, status: str, error: str = "") -> bool:
         if status == SyncStatus.SUCCEEDED:
             # Only a sync run with the current scope config makes the data current again.
             integration_qs.filter(scope_config_id=sync.scope_config_id).update(data_expired_at=None)
-        integration = Integration.objects.select_related("environment").get(pk=sync.integration_id)
-        sync.integration = integration
-        webhooks.emit(integration.environment_id, WebhookEvent.SYNC_FINISHED, webhooks.sync_data(sync, sync_log_url(sync)))
+        # `sync.integration` (with its environment) was loaded by the caller; the webhook reads
+        # only fields a sync does not change.
+        webhooks.emit(sync.integration.environment_id, WebhookEvent.SYNC_FINISHED, webhooks.sync_data(sync, sync_log_url(sync)))
     return True
 
 
@@ -200,14 +200,15 @@ def run_sync(sync_id: str) -> Sync | None:
     now = timezone.now()
     if not Sync.objects.filter(pk=sync_id, status=SyncStatus.QUEUED).update(status=SyncStatus.RUNNING, started_at=now):
         return None
-    sync = Sync.objects.select_related("integration", "scope_config").get(pk=sync_id)
+    sync = Sync.objects.select_related("integration__environment", "scope_config").get(pk=sync_id)
     integration = sync.integration
     if integration.state != IntegrationState.ACTIVE:
         return _finish(sync, SyncStatus.CANCELLED, f"integration is {integration.state}")
 
     provider = integration.provider
-    result = check_and_record(integration)
-    credentials = result.updated_credentials or integration.get_credentials()
+    credentials = integration.get_credentials()
+    result = check_and_record(integration, credentials)
+    credentials = result.updated_credentials or credentials
     if result.outcome is Outcome.AUTH_FAILED:
         return _finish(sync, SyncStatus.AUTHENTICATION_FAILED, integration.last_auth_error or result.message)
     if result.outcome is Outcome.UNAVAILABLE:
@@ -257,7 +258,11 @@ def reap_stuck_syncs(now: datetime | None = None, batch_size: int = 1000) -> tup
     """Fail syncs RUNNING for too long (each with its `sync-finished` webhook, like any other
     end); resend syncs whose task was lost while QUEUED."""
     now = now or timezone.now()
-    stuck = Sync.objects.filter(status=SyncStatus.RUNNING, started_at__lt=now - STUCK_AFTER).order_by("started_at")
+    stuck = (
+        Sync.objects.filter(status=SyncStatus.RUNNING, started_at__lt=now - STUCK_AFTER)
+        .select_related("integration__environment")
+        .order_by("started_at")
+    )
     failed = sum(
         _finish_running(sync, SyncStatus.FAILED, "timed out: no progress, failed by the reaper")
         for sync in stuck[:batch_size]
@@ -269,10 +274,11 @@ def reap_stuck_syncs(now: datetime | None = None, batch_size: int = 1000) -> tup
     return failed, len(stale)
 
 
-def check_and_record(integration: Integration) -> AuthResult:
-    """Check the stored credentials against the provider, timed, through the health rule."""
+def check_and_record(integration: Integration, credentials: dict | None = None) -> AuthResult:
+    """Check the stored credentials (decrypted by the caller, or here) against the provider,
+    timed, through the health rule."""
     started = time.monotonic()
-    result = integration.provider.check_auth(integration.get_credentials())
+    result = integration.provider.check_auth(integration.get_credentials() if credentials is None else credentials)
     record_auth_check(integration.pk, result, duration_ms=int((time.monotonic() - started) * 1000))
     return result
 

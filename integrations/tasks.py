@@ -9,7 +9,7 @@ from celery import shared_task
 from django.conf import settings
 from django.utils import timezone
 
-from .models import RequestLog
+from .models import DeliveryStatus, RequestLog, WebhookDelivery
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +46,6 @@ def deliver_webhook(delivery_id: int) -> None:
 @shared_task
 def retry_due_webhooks(batch_size: int = 500) -> int:
     """Safety net for deliveries whose scheduled retry was lost (e.g. a worker restart)."""
-    from .models import DeliveryStatus, WebhookDelivery
-
     ids = list(
         WebhookDelivery.objects.filter(status=DeliveryStatus.PENDING, next_attempt_at__lte=timezone.now())
         .order_by("next_attempt_at")

@@ -17,8 +17,7 @@ from django.db import transaction
 from django.utils import timezone
 from standardwebhooks.webhooks import Webhook
 
-from .lib.tokens import random_id
-from .models import DeliveryStatus, Integration, Sync, WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookEvent
+from .models import DeliveryStatus, Integration, new_event_id, Sync, WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookEvent
 
 # Delay before attempt n+1 after attempt n failed (attempt 1 is sent at once).
 RETRY_DELAYS = [
@@ -81,9 +80,10 @@ def sync_data(sync: Sync, log_url: str) -> dict[str, Any]:
 
 def emit(environment_id: int, event_type: str, data: dict[str, Any]) -> list[WebhookDelivery]:
     """Write one outbox row per interested endpoint; sending starts after the commit."""
-    event_id = "msg_" + random_id(24)
+    event_id = new_event_id()
     payload = {"id": event_id, "type": event_type, "data": data}
-    endpoints = WebhookEndpoint.objects.filter(environment_id=environment_id, enabled=True)
+    # Only what routing needs: the signing secret stays in the database until a delivery is sent.
+    endpoints = WebhookEndpoint.objects.filter(environment_id=environment_id, enabled=True).only("pk", "event_types")
     now = timezone.now()
     deliveries = WebhookDelivery.objects.bulk_create(
         WebhookDelivery(
@@ -180,4 +180,4 @@ def replay(delivery: WebhookDelivery) -> None:
     from .tasks import deliver_webhook
 
     WebhookDelivery.objects.filter(pk=delivery.pk).update(status=DeliveryStatus.PENDING, next_attempt_at=timezone.now())
-    transaction.on_commit(lambda: deliver_webhook.delay(delivery.pk))
+    deliver_webhook.delay_on_commit(delivery.pk)

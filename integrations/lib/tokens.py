@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-import string
 
-_ALPHANUMERIC = string.ascii_letters + string.digits
+from django.utils.crypto import get_random_string
 
 
 def random_id(length: int = 24) -> str:
     """A public id like `9Pv6aCFwNDEzPNmwjSsY9SQx` (letters and digits, ~143 bits at 24)."""
-    return "".join(secrets.choice(_ALPHANUMERIC) for _ in range(length))
+    return get_random_string(length)
 
 
 def new_secret(prefix: str, nbytes: int = 32) -> str:

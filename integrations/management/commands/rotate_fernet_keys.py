@@ -11,9 +11,8 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 
 from integrations.lib import crypto
-from integrations.models import Integration, WebhookEndpoint
+from integrations.models import ENCRYPTED_COLUMNS
 
-TARGETS = ((Integration, "credentials_encrypted"), (WebhookEndpoint, "secret_encrypted"))
 
 
 class Command(BaseCommand):
@@ -23,7 +22,7 @@ class Command(BaseCommand):
         parser.add_argument("--batch-size", type=int, default=500)
 
     def handle(self, *args, batch_size: int, **options):
-        for model, field in TARGETS:
+        for model, field in ENCRYPTED_COLUMNS:
             rotated = skipped = 0
             last_pk = None
             while True:
