@@ -18,7 +18,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from . import webhooks
-from .health import audit, record_auth_check
+from .health import audit, describe_error, record_auth_check
 from .models import (
     OPEN_SYNC_STATUSES,
     Integration,
@@ -210,7 +210,7 @@ def run_sync(sync_id: str) -> Sync | None:
     result = check_and_record(integration, credentials)
     credentials = result.updated_credentials or credentials
     if result.outcome is Outcome.AUTH_FAILED:
-        return _finish(sync, SyncStatus.AUTHENTICATION_FAILED, integration.last_auth_error or result.message)
+        return _finish(sync, SyncStatus.AUTHENTICATION_FAILED, describe_error(result))
     if result.outcome is Outcome.UNAVAILABLE:
         return _finish(sync, SyncStatus.FAILED, f"{provider.label} unavailable: {result.message}")
 

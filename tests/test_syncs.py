@@ -120,6 +120,9 @@ def test_a_revoked_key_fails_the_sync_with_authentication_failed(sandbox):
     sandbox.api_keys.update(revoked_at=timezone.now())
     sync = _run(integration)
     assert sync.status == "AUTHENTICATION_FAILED"
+    # This check's error, not the one stored before it (empty on the first failure).
+    assert sync.error_message == Integration.objects.get(pk=integration.pk).last_auth_error
+    assert sync.error_message.startswith("401 ")
     check = integration.auth_checks.get()
     assert (check.outcome, check.http_status) == ("AUTH_FAILED", 401)
     assert Integration.objects.get(pk=integration.pk).auth_failing_since is not None
