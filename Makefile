@@ -4,28 +4,37 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PORT   ?= 8000
 
-.PHONY: demo test install install-dev messages clean help
+.PHONY: demo test install install-dev lock messages clean help
 .DEFAULT_GOAL := help
 
 help:
 	@echo "make demo   install, migrate, seed demo data, start web + Celery worker + beat"
 	@echo "make test   install dev requirements and run the whole test suite"
+	@echo "make lock   re-pin requirements*.txt (hashed) from requirements*.in"
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Relink needs Python 3.11 or newer")'
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet pip==26.3
 
 $(VENV)/.installed: requirements.txt | $(BIN)/python
 	$(BIN)/pip install --quiet -r requirements.txt
 	@touch $@
 
+# requirements-dev.txt holds the runtime set at the versions of requirements.txt plus the test tools.
 $(VENV)/.installed-dev: requirements.txt requirements-dev.txt | $(BIN)/python
 	$(BIN)/pip install --quiet -r requirements-dev.txt
 	@touch $@ $(VENV)/.installed
 
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
+
+# The lock files: every transitive package pinned with its hashes, so a deploy installs exactly
+# what CI tested (pip checks the hashes). Edit requirements*.in, then run this.
+LOCK = $(BIN)/uv pip compile --quiet --generate-hashes --python-version 3.11 --custom-compile-command "make lock"
+lock: install-dev
+	$(LOCK) --output-file=requirements.txt requirements.in
+	$(LOCK) --output-file=requirements-dev.txt requirements-dev.in
 
 # Compile the translation catalogs (locale/*/LC_MESSAGES/*.po → .mo, git-ignored) in pure Python.
 # The command reads no secrets; DEBUG=1 only lets the settings load without them.

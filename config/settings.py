@@ -129,9 +129,20 @@ AUTH_USER_MODEL = "integrations.User"
 
 # --- Redis: Celery broker and cache when set; otherwise an embedded broker and a local cache ---
 REDIS_URL = env.str("REDIS_URL", default="")
+# Short socket timeouts: with Redis unreachable a request falls back quickly (the cache misses,
+# the task waits in the outbox) instead of hanging.
+REDIS_SOCKET_OPTIONS = {"socket_connect_timeout": 2, "socket_timeout": 5}
 if REDIS_URL:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+    CACHES = {
+        "default": {
+            # Fail-soft: with Redis down the cache misses and logs a warning (config/cache.py).
+            "BACKEND": "config.cache.FailSoftRedisCache",
+            "LOCATION": REDIS_URL,
+            "OPTIONS": dict(REDIS_SOCKET_OPTIONS),
+        }
+    }
     CELERY_BROKER_URL = REDIS_URL
+    CELERY_BROKER_TRANSPORT_OPTIONS = dict(REDIS_SOCKET_OPTIONS)
     CELERY_RESULT_BACKEND = REDIS_URL
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
@@ -164,20 +175,33 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SOFT_TIME_LIMIT = 240
 CELERY_TASK_TIME_LIMIT = 300
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# A publish gives up after ~1 s (the broker is down): the task stays in the outbox
+# (integrations/outbox.py) and beat's flush_outbox sends it once the broker is back.
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.3, "interval_max": 0.5}
+# Modules other than an app's tasks.py that define tasks.
+CELERY_IMPORTS = ["integrations.outbox"]
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 
 # Periodic jobs. Each entry expires after its interval so a backlog never runs twice over.
 SCHEDULER_TICK_SECONDS = env.int("SCHEDULER_TICK_SECONDS", default=60)
+OUTBOX_FLUSH_SECONDS = env.int("OUTBOX_FLUSH_SECONDS", default=10)
 CELERY_BEAT_SCHEDULE = {
+    # Publish outbox tasks whose publish after commit failed (broker down), or whose time came
+    # (webhook retries): work committed during a broker outage goes out seconds after it is back.
+    "flush-outbox": {
+        "task": "integrations.outbox.flush_outbox",
+        "schedule": timedelta(seconds=OUTBOX_FLUSH_SECONDS),
+        "options": {"expires": OUTBOX_FLUSH_SECONDS},
+    },
     # Claim integrations whose next_sync_at is due and queue their syncs (integrations.syncs.tick).
     "scheduler-tick": {
         "task": "integrations.tasks.scheduler_tick",
         "schedule": timedelta(seconds=SCHEDULER_TICK_SECONDS),
         "options": {"expires": SCHEDULER_TICK_SECONDS},
     },
-    # Fail syncs stuck RUNNING; resend QUEUED syncs whose task was lost.
+    # Fail syncs stuck RUNNING; resend QUEUED syncs whose task was lost inside the broker.
     "reap-stuck-syncs": {
         "task": "integrations.tasks.reap_stuck_syncs",
         "schedule": timedelta(minutes=5),
@@ -189,7 +213,7 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": timedelta(hours=1),
         "options": {"expires": 3600},
     },
-    # Resend webhook deliveries whose scheduled retry was lost.
+    # Resend webhook deliveries whose task was lost inside the broker.
     "retry-due-webhooks": {
         "task": "integrations.tasks.retry_due_webhooks",
         "schedule": timedelta(minutes=1),

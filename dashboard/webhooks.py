@@ -13,13 +13,11 @@ from django.core.validators import URLValidator
 from django.db.models import Count, Prefetch, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.utils import timezone
 from django.utils.cache import add_never_cache_headers, patch_vary_headers
 from django.views.decorators.http import require_POST
 
 from integrations import webhooks
-from integrations.models import Role, WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookEvent, new_event_id
-from integrations.tasks import deliver_webhook
+from integrations.models import Role, WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookEvent
 
 from .access import EnvAccess, get_env_access
 
@@ -119,15 +117,7 @@ def test_endpoint(request: HttpRequest, env: str, endpoint_id: str) -> HttpRespo
     if not obj.enabled:
         messages.error(request, "The endpoint is disabled: enable it to send a test event.")
         return redirect("dashboard:webhook", env=env, endpoint_id=obj.pk)
-    event_id = new_event_id()
-    delivery = WebhookDelivery.objects.create(
-        endpoint=obj,
-        event_id=event_id,
-        event_type=WebhookEvent.INTEGRATION_CREATED,
-        payload={"id": event_id, "type": "test", "data": {"message": "Test event from Relink"}},
-        next_attempt_at=timezone.now(),
-    )
-    deliver_webhook.delay_on_commit(delivery.pk)
+    webhooks.send_test_event(obj)
     messages.success(request, "Test event queued; refresh to see the attempt.")
     return redirect("dashboard:webhook", env=env, endpoint_id=obj.pk)
 

@@ -28,6 +28,7 @@ from .models import (
     Environment,
     Integration,
     Membership,
+    OutboxMessage,
     RequestLog,
     ScopeConfig,
     Sync,
@@ -523,3 +524,12 @@ class AuditEventAdmin(ReadOnlyAdmin):
     @admin.display(description="actor")
     def actor(self, obj: AuditEvent) -> str:
         return obj.actor
+
+
+@admin.register(OutboxMessage)
+class OutboxMessageAdmin(ReadOnlyAdmin):
+    """Tasks waiting to be published: near empty while the broker is up (see outbox.py)."""
+
+    list_display = ("created_at", "task", "args", "available_at", "attempts", "last_error")
+    list_filter = ("task",)
+    date_hierarchy = "created_at"

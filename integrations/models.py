@@ -606,3 +606,31 @@ ENCRYPTED_COLUMNS: tuple[tuple[type[models.Model], str], ...] = (
     (Integration, "credentials_encrypted"),
     (WebhookEndpoint, "secret_encrypted"),
 )
+
+
+# --- Task outbox -------------------------------------------------------------------------------
+
+
+class OutboxMessage(models.Model):
+    """A Celery task to publish, written in the transaction of the work it belongs to (see outbox.py)."""
+
+    task = models.CharField(max_length=200)  # registered task name, e.g. "integrations.tasks.run_sync"
+    args = models.JSONField(default=list)
+    created_at = models.DateTimeField(default=timezone.now)
+    # Not published before this (webhook retries wait here, not in the broker).
+    available_at = models.DateTimeField(default=timezone.now)
+    # Set while one process publishes the row, so the sweep does not publish it as well.
+    claimed_until = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)  # failed publishes
+    last_error = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        verbose_name = "outbox message"
+        indexes = [
+            # The sweep: WHERE available_at <= now ORDER BY available_at (the table is near empty
+            # while the broker is up: rows live from commit to publish).
+            models.Index(fields=["available_at"], name="outbox_due_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.task}{tuple(self.args)}"

@@ -7,8 +7,10 @@ from datetime import timedelta
 
 from celery import shared_task
 from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 
+from . import outbox
 from .models import DeliveryStatus, RequestLog, WebhookDelivery
 
 log = logging.getLogger(__name__)
@@ -43,16 +45,23 @@ def deliver_webhook(delivery_id: int) -> None:
     attempt_delivery(delivery_id)
 
 
+# A delivery still pending this long after it was due lost its task inside the broker (its
+# publish is the outbox's job); shorter would resend tasks that are merely waiting for a worker.
+LOST_DELIVERY_AFTER = timedelta(minutes=2)
+
+
 @shared_task
 def retry_due_webhooks(batch_size: int = 500) -> int:
-    """Safety net for deliveries whose scheduled retry was lost (e.g. a worker restart)."""
-    ids = list(
-        WebhookDelivery.objects.filter(status=DeliveryStatus.PENDING, next_attempt_at__lte=timezone.now())
-        .order_by("next_attempt_at")
-        .values_list("pk", flat=True)[:batch_size]
-    )
-    for pk in ids:
-        deliver_webhook.delay(pk)
+    """Safety net for deliveries whose task was lost inside the broker (e.g. a Redis restart)."""
+    with transaction.atomic():
+        ids = list(
+            WebhookDelivery.objects.filter(
+                status=DeliveryStatus.PENDING, next_attempt_at__lte=timezone.now() - LOST_DELIVERY_AFTER
+            )
+            .order_by("next_attempt_at")
+            .values_list("pk", flat=True)[:batch_size]
+        )
+        outbox.send_on_commit(outbox.DELIVER_WEBHOOK, [(pk,) for pk in ids])
     return len(ids)
 
 
@@ -93,7 +102,7 @@ def recheck_invalid_integrations() -> int:
     """Daily: re-check INVALID integrations so one whose customer fixed the credentials heals."""
     from .syncs import invalid_due_for_recheck
 
-    ids = invalid_due_for_recheck()
-    for pk in ids:
-        check_integration_auth.delay(pk)
+    with transaction.atomic():
+        ids = invalid_due_for_recheck()
+        outbox.send_on_commit(outbox.CHECK_AUTH, [(pk,) for pk in ids])
     return len(ids)

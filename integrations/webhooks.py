@@ -1,7 +1,7 @@
 """Outgoing webhooks: the outbox, payloads, Standard Webhooks signing, and delivery with retries.
 
-A change writes outbox rows (WebhookDelivery) in its own transaction; a Celery task sends them
-after commit. One event id per real change, kept across retries and replays, so receivers can
+A change writes one WebhookDelivery per endpoint in its own transaction, with the task that sends
+it in the task outbox (outbox.py): sent after commit, or once the broker is back. One event id per real change, kept across retries and replays, so receivers can
 deduplicate on the `webhook-id` header.
 """
 
@@ -17,6 +17,7 @@ from django.db import transaction
 from django.utils import timezone
 from standardwebhooks.webhooks import Webhook
 
+from . import outbox
 from .models import DeliveryStatus, Integration, new_event_id, Sync, WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookEvent
 
 # Delay before attempt n+1 after attempt n failed (attempt 1 is sent at once).
@@ -92,11 +93,7 @@ def emit(environment_id: int, event_type: str, data: dict[str, Any]) -> list[Web
         for endpoint in endpoints
         if endpoint.wants(event_type)
     )
-    if deliveries:
-        from .tasks import deliver_webhook
-
-        ids = [d.pk for d in deliveries]
-        transaction.on_commit(lambda: [deliver_webhook.delay(pk) for pk in ids])
+    outbox.send_on_commit(outbox.DELIVER_WEBHOOK, [(d.pk,) for d in deliveries])
     return deliveries
 
 
@@ -168,16 +165,28 @@ def attempt_delivery(delivery_id: int) -> WebhookDelivery | None:
         delivery.save(
             update_fields=["attempts", "last_response_status", "last_error", "status", "delivered_at", "next_attempt_at"]
         )
-    if retry_in is not None:
-        from .tasks import deliver_webhook
-
-        deliver_webhook.apply_async((delivery.pk,), countdown=retry_in.total_seconds())
+        if retry_in is not None:  # the retry waits in the outbox until it is due
+            outbox.send_on_commit(outbox.DELIVER_WEBHOOK, [(delivery.pk,)], available_at=delivery.next_attempt_at)
     return delivery
 
 
 def replay(delivery: WebhookDelivery) -> None:
     """Send a delivery again, now, with the same event id (one more attempt)."""
-    from .tasks import deliver_webhook
+    with transaction.atomic():
+        WebhookDelivery.objects.filter(pk=delivery.pk).update(status=DeliveryStatus.PENDING, next_attempt_at=timezone.now())
+        outbox.send_on_commit(outbox.DELIVER_WEBHOOK, [(delivery.pk,)])
 
-    WebhookDelivery.objects.filter(pk=delivery.pk).update(status=DeliveryStatus.PENDING, next_attempt_at=timezone.now())
-    deliver_webhook.delay_on_commit(delivery.pk)
+
+def send_test_event(endpoint: WebhookEndpoint) -> WebhookDelivery:
+    """One test delivery to this endpoint only, through the normal signed path."""
+    event_id = new_event_id()
+    with transaction.atomic():
+        delivery = WebhookDelivery.objects.create(
+            endpoint=endpoint,
+            event_id=event_id,
+            event_type=WebhookEvent.INTEGRATION_CREATED,
+            payload={"id": event_id, "type": "test", "data": {"message": "Test event from Relink"}},
+            next_attempt_at=timezone.now(),
+        )
+        outbox.send_on_commit(outbox.DELIVER_WEBHOOK, [(delivery.pk,)])
+    return delivery

@@ -83,3 +83,13 @@ def _clear_cache():
     cache.clear()
     yield
     cache.clear()
+
+
+@pytest.fixture
+def published(monkeypatch) -> list[tuple[str, tuple]]:
+    """What reached the broker (task name, args), instead of running it: the outbox's one choke point."""
+    from integrations import outbox
+
+    sent: list[tuple[str, tuple]] = []
+    monkeypatch.setattr(outbox, "publish", lambda task, args: sent.append((task, tuple(args))))
+    return sent

@@ -21,6 +21,7 @@ from integrations.models import (
     AuditEvent,
     AuthCheck,
     Integration,
+    OutboxMessage,
     RequestLog,
     Sync,
     SyncedRecord,
@@ -40,7 +41,7 @@ from . import factories
 
 RAW_CREDENTIAL = "sbx_TOPSECRET_VALUE_123"
 REGISTERED_MODELS: list[type[Model]] = sorted(admin.site._registry, key=lambda m: m._meta.label)
-VIEW_ONLY_MODELS = {AuthCheck, Sync, SyncedRecord, RequestLog, AuditEvent, WebhookAttempt, WebhookDelivery}
+VIEW_ONLY_MODELS = {AuthCheck, Sync, SyncedRecord, RequestLog, AuditEvent, WebhookAttempt, WebhookDelivery, OutboxMessage}
 
 
 @dataclass
@@ -87,6 +88,7 @@ def data(environment, owner) -> Fixtures:
         endpoint,
         delivery,
         factories.WebhookAttemptFactory(delivery=delivery),
+        OutboxMessage.objects.create(task="integrations.tasks.deliver_webhook", args=[delivery.pk]),
         api_key,
         factories.RequestLogFactory(environment=environment, api_key=api_key, integration_id=integration.pk),
         factories.AuditEventFactory(environment=environment, integration_id=integration.pk, actor_api_key=api_key),

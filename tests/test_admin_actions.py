@@ -12,9 +12,9 @@ from django.urls import reverse
 from django.utils import timezone
 
 from connect_flow.models import ConnectionLink, LinkType
-from integrations import tasks
+from integrations import outbox, tasks
 from integrations.lib.tokens import hash_secret
-from integrations.models import AuditEvent, Integration
+from integrations.models import AuditEvent, Integration, OutboxMessage
 
 from . import factories
 
@@ -35,14 +35,14 @@ def _run(admin_client, url: str, action: str, objects) -> list[str]:
     return [str(m) for m in get_messages(response.wsgi_request)]
 
 
-def test_check_authentication_now_enqueues_one_check_per_integration(admin_client, environment, monkeypatch):
+def test_check_authentication_now_enqueues_one_check_per_integration(admin_client, environment, published, django_capture_on_commit_callbacks):
     a, b = factories.IntegrationFactory.create_batch(2, environment=environment)
     other = factories.IntegrationFactory(environment=environment)
-    queued: list[str] = []
-    monkeypatch.setattr(tasks.check_integration_auth, "delay_on_commit", lambda pk: queued.append(pk))
 
-    msgs = _run(admin_client, INTEGRATIONS_URL, "check_auth_now", [a, b])
+    with django_capture_on_commit_callbacks(execute=True):
+        msgs = _run(admin_client, INTEGRATIONS_URL, "check_auth_now", [a, b])
 
+    queued = [args[0] for task, args in published if task == outbox.CHECK_AUTH]
     assert sorted(queued) == sorted([a.pk, b.pk])
     assert other.pk not in queued
     assert any("2 integrations" in m for m in msgs), msgs
@@ -55,9 +55,11 @@ def test_check_authentication_now_enqueues_after_commit(admin_client, environmen
 
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
         _run(admin_client, INTEGRATIONS_URL, "check_auth_now", [integration])
+        assert sent == []  # not before the commit
 
     assert len(callbacks) == 1
     assert sent == [integration.pk]
+    assert not OutboxMessage.objects.exists()  # published, so no longer waiting
 
 
 def test_disable_and_enable_go_through_set_enabled_with_the_admin_as_actor(admin_client, environment, superuser):

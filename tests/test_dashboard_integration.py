@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone as dt_timezone
 import pytest
 from django.urls import reverse
 
-from integrations import syncs
+from integrations import outbox, syncs
 from integrations.models import AuditEvent, Integration, Sync, WebhookDelivery
 
 from . import factories
@@ -174,10 +174,7 @@ def test_an_unreadable_scope_config_is_reported_not_a_500(client, viewer, enviro
     assert response.status_code == 200 and "This scope config cannot be read" in response.content.decode()
 
 
-def test_the_audit_trail_names_who_did_what(client, editor, integration, environment, monkeypatch, django_capture_on_commit_callbacks):
-    monkeypatch.setattr(syncs, "_enqueue", lambda ids: None)
-    checks = []
-    monkeypatch.setattr("integrations.tasks.check_integration_auth.delay", lambda pk: checks.append(pk))
+def test_the_audit_trail_names_who_did_what(client, editor, integration, environment, published, django_capture_on_commit_callbacks):
     other = factories.IntegrationFactory(environment=environment)
     AuditEvent.objects.create(environment=environment, integration_id=other.pk, action="integration.disabled")
     client.force_login(editor)
@@ -186,7 +183,7 @@ def test_the_audit_trail_names_who_did_what(client, editor, integration, environ
         client.post(_url("check_now", integration))
         client.post(_url("set_enabled", integration), {"enabled": "false"})
 
-    assert checks == [integration.pk]
+    assert [args for task, args in published if task == outbox.CHECK_AUTH] == [(integration.pk,)]
     body = client.get(_url("integration", integration)).content.decode()
     trail = body[body.index('id="audit"'):]
     rows = re.findall(r"<tr><td>.*?</td><td>([^<]+)</td><td>([^<]+)</td></tr>", trail)

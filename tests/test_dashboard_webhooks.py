@@ -9,6 +9,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
+from integrations import outbox
 from integrations.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint
 
 from . import factories
@@ -20,14 +21,9 @@ ROLE_MATRIX = [("owner", 302), ("editor", 403), ("viewer", 403), ("outsider", 40
 
 
 @pytest.fixture
-def queued(monkeypatch):
-    """Delivery task calls, recorded instead of sent."""
-    from integrations import tasks
-
-    calls: list[int] = []
-    monkeypatch.setattr(tasks.deliver_webhook, "delay", lambda pk: calls.append(pk))
-    monkeypatch.setattr(tasks.deliver_webhook, "delay_on_commit", lambda pk: calls.append(pk))
-    return calls
+def queued(published):
+    """The deliveries published to the broker so far (recorded instead of sent)."""
+    return lambda: [args[0] for task, args in published if task == outbox.DELIVER_WEBHOOK]
 
 
 @pytest.fixture
@@ -149,7 +145,7 @@ def test_another_environments_endpoint_and_delivery_are_404s(client, owner, othe
     assert client.post(replay).status_code == 404
     foreign_delivery.refresh_from_db()
     assert foreign_delivery.status == DeliveryStatus.FAILED
-    assert queued == []
+    assert queued() == []
 
 
 # --- Create and the secret shown once -----------------------------------------------------------
@@ -293,11 +289,12 @@ def test_who_may_delete(client, request, endpoint, persona, status):
 
 
 @pytest.mark.parametrize(("persona", "status"), ROLE_MATRIX)
-def test_who_may_send_a_test_event(client, request, endpoint, queued, persona, status):
+def test_who_may_send_a_test_event(client, request, endpoint, queued, persona, status, django_capture_on_commit_callbacks):
     other = factories.WebhookEndpointFactory(environment=endpoint.environment)
     _login(client, request, persona)
 
-    response = client.post(_url("webhook_test", endpoint_id=endpoint.pk))
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(_url("webhook_test", endpoint_id=endpoint.pk))
 
     assert response.status_code == status
     deliveries = list(WebhookDelivery.objects.all())
@@ -309,20 +306,21 @@ def test_who_may_send_a_test_event(client, request, endpoint, queued, persona, s
         assert delivery.next_attempt_at is not None  # due now, so the task's claim succeeds
         assert delivery.payload["id"] == delivery.event_id
         assert delivery.payload["type"] == "test"
-        assert queued == [delivery.pk]
+        assert queued() == [delivery.pk]
     else:
-        assert deliveries == [] and queued == []
+        assert deliveries == [] and queued() == []
 
 
-def test_a_disabled_endpoint_gets_no_test_event(client, owner, endpoint, queued):
+def test_a_disabled_endpoint_gets_no_test_event(client, owner, endpoint, queued, django_capture_on_commit_callbacks):
     endpoint.enabled = False
     endpoint.save(update_fields=["enabled"])
     client.force_login(owner)
 
-    client.post(_url("webhook_test", endpoint_id=endpoint.pk))
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(_url("webhook_test", endpoint_id=endpoint.pk))
 
     assert not WebhookDelivery.objects.exists()
-    assert queued == []
+    assert queued() == []
 
 
 # --- Replay ---------------------------------------------------------------------------------------
@@ -369,7 +367,7 @@ def test_replay_keeps_the_event_id_and_resets_to_pending(client, owner, failed, 
     assert failed.status == DeliveryStatus.PENDING
     assert failed.next_attempt_at is not None
     assert WebhookDelivery.objects.count() == 1  # the same row, not a new event
-    assert queued == [failed.pk]
+    assert queued() == [failed.pk]
 
 
 def test_replay_over_htmx_returns_the_row(client, owner, failed, queued, django_capture_on_commit_callbacks):
@@ -387,7 +385,7 @@ def test_replay_over_htmx_returns_the_row(client, owner, failed, queued, django_
     assert 'class="badge delivery-pending">Pending' in body
     assert failed.event_id in body
     assert "Attempts (1)" in body
-    assert queued == [failed.pk]
+    assert queued() == [failed.pk]
 
 
 def test_replay_is_post_only(client, owner, failed):

@@ -11,8 +11,8 @@ from django.db import connection, connections
 from django.utils import timezone
 from standardwebhooks.webhooks import Webhook
 
-from integrations import syncs, webhooks
-from integrations.models import Integration, Sync, SyncedRecord, WebhookDelivery
+from integrations import outbox, syncs, webhooks
+from integrations.models import Integration, OutboxMessage, Sync, SyncedRecord, WebhookDelivery
 from sandbox.models import SandboxCompany
 
 from .factories import (
@@ -207,13 +207,16 @@ def test_tick_claims_only_due_active_integrations_without_an_open_sync():
 
 
 @pytest.mark.django_db
-def test_tick_enqueues_after_commit(django_capture_on_commit_callbacks):
+def test_tick_publishes_after_commit_through_the_outbox(published, django_capture_on_commit_callbacks):
     integration = IntegrationFactory(next_sync_at=timezone.now())
-    enqueued: list[str] = []
     with django_capture_on_commit_callbacks(execute=True):
-        syncs.tick(enqueue=enqueued.extend)
-        assert enqueued == []
-    assert enqueued == [Sync.objects.get(integration=integration).pk]
+        syncs.tick()
+        sync = Sync.objects.get(integration=integration)
+        # In the tick's transaction: the task waits in the outbox, nothing is published yet.
+        assert list(OutboxMessage.objects.values_list("task", "args")) == [(outbox.RUN_SYNC, [sync.pk])]
+        assert published == []
+    assert published == [(outbox.RUN_SYNC, (sync.pk,))]
+    assert not OutboxMessage.objects.exists()
 
 
 @pytest.mark.django_db

@@ -1,0 +1,131 @@
+"""The task outbox: work committed with a Celery task to run is never lost to a broker outage,
+and a broker outage never turns committed work into an error.
+
+Why an outbox rather than "publish after commit": publishing after commit can fail (the broker is
+down, the process dies between the two), and then the committed work waits for a sweep that may
+be far away or, for work with no row of its own ("check now"), never comes. Publishing before
+commit would send tasks for work that may roll back. So:
+
+1. `send_on_commit(task, args_list)` writes one OutboxMessage per task **in the caller's
+   transaction**: a message exists exactly when its work was committed.
+2. After the commit the same process publishes them at once (`_publish_claimed`): it claims the
+   rows (a short lease, so the sweep leaves them alone), publishes, deletes them. A broker error
+   is logged as a warning and goes no further; the caller answers with what it committed.
+3. Beat runs `flush_outbox` every OUTBOX_FLUSH_SECONDS (10 s): it publishes what is due and
+   unclaimed (a failed publish, a process that died after its commit, a retry whose time came),
+   oldest first. After an outage the work goes out within seconds of the broker's return.
+
+Delayed work (webhook retries) waits here with `available_at`, not as ETA messages in the
+broker, so a broker restart loses no retry and no worker holds hours-long ETA tasks.
+
+Exactly once, from the worker's point of view: a row is published by the one process that
+claimed it and then deleted. A process that dies between publishing and deleting leaves the row
+to be published again after its lease; every task is idempotent (a sync runs only from QUEUED,
+a webhook delivery is claimed before it is sent), so the work is still done once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from celery import current_app, shared_task
+from kombu.exceptions import KombuError
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from .models import OutboxMessage
+
+log = logging.getLogger(__name__)
+
+# Registered task names, so the domain publishes without importing the task modules.
+RUN_SYNC = "integrations.tasks.run_sync"
+CHECK_AUTH = "integrations.tasks.check_integration_auth"
+DELIVER_WEBHOOK = "integrations.tasks.deliver_webhook"
+
+# Longer than a publish can take (a broker that answers slowly is retried within this).
+CLAIM_LEASE = timedelta(seconds=30)
+FLUSH_BATCH = 500
+
+
+def send_on_commit(task: str, args_list: Iterable[Sequence[Any]], *, available_at: datetime | None = None) -> None:
+    """Queue `task(*args)` for each args in `args_list`, published once the current transaction
+    commits (at once, or by the sweep if the broker is down, or at `available_at`)."""
+    now = timezone.now()
+    when = available_at or now
+    messages = OutboxMessage.objects.bulk_create(
+        OutboxMessage(task=task, args=list(args), created_at=now, available_at=when) for args in args_list
+    )
+    if messages and when <= now:
+        ids = [m.pk for m in messages]
+        transaction.on_commit(lambda: _publish_after_commit(ids))
+
+
+def publish(task: str, args: Sequence[Any]) -> None:
+    """The one place that hands a task to Celery (eager in tests, the broker otherwise)."""
+    app = current_app
+    if task not in app.tasks:
+        app.loader.import_default_modules()  # a web process has not imported every tasks module
+    app.tasks[task].apply_async(tuple(args))
+
+
+def _publish_after_commit(ids: list[int]) -> None:
+    try:
+        _publish_claimed(OutboxMessage.objects.filter(pk__in=ids), limit=len(ids))
+    except Exception:  # the work is committed: never turn it into the caller's error
+        if current_app.conf.task_always_eager:
+            raise  # eager (tests): the task ran right here, and its error is the test's to see
+        log.warning("outbox: could not publish %d task(s) after commit; flush_outbox will", len(ids), exc_info=True)
+
+
+def _publish_claimed(candidates, limit: int) -> tuple[int, bool]:
+    """Claim up to `limit` due, unclaimed rows of `candidates`, publish them in order, delete the
+    published ones. Returns (published, broker_ok)."""
+    now = timezone.now()
+    with transaction.atomic():
+        rows = list(
+            candidates.select_for_update(skip_locked=True)
+            .filter(available_at__lte=now)
+            .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
+            .order_by("available_at", "pk")[:limit]
+        )
+        if not rows:
+            return 0, True
+        OutboxMessage.objects.filter(pk__in=[r.pk for r in rows]).update(claimed_until=now + CLAIM_LEASE)
+    sent: list[int] = []
+    error: Exception | None = None
+    try:
+        for row in rows:
+            try:
+                publish(row.task, row.args)
+            except (KombuError, OSError) as exc:  # broker down: stop, keep this row and the rest for the sweep
+                error = exc
+                break
+            sent.append(row.pk)
+    finally:  # whatever else goes wrong, what was published is never published again
+        OutboxMessage.objects.filter(pk__in=sent).delete()
+    if error is not None:
+        unsent = [r.pk for r in rows[len(sent):]]
+        OutboxMessage.objects.filter(pk__in=unsent).update(
+            claimed_until=None, attempts=F("attempts") + 1, last_error=f"{type(error).__name__}: {error}"[:500]
+        )
+        log.warning("outbox: broker unavailable (%s: %s); %d task(s) kept for flush_outbox",
+                    type(error).__name__, error, len(unsent))
+    return len(sent), error is None
+
+
+@shared_task(name="integrations.outbox.flush_outbox")
+def flush_outbox(batch_size: int = FLUSH_BATCH, max_batches: int = 20) -> int:
+    """Beat, every few seconds: publish what is due and was not published after its commit."""
+    total = 0
+    for _ in range(max_batches):
+        published, broker_ok = _publish_claimed(OutboxMessage.objects.all(), limit=batch_size)
+        total += published
+        if not broker_ok or published < batch_size:
+            break
+    if total:
+        log.info("outbox: published %d task(s)", total)
+    return total
