@@ -157,6 +157,8 @@ def create_connect_link(
             raise LinkInputError(f"unknown integration_tool {tool!r}") from None
         if provider.category.value != category:
             raise LinkInputError(f"{tool} is not an {category} tool")
+        if not provider.is_available():
+            raise LinkInputError(f"{tool} is not available on this deployment")
     with transaction.atomic():
         created = _new_link(
             environment=environment, kind=LinkKind.CONNECT, link_type=link_type, language=language,

@@ -205,7 +205,9 @@ def _provider_for(link: ConnectionLink, requested: str) -> Provider | None:
     if link.tool:
         return get_provider(link.tool)
     provider = REGISTRY.get(requested)
-    return provider if provider is not None and provider.category.value == link.category else None
+    if provider is None or provider.category.value != link.category or not provider.is_available():
+        return None
+    return provider
 
 
 def _scope_spec(link: ConnectionLink) -> ScopeSpec:

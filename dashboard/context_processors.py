@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.http import HttpRequest
 
 from .access import user_memberships
@@ -9,4 +10,4 @@ def environments(request: HttpRequest) -> dict:
     if user is None or not user.is_authenticated:
         return {}
     # A callable: evaluated only if a template renders the switcher (htmx fragments do not).
-    return {"my_memberships": lambda: user_memberships(request)}
+    return {"my_memberships": lambda: user_memberships(request), "sandbox_enabled": settings.SANDBOX_ENABLED}

@@ -103,6 +103,12 @@ class Provider:
         raise NotImplementedError
 
     @classmethod
+    def is_available(cls) -> bool:
+        """False for a tool this deployment does not serve (the sandbox tools with
+        SANDBOX_ENABLED off): it is offered for no new connection."""
+        return True
+
+    @classmethod
     def secret_field_names(cls) -> set[str]:
         return {f.name for f in cls.credential_fields if f.secret}
 
@@ -157,5 +163,8 @@ def tool_choices() -> list[tuple[str, str]]:
 
 
 def providers_of_category(category: str) -> list[Provider]:
-    """The tools of one category (e.g. "HRIS"), by label."""
-    return sorted((p for p in REGISTRY.values() if p.category.value == category), key=lambda p: p.label.lower())
+    """The tools of one category (e.g. "HRIS") this deployment serves, by label."""
+    return sorted(
+        (p for p in REGISTRY.values() if p.category.value == category and p.is_available()),
+        key=lambda p: p.label.lower(),
+    )

@@ -48,6 +48,10 @@ class SandboxProvider(Provider):
     credential_fields = (
         CredentialField("api_key", "API key", secret=True, help_text="Create one in your Sandbox HR admin."),
     )
+
+    @classmethod
+    def is_available(cls) -> bool:
+        return settings.SANDBOX_ENABLED  # Relink serves Sandbox HR itself, under /sandbox/
     models = (
         DataModel(
             "hris_employees",

@@ -1,4 +1,5 @@
-from django.core.management.base import BaseCommand
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
 
 from integrations import demo
 
@@ -10,6 +11,8 @@ class Command(BaseCommand):
     )
 
     def handle(self, *args, **options):
+        if not settings.SANDBOX_ENABLED:
+            raise CommandError("The demo integrations connect to Sandbox HR, which is off: set SANDBOX_ENABLED=true.")
         result = demo.seed()
         if result.created:
             made = ", ".join(f"{count} {kind}{'s' if count > 1 else ''}" for kind, count in result.created.items())

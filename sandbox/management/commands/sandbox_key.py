@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from sandbox.models import SandboxCompany
@@ -11,6 +12,8 @@ class Command(BaseCommand):
         parser.add_argument("--create", action="store_true", help="create the company if it does not exist")
 
     def handle(self, *args, company: str, create: bool, **options):
+        if not settings.SANDBOX_ENABLED:
+            raise CommandError("Sandbox HR is off (SANDBOX_ENABLED=false): its keys would reach nothing.")
         found = SandboxCompany.objects.filter(name=company).first() or SandboxCompany.objects.filter(slug=company).first()
         if found is None:
             if not create:
