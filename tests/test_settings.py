@@ -53,3 +53,19 @@ def test_production_starts_with_both_secrets():
 def test_debug_mode_starts_with_development_defaults():
     result = _start(DEBUG="true")
     assert result.returncode == 0, result.stderr
+
+
+def test_an_https_deployment_passes_check_deploy_without_warnings():
+    env = {k: v for k, v in os.environ.items() if k not in {"DEBUG"}}
+    env.update(DJANGO_SETTINGS_MODULE="config.settings", DEBUG="false", SECRET_KEY=secrets_token(), FERNET_KEYS=GOOD_FERNET,
+               BASE_URL="https://relink.localhost", ALLOWED_HOSTS="relink.localhost")
+    result = subprocess.run([sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
+
+
+def secrets_token() -> str:
+    import secrets
+
+    return secrets.token_urlsafe(50)

@@ -4,9 +4,12 @@
 
 Creates the fleet in a separate `bench` environment if it is missing (PostgreSQL: one
 INSERT … SELECT generate_series), makes exactly `--due` integrations due, runs one tick and
-prints `claimed=<n> seconds=<s> queries=<q>` as its last line. Publishing to the broker is not
-part of the measurement (the claimed sync ids are collected instead), so no worker is needed
-and no bench task is left in the queue; the bench's queued syncs are deleted afterwards.
+prints `bench=scheduler_tick claimed=<n> seconds=<s> queries=<q> floor=<s>` as its last line.
+The tick's outbox rows are written, claimed and deleted as in production; only the publish to the
+broker is replaced by a collector, so no worker is needed and no bench task is left in the queue.
+`floor` is the same number of `SELECT 1` round trips, timed in the same run: the part of the
+tick's time that is the database connection rather than its work. The bench's queued syncs are
+deleted afterwards. Use a database of its own, so a re-run measures the same fleet.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from integrations import outbox
 from integrations.models import Environment, Integration, Sync
 from integrations.syncs import tick
 
@@ -46,15 +50,31 @@ class Command(BaseCommand):
                 cursor.execute("ANALYZE integrations_integration")
                 cursor.execute("ANALYZE integrations_sync")
 
-        claimed_ids: list[str] = []
-        with CaptureQueriesContext(connection) as queries:
-            started = time.perf_counter()
-            claimed = tick(batch_size=batch_size, max_batches=10_000, enqueue=claimed_ids.extend)
-            seconds = time.perf_counter() - started
+        published: list[tuple[str, tuple]] = []
+        real_publish = outbox.publish
+        outbox.publish = lambda task, args: published.append((task, tuple(args)))
+        try:
+            with CaptureQueriesContext(connection) as queries:
+                started = time.perf_counter()
+                claimed = tick(batch_size=batch_size, max_batches=10_000)
+                seconds = time.perf_counter() - started
+        finally:
+            outbox.publish = real_publish
+        floor = self._round_trips(len(queries))
         Sync.objects.filter(integration__environment=env, status="QUEUED").delete()
         self.stdout.write(f"fleet={Integration.objects.filter(environment=env).count()} db={connection.vendor} "
-                          f"batch_size={batch_size} enqueued={len(claimed_ids)}")
-        self.stdout.write(f"claimed={claimed} seconds={seconds:.3f} queries={len(queries)}")
+                          f"batch_size={batch_size} published={len(published)}")
+        self.stdout.write(f"bench=scheduler_tick claimed={claimed} seconds={seconds:.3f} queries={len(queries)} "
+                          f"floor={floor:.3f}")
+
+    @staticmethod
+    def _round_trips(count: int) -> float:
+        with connection.cursor() as cursor:
+            started = time.perf_counter()
+            for _ in range(count):
+                cursor.execute("SELECT 1")
+                cursor.fetchone()
+            return time.perf_counter() - started
 
     def _create(self, env: Environment, start: int, total: int) -> None:
         """Integrations not due for hours, spread over three hours like a real fleet."""
