@@ -6,14 +6,14 @@
 
 from __future__ import annotations
 
-import logging
 import math
 import time
 
 from django.conf import settings
 from django.core.cache import cache
 
-log = logging.getLogger(__name__)
+from config.cache import warn_unavailable
+
 
 WINDOW_SECONDS = 60
 
@@ -39,8 +39,8 @@ def hit(bucket: str) -> int | None:
         except ValueError:  # expired between add and incr
             cache.set(key, 1, timeout=WINDOW_SECONDS * 2)
             count = 1
-    except Exception:  # the cache is down: serve the request rather than fail the API
-        log.warning("rate limit cache unavailable; request allowed", exc_info=True)
+    except Exception as exc:  # the cache is down: serve the request rather than fail the API
+        warn_unavailable("rate limit, request allowed", exc)
         return None
     if count <= limit:
         return None

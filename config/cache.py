@@ -23,7 +23,8 @@ WARN_EVERY_SECONDS = 60
 _last_warning = 0.0
 
 
-def _warn(operation: str, exc: Exception) -> None:
+def warn_unavailable(operation: str, exc: Exception) -> None:
+    """One warning a minute per process while the cache is down, not one per request."""
     global _last_warning
     now = time.monotonic()
     if now - _last_warning >= WARN_EVERY_SECONDS:
@@ -36,7 +37,7 @@ class FailSoftRedisCache(RedisCache):
         try:
             return call(*args)
         except (RedisError, OSError) as exc:
-            _warn(operation, exc)
+            warn_unavailable(operation, exc)
             return default
 
     def get(self, key, default=None, version=None):

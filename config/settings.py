@@ -175,6 +175,9 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SOFT_TIME_LIMIT = 240
 CELERY_TASK_TIME_LIMIT = 300
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Workers and beat reconnect to a lost broker for as long as it takes (kombu backs off 2 s, 4 s, …
+# up to 30 s between tries), instead of exiting after 100 tries (~45 minutes).
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
 # A publish gives up after ~1 s (the broker is down): the task stays in the outbox
 # (integrations/outbox.py) and beat's flush_outbox sends it once the broker is back.
 CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.3, "interval_max": 0.5}

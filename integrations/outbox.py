@@ -13,7 +13,9 @@ commit would send tasks for work that may roll back. So:
    is logged as a warning and goes no further; the caller answers with what it committed.
 3. Beat runs `flush_outbox` every OUTBOX_FLUSH_SECONDS (10 s): it publishes what is due and
    unclaimed (a failed publish, a process that died after its commit, a retry whose time came),
-   oldest first. After an outage the work goes out within seconds of the broker's return.
+   oldest first. After an outage the work goes out at beat's first flush once beat and the
+   worker have reconnected: kombu retries a lost broker with a growing pause (2 s, 4 s, … at
+   most 30 s), so that is ~10 s after a short outage and at most ~40 s after a long one.
 
 Delayed work (webhook retries) waits here with `available_at`, not as ETA messages in the
 broker, so a broker restart loses no retry and no worker holds hours-long ETA tasks.

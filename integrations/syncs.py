@@ -50,11 +50,15 @@ def queue_sync(integration_id: str, sync_type: str = SyncType.DELTA, *, actor_us
     """Queue a sync now, or return the one already queued or running: (sync, already_queued).
 
     The integration row is locked so this never races the scheduler tick; the partial unique
-    constraint on open syncs is the last line of defence. With an actor (an operator's or an API
-    key's force sync) a new sync is written to the integration's audit trail.
+    constraint on open syncs is the last line of defence. A new sync moves the next scheduled one
+    an interval away, as the tick does, so a forced or post-connect sync is not followed at once
+    by a scheduled one. With an actor (an operator's or an API key's force sync) a new sync is
+    written to the integration's audit trail.
     """
     with transaction.atomic():
-        integration = Integration.objects.select_for_update().get(pk=integration_id)
+        integration = (
+            Integration.objects.select_for_update(of=("self",)).select_related("environment").get(pk=integration_id)
+        )
         existing = Sync.objects.filter(integration=integration, status__in=OPEN_SYNC_STATUSES).first()
         if existing:
             return existing, True
@@ -63,6 +67,8 @@ def queue_sync(integration_id: str, sync_type: str = SyncType.DELTA, *, actor_us
                 sync = Sync.objects.create(integration=integration, type=sync_type, scope_config_id=integration.scope_config_id)
         except IntegrityError:
             return Sync.objects.get(integration=integration, status__in=OPEN_SYNC_STATUSES), True
+        integration.next_sync_at = next_sync_time(sync.created_at, integration.environment.sync_interval)
+        integration.save(update_fields=["next_sync_at"])
         if actor_user or actor_api_key:
             audit(integration, "sync.forced", actor_user=actor_user, actor_api_key=actor_api_key,
                   sync_id=sync.pk, type=sync_type)

@@ -333,3 +333,17 @@ def test_withheld_fields(rows, withheld):
     from integrations.providers import get_provider
 
     assert get_provider("sandbox").withheld_fields("hris_employees", ["first_name", "salary"], rows) == withheld
+
+
+@pytest.mark.django_db
+def test_a_queued_sync_moves_the_next_scheduled_one_an_interval_away(enqueued):
+    """A forced or post-connect sync is not followed at once by a scheduled one."""
+    now = timezone.now()
+    integration = IntegrationFactory(next_sync_at=now)  # due, as after a completed reconnect
+    sync, already = syncs.queue_sync(integration.pk)
+    assert not already
+    integration.refresh_from_db()
+    interval = integration.environment.sync_interval
+    assert sync.created_at + interval * 0.9 <= integration.next_sync_at <= sync.created_at + interval * 1.1
+    syncs.run_sync(sync.pk)
+    assert syncs.tick(now=now + timedelta(minutes=1), enqueue=lambda ids: None) == 0
