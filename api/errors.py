@@ -34,8 +34,15 @@ TITLES = {
 class ApiError(Exception):
     """An error answer. `code` may be None for errors without a platform code (404/405 routes)."""
 
-    def __init__(self, code: str | None, message: str, *, status: int | None = None, title: str | None = None,
-                 headers: dict[str, str] | None = None):
+    def __init__(
+        self,
+        code: str | None,
+        message: str,
+        *,
+        status: int | None = None,
+        title: str | None = None,
+        headers: dict[str, str] | None = None,
+    ):
         super().__init__(message)
         self.code = code
         self.message = message

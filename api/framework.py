@@ -109,8 +109,13 @@ def success(data: Any) -> JsonResponse:
     return JsonResponse({"status": "success", "data": data})
 
 
-def api_view(handlers: dict[str, Handler] | None = None, *, auth: bool = True, fallback: Handler | None = None,
-             secret_kwargs: tuple[str, ...] = ()) -> Callable[..., HttpResponse]:
+def api_view(
+    handlers: dict[str, Handler] | None = None,
+    *,
+    auth: bool = True,
+    fallback: Handler | None = None,
+    secret_kwargs: tuple[str, ...] = (),
+) -> Callable[..., HttpResponse]:
     """A Django view for one path: `handlers` maps HTTP methods to handlers.
 
     `fallback` answers every method (used by the catch-all for unknown paths). The values of the
@@ -129,8 +134,15 @@ def api_view(handlers: dict[str, Handler] | None = None, *, auth: bool = True, f
     return view
 
 
-def dispatch(request: HttpRequest, handlers: dict[str, Handler], kwargs: dict[str, Any], *, auth: bool,
-             fallback: Handler | None, path_secrets: list[str] | None = None) -> HttpResponse:
+def dispatch(
+    request: HttpRequest,
+    handlers: dict[str, Handler],
+    kwargs: dict[str, Any],
+    *,
+    auth: bool,
+    fallback: Handler | None,
+    path_secrets: list[str] | None = None,
+) -> HttpResponse:
     started = time.monotonic()
     ctx = ApiContext(request, random_id(24))
     ctx.path_secrets = list(path_secrets or [])

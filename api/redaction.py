@@ -9,8 +9,9 @@ REDACTED = "[REDACTED]"
 
 # A key is secret when its name contains one of these words (api_key, client_secret,
 # refresh_token, access_token, activation_token, password, authorization, …) …
-_SECRET_WORDS = re.compile(r"api_?key|secret|token|passw(or)?d|pwd|authori[sz]ation|credential|private_?key",
-                           re.IGNORECASE)
+_SECRET_WORDS = re.compile(
+    r"api_?key|secret|token|passw(or)?d|pwd|authori[sz]ation|credential|private_?key", re.IGNORECASE
+)
 # … or is/ends with "link": a connection link carries its token (`link`, `magic_link`; not `link_type`).
 _LINK_KEY = re.compile(r"(^|[_\-])link$", re.IGNORECASE)
 

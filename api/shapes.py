@@ -128,22 +128,29 @@ def read_models(provider: Provider | None, spec: ScopeSpec, opted_out: list[str]
             field_setting = scope.fields.get(field_name, DISABLED) if scope else DISABLED
             field_supported = supported and field_name in tool_models[name].fields
             field_opted_out = f"{name}.{field_name}" in opted
-            fields.append({
-                "id": field_name,
-                "is_available": model_available and field_supported and field_setting != DISABLED and not field_opted_out,
-                "coverage_status": SUPPORTED if field_supported else UNSUPPORTED,
-                "scope_config_setting": field_setting,
-                "opted_out_by_customer": field_opted_out,
-            })
-        result.append({
-            "id": name,
-            "label": tool_models[name].label if supported else _model_label(name),
-            "is_available": model_available,
-            "coverage_status": SUPPORTED if supported else UNSUPPORTED,
-            "scope_config_setting": setting,
-            "opted_out_by_customer": model_opted_out,
-            "fields": fields,
-        })
+            fields.append(
+                {
+                    "id": field_name,
+                    "is_available": model_available
+                    and field_supported
+                    and field_setting != DISABLED
+                    and not field_opted_out,
+                    "coverage_status": SUPPORTED if field_supported else UNSUPPORTED,
+                    "scope_config_setting": field_setting,
+                    "opted_out_by_customer": field_opted_out,
+                }
+            )
+        result.append(
+            {
+                "id": name,
+                "label": tool_models[name].label if supported else _model_label(name),
+                "is_available": model_available,
+                "coverage_status": SUPPORTED if supported else UNSUPPORTED,
+                "scope_config_setting": setting,
+                "opted_out_by_customer": model_opted_out,
+                "fields": fields,
+            }
+        )
     return result
 
 
@@ -159,7 +166,9 @@ def integration_details(integration: Integration) -> dict[str, Any]:
         "setup_status": integration.setup_status,
         "end_user": end_user(integration),
         # The schema requires an object; an integration without a scope config has id "" and name null.
-        "scope_config": {"id": scope_config.pk, "name": scope_config.name} if scope_config else {"id": "", "name": None},
+        "scope_config": {"id": scope_config.pk, "name": scope_config.name}
+        if scope_config
+        else {"id": "", "name": None},
         "data_expired_at": iso(integration.data_expired_at),
         "created_at": iso(integration.created_at),
         "beta": False,

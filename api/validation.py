@@ -63,8 +63,11 @@ class Body:
         if choices is not None and value not in choices:
             raise input_invalid(f"{name}: must be one of {', '.join(choices)}.")
         if min_length is not None and len(value) < min_length:
-            raise input_invalid(f"{name}: must not be empty." if min_length == 1 else
-                                f"{name}: must be at least {min_length} characters long.")
+            raise input_invalid(
+                f"{name}: must not be empty."
+                if min_length == 1
+                else f"{name}: must be at least {min_length} characters long."
+            )
         if max_length is not None and len(value) > max_length:
             raise input_invalid(f"{name}: must be at most {max_length} characters long.")
         return value

@@ -87,9 +87,15 @@ def relink(ctx: ApiContext, integration_id: str) -> dict[str, Any]:
     link_type = body.string("link_type", default=LinkType.EMBEDDED, choices=LINK_TYPES)
     integration = ctx.get_integration(integration_id)
     scope_config = _scope_config(ctx, scope_config_id)
-    created = _link_input(lambda: links.create_relink_link(
-        integration, link_type=link_type, language=language, scope_config=scope_config, api_key=ctx.api_key,
-    ))
+    created = _link_input(
+        lambda: links.create_relink_link(
+            integration,
+            link_type=link_type,
+            language=language,
+            scope_config=scope_config,
+            api_key=ctx.api_key,
+        )
+    )
     return {"link": created.url}
 
 
@@ -140,11 +146,20 @@ def create_link(ctx: ApiContext) -> dict[str, Any]:
         body.boolean(flag)  # accepted; these features do not exist in Relink
     link_type = body.string("link_type", default=LinkType.EMBEDDED, choices=LINK_TYPES)
     scope_config = _scope_config(ctx, scope_config_id)
-    created = _link_input(lambda: links.create_connect_link(
-        ctx.environment, end_user_email=email, end_user_organization_name=organization,
-        end_user_origin_id=origin_id, category=category, tool=tool, scope_config=scope_config,
-        link_type=link_type, language=language, api_key=ctx.api_key,
-    ))
+    created = _link_input(
+        lambda: links.create_connect_link(
+            ctx.environment,
+            end_user_email=email,
+            end_user_organization_name=organization,
+            end_user_origin_id=origin_id,
+            category=category,
+            tool=tool,
+            scope_config=scope_config,
+            link_type=link_type,
+            language=language,
+            api_key=ctx.api_key,
+        )
+    )
     return {"link": created.url}
 
 

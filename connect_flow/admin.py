@@ -102,7 +102,9 @@ class ConnectionLinkAdmin(RelatedWithoutSecretsMixin, admin.ModelAdmin):
                 unusable += 1
         text = f"{revoked} link{'' if revoked == 1 else 's'} revoked."
         if unusable:
-            text += f" {unusable} {'was' if unusable == 1 else 'were'} already unusable (completed, expired or revoked)."
+            text += (
+                f" {unusable} {'was' if unusable == 1 else 'were'} already unusable (completed, expired or revoked)."
+            )
         self.message_user(request, text, messages.SUCCESS if revoked else messages.WARNING)
 
     @admin.display(description="status")

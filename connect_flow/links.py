@@ -90,8 +90,9 @@ def _audit(link: ConnectionLink, action: str, *, user=None, api_key=None, **deta
     )
 
 
-def _check_common(environment: Environment, language: str, link_type: str, scope_config: ScopeConfig | None,
-                  category: str) -> None:
+def _check_common(
+    environment: Environment, language: str, link_type: str, scope_config: ScopeConfig | None, category: str
+) -> None:
     if language not in LANGUAGE_CODES:
         raise LinkInputError(f"language must be one of {', '.join(LANGUAGE_CODES)}")
     if link_type not in LinkType.values:
@@ -125,12 +126,22 @@ def create_relink_link(
     _check_common(integration.environment, language, link_type, scope_config, integration.category)
     with transaction.atomic():
         created = _new_link(
-            environment=integration.environment, kind=LinkKind.RECONNECT, integration=integration,
-            link_type=link_type, language=language, scope_config=scope_config,
-            created_by_user=user, created_by_api_key=api_key,
+            environment=integration.environment,
+            kind=LinkKind.RECONNECT,
+            integration=integration,
+            link_type=link_type,
+            language=language,
+            scope_config=scope_config,
+            created_by_user=user,
+            created_by_api_key=api_key,
         )
-        _audit(created.link, "link.created", user=user, api_key=api_key,
-               scope_config_id=scope_config.pk if scope_config else None)
+        _audit(
+            created.link,
+            "link.created",
+            user=user,
+            api_key=api_key,
+            scope_config_id=scope_config.pk if scope_config else None,
+        )
     return created
 
 
@@ -161,10 +172,18 @@ def create_connect_link(
             raise LinkInputError(f"{tool} is not available on this deployment")
     with transaction.atomic():
         created = _new_link(
-            environment=environment, kind=LinkKind.CONNECT, link_type=link_type, language=language,
-            scope_config=scope_config, end_user_email=end_user_email,
-            end_user_organization_name=end_user_organization_name, end_user_origin_id=end_user_origin_id,
-            category=category, tool=tool, created_by_user=user, created_by_api_key=api_key,
+            environment=environment,
+            kind=LinkKind.CONNECT,
+            link_type=link_type,
+            language=language,
+            scope_config=scope_config,
+            end_user_email=end_user_email,
+            end_user_organization_name=end_user_organization_name,
+            end_user_origin_id=end_user_origin_id,
+            category=category,
+            tool=tool,
+            created_by_user=user,
+            created_by_api_key=api_key,
         )
         _audit(created.link, "link.created", user=user, api_key=api_key, kind=LinkKind.CONNECT)
     return created
@@ -210,8 +229,9 @@ def target_scope(link: ConnectionLink) -> ScopeConfig | None:
     return link.integration.scope_config if link.integration_id else None
 
 
-def verify_credentials(provider: Provider, credentials: dict[str, Any], scope: ScopeConfig | None,
-                       opted_out: list[str]) -> Verification:
+def verify_credentials(
+    provider: Provider, credentials: dict[str, Any], scope: ScopeConfig | None, opted_out: list[str]
+) -> Verification:
     """Check the credentials against the provider before anything is saved.
 
     First the auth check, then a probe read of every model the scope config would sync, so a
@@ -243,23 +263,34 @@ def verify_credentials(provider: Provider, credentials: dict[str, Any], scope: S
 def record_failed_attempt(link: ConnectionLink, verification: Verification, tool: str) -> None:
     """A rejected attempt: audit, `connection-flow-failed` webhook. The integration is untouched."""
     with transaction.atomic():
-        _audit(link, "link.attempt_failed", error_code=verification.error_code,
-               missing_permissions=verification.missing_permissions)
-        webhooks.emit(link.environment_id, WebhookEvent.CONNECTION_FLOW_FAILED, {
-            "integration_tool": tool,
-            "integration_id": link.integration_id,
-            "integration_category": link.integration.category if link.integration_id else link.category,
-            "end_user": _link_end_user(link),
-            "error_code": verification.error_code,
-            "missing_permissions": verification.missing_permissions,
-        })
+        _audit(
+            link,
+            "link.attempt_failed",
+            error_code=verification.error_code,
+            missing_permissions=verification.missing_permissions,
+        )
+        webhooks.emit(
+            link.environment_id,
+            WebhookEvent.CONNECTION_FLOW_FAILED,
+            {
+                "integration_tool": tool,
+                "integration_id": link.integration_id,
+                "integration_category": link.integration.category if link.integration_id else link.category,
+                "end_user": _link_end_user(link),
+                "error_code": verification.error_code,
+                "missing_permissions": verification.missing_permissions,
+            },
+        )
 
 
 def _link_end_user(link: ConnectionLink) -> dict[str, Any]:
     if link.integration_id:
         return webhooks.end_user(link.integration)
-    return {"organization_name": link.end_user_organization_name, "creator_email": link.end_user_email or None,
-            "origin_id": link.end_user_origin_id or None}
+    return {
+        "organization_name": link.end_user_organization_name,
+        "creator_email": link.end_user_email or None,
+        "origin_id": link.end_user_origin_id or None,
+    }
 
 
 # --- Completion ----------------------------------------------------------------------------------
@@ -271,8 +302,14 @@ class Completion:
     activation_token: str
 
 
-def complete(link_id: str, *, credentials: dict[str, Any], opted_out_fields: list[str], tool: str = "",
-             issue_activation_token: bool = True) -> Completion:
+def complete(
+    link_id: str,
+    *,
+    credentials: dict[str, Any],
+    opted_out_fields: list[str],
+    tool: str = "",
+    issue_activation_token: bool = True,
+) -> Completion:
     """Apply a verified connection, exactly once (the link row is locked; a second call raises).
 
     Reconnect: new credentials, the link's scope config (data expired), streak cleared, ACTIVE
@@ -321,14 +358,22 @@ def _apply_reconnect(link: ConnectionLink, credentials: dict[str, Any], opted_ou
     return integration
 
 
-def _create_integration(link: ConnectionLink, tool: str, credentials: dict[str, Any], opted_out: list[str],
-                        now) -> Integration:
+def _create_integration(
+    link: ConnectionLink, tool: str, credentials: dict[str, Any], opted_out: list[str], now
+) -> Integration:
     provider = get_provider(link.tool or tool)
     integration = Integration(
-        environment_id=link.environment_id, tool=provider.id, category=provider.category.value,
-        end_user_organization_name=link.end_user_organization_name, end_user_email=link.end_user_email,
-        end_user_origin_id=link.end_user_origin_id, scope_config_id=link.scope_config_id,
-        opted_out_fields=list(opted_out), setup_status=SetupStatus.COMPLETED, created_at=now, next_sync_at=now,
+        environment_id=link.environment_id,
+        tool=provider.id,
+        category=provider.category.value,
+        end_user_organization_name=link.end_user_organization_name,
+        end_user_email=link.end_user_email,
+        end_user_origin_id=link.end_user_origin_id,
+        scope_config_id=link.scope_config_id,
+        opted_out_fields=list(opted_out),
+        setup_status=SetupStatus.COMPLETED,
+        created_at=now,
+        next_sync_at=now,
     )
     integration.set_credentials(credentials)
     integration.save()

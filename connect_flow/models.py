@@ -43,6 +43,7 @@ class LinkStatus(models.TextChoices):
 # A link in one of these can still be used (and revoked).
 LIVE_STATUSES = (LinkStatus.PENDING, LinkStatus.OPENED)
 
+
 class ConnectionLink(models.Model):
     id = models.CharField(primary_key=True, max_length=24, default=_public_id, editable=False)
     environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="links")

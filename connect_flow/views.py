@@ -374,7 +374,13 @@ def _failed(
     """A rejected attempt: audit + webhook (domain), request log, the page again. The integration is untouched."""
     links.record_failed_attempt(link, verification, provider.id)
     _log(
-        link, method=method, path=path, status=400, body=body, started=started, error_code=verification.error_code,
+        link,
+        method=method,
+        path=path,
+        status=400,
+        body=body,
+        started=started,
+        error_code=verification.error_code,
         response_body={"error_code": verification.error_code, "missing_permissions": verification.missing_permissions},
     )
     error = _error(verification.error_code, provider.label, verification.missing_permissions)
@@ -402,7 +408,10 @@ def _completed(
     in_other_tab = via_oauth_callback and link.link_type == LinkType.EMBEDDED
     try:
         done = links.complete(
-            link.pk, credentials=verification.credentials, opted_out_fields=opted_out, tool=provider.id,
+            link.pk,
+            credentials=verification.credentials,
+            opted_out_fields=opted_out,
+            tool=provider.id,
             issue_activation_token=not in_other_tab,
         )
     except links.LinkUnusable as exc:

@@ -27,7 +27,10 @@ def describe_health(integration: Integration) -> dict[str, str]:
             f"{local_minute(pause_at)} unless a check succeeds{error}",
         }
     if integration.last_auth_check_at:
-        return {"level": "ok", "text": f"Healthy — last authentication check OK at {local_minute(integration.last_auth_check_at)}."}
+        return {
+            "level": "ok",
+            "text": f"Healthy — last authentication check OK at {local_minute(integration.last_auth_check_at)}.",
+        }
     return {"level": "ok", "text": "Not checked yet."}
 
 
@@ -65,7 +68,9 @@ def describe_event(event: AuditEvent) -> str:
             return f"{link.capitalize()} reconnection link expired unused"
         case "link.attempt_failed":
             missing = d.get("missing_permissions") or []
-            return "Reconnection attempt rejected: " + (d.get("error_code") or "error") + (
-                f" (missing: {', '.join(missing)})" if missing else ""
+            return (
+                "Reconnection attempt rejected: "
+                + (d.get("error_code") or "error")
+                + (f" (missing: {', '.join(missing)})" if missing else "")
             )
     return event.action

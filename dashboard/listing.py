@@ -32,7 +32,16 @@ SORTS = {
 }
 NULLABLE = {"last_sync_at", "last_auth_check_at", "auth_failing_since"}  # empty values sort last
 DEFAULT_SORT = "-created"
-TABLE_COLUMNS = ["state", "organization", "Tool", "Origin id", "last_sync", "last_auth_check", "failing_since", "created"]
+TABLE_COLUMNS = [
+    "state",
+    "organization",
+    "Tool",
+    "Origin id",
+    "last_sync",
+    "last_auth_check",
+    "failing_since",
+    "created",
+]
 
 
 def wants_partial(request: HttpRequest) -> bool:
@@ -40,8 +49,9 @@ def wants_partial(request: HttpRequest) -> bool:
     return bool(request.htmx) and not request.htmx.history_restore_request
 
 
-def render_region(request: HttpRequest, template: str, region: str, ctx: dict,
-                  page_ctx: Callable[[], dict] | None = None) -> HttpResponse:
+def render_region(
+    request: HttpRequest, template: str, region: str, ctx: dict, page_ctx: Callable[[], dict] | None = None
+) -> HttpResponse:
     """Only the `region` partial of `template` for an htmx swap, else the whole page (rendered
     with `page_ctx()` when the page needs more than the region). The response varies on
     HX-Request so a cache never serves the fragment as the page."""
@@ -80,7 +90,7 @@ class QueryFilters:
         return {k: str(v) for k, v in values.items() if v not in (None, "")}
 
     def query(self, **overrides: object) -> str:
-        """"?state=INVALID&sort=organization" — or "?" when nothing is set (still a link to page 1)."""
+        """ "?state=INVALID&sort=organization" — or "?" when nothing is set (still a link to page 1)."""
         return "?" + urlencode(self.params(**overrides))
 
 

@@ -93,9 +93,10 @@ def _pretty(value) -> str:
 def log(request: HttpRequest, env: str, log_id: str) -> HttpResponse:
     access = get_env_access(request, env)
     entry = access.get_or_404(RequestLog.objects.select_related("api_key"), pk=log_id)
-    integration_exists = bool(entry.integration_id) and Integration.objects.filter(
-        environment=access.environment, pk=entry.integration_id
-    ).exists()
+    integration_exists = (
+        bool(entry.integration_id)
+        and Integration.objects.filter(environment=access.environment, pk=entry.integration_id).exists()
+    )
     ctx = {
         "access": access,
         "env": access.environment,

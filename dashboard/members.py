@@ -36,9 +36,7 @@ class AddMemberForm(forms.Form):
         email = self.cleaned_data["email"].strip()
         user = User.objects.filter(email__iexact=email, is_active=True).first()
         if user is None:
-            raise forms.ValidationError(
-                "No Relink account uses this email. Ask an admin to create the account first."
-            )
+            raise forms.ValidationError("No Relink account uses this email. Ask an admin to create the account first.")
         if Membership.objects.filter(environment=self.environment, user=user).exists():
             raise forms.ValidationError(f"{user.email} is already a member; change their role below.")
         self.user = user
@@ -47,9 +45,7 @@ class AddMemberForm(forms.Form):
 
 def _render(request: HttpRequest, access: EnvAccess, form: AddMemberForm) -> HttpResponse:
     members = list(
-        Membership.objects.filter(environment=access.environment)
-        .select_related("user")
-        .order_by("user__email")
+        Membership.objects.filter(environment=access.environment).select_related("user").order_by("user__email")
     )
     ctx = {
         "access": access,

@@ -26,7 +26,6 @@ ATTENTION_LIMIT = 100
 RECENT_CHANGES = 10
 
 
-
 @login_required
 def overview(request: HttpRequest, env: str) -> HttpResponse:
     access = get_env_access(request, env)
@@ -114,7 +113,10 @@ def needs_attention(environment: Environment, now: datetime) -> list[AttentionRo
         elif obj.state == IntegrationState.ACTIVE and obj.auth_failing_since:
             since = local_minute(obj.auth_failing_since)
             row.reasons.append(
-                {"level": "warning", "text": f"Authentication failing since {since} — {pause_text(obj.auth_failing_since, now)}"}
+                {
+                    "level": "warning",
+                    "text": f"Authentication failing since {since} — {pause_text(obj.auth_failing_since, now)}",
+                }
             )
             row.rank = (1, obj.auth_failing_since)
         else:
@@ -141,9 +143,15 @@ def recent_state_changes(environment: Environment) -> list[dict]:
         .order_by("-created_at", "-pk")[:RECENT_CHANGES]
     )
     ids = {e.integration_id for e in events if e.integration_id}
-    names = dict(
-        Integration.objects.filter(environment=environment, pk__in=ids).values_list("pk", "end_user_organization_name")
-    ) if ids else {}
+    names = (
+        dict(
+            Integration.objects.filter(environment=environment, pk__in=ids).values_list(
+                "pk", "end_user_organization_name"
+            )
+        )
+        if ids
+        else {}
+    )
     return [
         {
             "event": e,

@@ -115,7 +115,7 @@ def _availability(spec: ScopeSpec, path: str) -> str:
 
 
 def validity_label(link_type: str) -> str:
-    """"1 hour", "1 year": how long a new link of `link_type` stays valid."""
+    """ "1 hour", "1 year": how long a new link of `link_type` stays valid."""
     validity: timedelta = LINK_VALIDITY[link_type]
     if validity.days and validity.days % 365 == 0:
         n, unit = validity.days // 365, "year"
@@ -143,8 +143,15 @@ class RelinkSection:
     link_types = LinkType.choices
     languages = settings.LANGUAGES  # native names: Deutsch, Français, …
 
-    def __init__(self, environment: Environment, integration: Integration, params: Mapping[str, str], *,
-                 created: CreatedLink | None = None, error: str = ""):
+    def __init__(
+        self,
+        environment: Environment,
+        integration: Integration,
+        params: Mapping[str, str],
+        *,
+        created: CreatedLink | None = None,
+        error: str = "",
+    ):
         self.environment = environment
         self.integration = integration
         self.scope_config_id = params.get("scope_config", "")
@@ -181,10 +188,9 @@ class RelinkSection:
 
     @cached_property
     def _link_rows(self) -> list[LinkRow]:
-        links = (
-            self.integration.links.select_related("scope_config", "created_by_user", "created_by_api_key")
-            .order_by("-created_at")[: LINKS_SHOWN + 1]
-        )
+        links = self.integration.links.select_related("scope_config", "created_by_user", "created_by_api_key").order_by(
+            "-created_at"
+        )[: LINKS_SHOWN + 1]
         now = timezone.now()
         rows = []
         for link in links:
@@ -205,8 +211,9 @@ class RelinkSection:
         return LINKS_SHOWN
 
 
-def _render(request: HttpRequest, access: EnvAccess, integration: Integration, partial: str,
-            section: RelinkSection) -> HttpResponse:
+def _render(
+    request: HttpRequest, access: EnvAccess, integration: Integration, partial: str, section: RelinkSection
+) -> HttpResponse:
     """`partial` of the integration page for htmx, else the whole page with the section filled in."""
     ctx = {
         "access": access,

@@ -28,8 +28,9 @@ class ApiKeyForm(forms.Form):
     name = forms.CharField(max_length=100, strip=True, help_text="What uses the key, e.g. “Production backend”.")
 
 
-def _render(request: HttpRequest, access: EnvAccess, form: ApiKeyForm, *, created=None, raw_key: str = "",
-            status: int = 200) -> HttpResponse:
+def _render(
+    request: HttpRequest, access: EnvAccess, form: ApiKeyForm, *, created=None, raw_key: str = "", status: int = 200
+) -> HttpResponse:
     keys = (
         ApiKey.objects.filter(environment=access.environment)
         .select_related("created_by")
@@ -38,8 +39,14 @@ def _render(request: HttpRequest, access: EnvAccess, form: ApiKeyForm, *, create
     )
     # Active keys first, newest first within each group.
     keys = sorted(keys, key=lambda k: k.revoked_at is not None)
-    ctx = {"access": access, "env": access.environment, "keys": keys, "form": form,
-           "created": created, "raw_key": raw_key}
+    ctx = {
+        "access": access,
+        "env": access.environment,
+        "keys": keys,
+        "form": form,
+        "created": created,
+        "raw_key": raw_key,
+    }
     return render(request, TEMPLATE, ctx, status=status)
 
 

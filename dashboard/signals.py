@@ -11,7 +11,9 @@ from integrations.models import Integration
 from .paginator import invalidate_counts
 
 # The fields the list filters and searches on; a save touching none of them keeps every count.
-COUNTED_FIELDS = frozenset({"state", "enabled", "tool", "end_user_organization_name", "end_user_origin_id", "environment"})
+COUNTED_FIELDS = frozenset(
+    {"state", "enabled", "tool", "end_user_organization_name", "end_user_origin_id", "environment"}
+)
 
 
 def integration_count_namespace(environment_id: int) -> str:

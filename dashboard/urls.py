@@ -58,4 +58,3 @@ urlpatterns = [
         name="webhook_replay",
     ),
 ]
-

@@ -167,7 +167,9 @@ def set_enabled(request: HttpRequest, env: str, integration_id: str) -> HttpResp
     obj = _get_integration(access, integration_id)
     enable = request.POST.get("enabled") == "true"
     updated = health.set_enabled(obj.pk, enable, actor_user=request.user)
-    messages.success(request, f"Integration {'enabled' if enable else 'disabled'}: it is now {updated.get_state_display().lower()}.")
+    messages.success(
+        request, f"Integration {'enabled' if enable else 'disabled'}: it is now {updated.get_state_display().lower()}."
+    )
     return redirect("dashboard:integration", env=env, integration_id=obj.pk)
 
 
@@ -180,5 +182,6 @@ def delete(request: HttpRequest, env: str, integration_id: str) -> HttpResponse:
         health.delete_integration(obj, actor_user=request.user)
         messages.success(request, f"Integration for {obj.end_user_organization_name} deleted.")
         return redirect("dashboard:integrations", env=env)
-    return render(request, "dashboard/integration_delete.html", {"access": access, "env": access.environment,
-                                                                   "integration": obj})
+    return render(
+        request, "dashboard/integration_delete.html", {"access": access, "env": access.environment, "integration": obj}
+    )

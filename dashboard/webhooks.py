@@ -68,7 +68,9 @@ def new_endpoint(request: HttpRequest, env: str) -> HttpResponse:
 
 def _with_attempts(deliveries: QuerySet) -> QuerySet:
     """Deliveries with their attempts, newest first, in one extra query."""
-    return deliveries.prefetch_related(Prefetch("attempt_log", queryset=WebhookAttempt.objects.order_by("-attempted_at")))
+    return deliveries.prefetch_related(
+        Prefetch("attempt_log", queryset=WebhookAttempt.objects.order_by("-attempted_at"))
+    )
 
 
 def _deliveries(endpoint: WebhookEndpoint) -> list[WebhookDelivery]:

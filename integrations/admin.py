@@ -269,9 +269,7 @@ class IntegrationAdmin(admin.ModelAdmin):
             super()
             .get_queryset(request)
             .defer("credentials_encrypted")
-            .annotate(
-                has_credentials=ExpressionWrapper(~Q(credentials_encrypted=""), output_field=BooleanField())
-            )
+            .annotate(has_credentials=ExpressionWrapper(~Q(credentials_encrypted=""), output_field=BooleanField()))
         )
 
     actions = ("check_auth_now", "enable_integrations", "disable_integrations", "create_magic_links")
@@ -293,8 +291,7 @@ class IntegrationAdmin(admin.ModelAdmin):
         n = len(integrations)
         self.message_user(
             request,
-            f"Authentication check queued for {n} integration{'' if n == 1 else 's'}; "
-            "refresh in a few seconds.",
+            f"Authentication check queued for {n} integration{'' if n == 1 else 's'}; refresh in a few seconds.",
             messages.SUCCESS,
         )
 
@@ -338,8 +335,13 @@ class IntegrationAdmin(admin.ModelAdmin):
                 errors.append(f"No link created for {label}: {exc}.")
                 continue
             rows.append({"label": label, "url": created.url, "expires_at": created.link.expires_at})
-        context = {**self.admin_site.each_context(request), "title": "Relink links created", "rows": rows,
-                   "errors": errors, "opts": self.model._meta}
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Relink links created",
+            "rows": rows,
+            "errors": errors,
+            "opts": self.model._meta,
+        }
         response = TemplateResponse(request, "admin/integrations/relink_links.html", context)
         response["Cache-Control"] = "no-store"
         return response

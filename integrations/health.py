@@ -65,8 +65,15 @@ def record_auth_check(
             error_message=result.message[:500],
             duration_ms=duration_ms,
         )
-        fields = ["last_auth_check_at", "last_auth_outcome", "last_auth_error", "auth_failing_since",
-                  "invalid_since", "state", "updated_at"]
+        fields = [
+            "last_auth_check_at",
+            "last_auth_outcome",
+            "last_auth_error",
+            "auth_failing_since",
+            "invalid_since",
+            "state",
+            "updated_at",
+        ]
         if result.updated_credentials is not None:
             integration.set_credentials(result.updated_credentials)
             fields.append("credentials_encrypted")
@@ -90,8 +97,9 @@ def describe_error(result: AuthResult) -> str:
     return " ".join(p for p in parts if p)[:500]
 
 
-def audit(integration: Integration, action: str, *, actor_user=None, actor_api_key=None, actor_label: str = "",
-          **details) -> AuditEvent:
+def audit(
+    integration: Integration, action: str, *, actor_user=None, actor_api_key=None, actor_label: str = "", **details
+) -> AuditEvent:
     """One line of the integration's audit trail (shown on its dashboard page)."""
     return AuditEvent.objects.create(
         environment_id=integration.environment_id,
@@ -104,14 +112,27 @@ def audit(integration: Integration, action: str, *, actor_user=None, actor_api_k
     )
 
 
-def state_changed(integration: Integration, old_state: str, *, actor_label: str = "", actor_user=None,
-                  actor_api_key=None, reason: str = "") -> None:
+def state_changed(
+    integration: Integration,
+    old_state: str,
+    *,
+    actor_label: str = "",
+    actor_user=None,
+    actor_api_key=None,
+    reason: str = "",
+) -> None:
     """Write the trail of one real state change: an audit event and the webhook outbox rows.
 
     Call inside the transaction that saved the new state, exactly once per change.
     """
-    audit(integration, "integration.state_changed", actor_user=actor_user, actor_api_key=actor_api_key,
-          actor_label=actor_label, **{"from": old_state, "to": integration.state, "reason": reason})
+    audit(
+        integration,
+        "integration.state_changed",
+        actor_user=actor_user,
+        actor_api_key=actor_api_key,
+        actor_label=actor_label,
+        **{"from": old_state, "to": integration.state, "reason": reason},
+    )
     webhooks.emit_integration_state_changed(integration)
 
 
@@ -129,11 +150,20 @@ def set_enabled(integration_id: str, enabled: bool, *, actor_user=None, actor_ap
         integration.enabled = enabled
         integration.state = integration.derived_state()
         integration.save(update_fields=["enabled", "state", "updated_at"])
-        audit(integration, "integration.enabled" if enabled else "integration.disabled",
-              actor_user=actor_user, actor_api_key=actor_api_key)
+        audit(
+            integration,
+            "integration.enabled" if enabled else "integration.disabled",
+            actor_user=actor_user,
+            actor_api_key=actor_api_key,
+        )
         if integration.state != old_state:
-            state_changed(integration, old_state, actor_user=actor_user, actor_api_key=actor_api_key,
-                          reason="enabled" if enabled else "disabled")
+            state_changed(
+                integration,
+                old_state,
+                actor_user=actor_user,
+                actor_api_key=actor_api_key,
+                reason="enabled" if enabled else "disabled",
+            )
     return integration
 
 
@@ -147,7 +177,13 @@ def delete_integration(integration: Integration, *, actor_user=None, actor_api_k
         deleted, _ = Integration.objects.filter(pk=integration.pk).delete()
         if not deleted:
             return False
-        audit(integration, "integration.deleted", actor_user=actor_user, actor_api_key=actor_api_key,
-              tool=integration.tool, organization_name=integration.end_user_organization_name)
+        audit(
+            integration,
+            "integration.deleted",
+            actor_user=actor_user,
+            actor_api_key=actor_api_key,
+            tool=integration.tool,
+            organization_name=integration.end_user_organization_name,
+        )
         webhooks.emit(integration.environment_id, WebhookEvent.INTEGRATION_DELETED, data)
     return True

@@ -221,13 +221,9 @@ class Integration(models.Model):
         ordering = ["-created_at"]
         indexes = [
             # Scheduler tick: WHERE state='ACTIVE' AND next_sync_at <= now ORDER BY next_sync_at.
-            models.Index(
-                fields=["next_sync_at"], name="integration_due_idx", condition=Q(state="ACTIVE")
-            ),
+            models.Index(fields=["next_sync_at"], name="integration_due_idx", condition=Q(state="ACTIVE")),
             # Daily re-check: WHERE state='INVALID' ORDER BY last_auth_check_at.
-            models.Index(
-                fields=["last_auth_check_at"], name="integration_invalid_idx", condition=Q(state="INVALID")
-            ),
+            models.Index(fields=["last_auth_check_at"], name="integration_invalid_idx", condition=Q(state="INVALID")),
             # Dashboard list: WHERE environment=? [AND state=?] ORDER BY created_at DESC.
             models.Index(fields=["environment", "state", "-created_at"], name="integration_env_state_idx"),
             models.Index(fields=["environment", "-created_at"], name="integration_env_created_idx"),
@@ -556,7 +552,9 @@ class RequestLog(models.Model):
             # Logs page: WHERE environment=? ORDER BY created_at DESC.
             models.Index(fields=["environment", "-created_at"], name="requestlog_env_idx"),
             # Logs page filtered by integration (linked from the integration page).
-            models.Index(fields=["environment", "integration_id", "-created_at"], name="requestlog_env_integration_idx"),
+            models.Index(
+                fields=["environment", "integration_id", "-created_at"], name="requestlog_env_integration_idx"
+            ),
             # Pruning: WHERE created_at < cutoff.
             models.Index(fields=["created_at"], name="requestlog_created_idx"),
         ]

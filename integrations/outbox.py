@@ -110,12 +110,16 @@ def _publish_claimed(candidates, limit: int) -> tuple[int, bool]:
     finally:  # whatever else goes wrong, what was published is never published again
         OutboxMessage.objects.filter(pk__in=sent).delete()
     if error is not None:
-        unsent = [r.pk for r in rows[len(sent):]]
+        unsent = [r.pk for r in rows[len(sent) :]]
         OutboxMessage.objects.filter(pk__in=unsent).update(
             claimed_until=None, attempts=F("attempts") + 1, last_error=f"{type(error).__name__}: {error}"[:500]
         )
-        log.warning("outbox: broker unavailable (%s: %s); %d task(s) kept for flush_outbox",
-                    type(error).__name__, error, len(unsent))
+        log.warning(
+            "outbox: broker unavailable (%s: %s); %d task(s) kept for flush_outbox",
+            type(error).__name__,
+            error,
+            len(unsent),
+        )
     return len(sent), error is None
 
 

@@ -89,7 +89,9 @@ class ScopeSpec:
             fields = []
             for f in data_model.fields:
                 availability = scope.fields.get(f, DISABLED)
-                fields.append(FieldCoverage(f, availability, availability == OPTIONAL and f"{data_model.name}.{f}" in opted))
+                fields.append(
+                    FieldCoverage(f, availability, availability == OPTIONAL and f"{data_model.name}.{f}" in opted)
+                )
             models.append(
                 ModelCoverage(
                     data_model.name,
@@ -101,14 +103,14 @@ class ScopeSpec:
             )
         return models
 
-    def fetch_plan(self, provider: Provider, opted_out: list[str] | tuple[str, ...] = ()) -> list[tuple[str, list[str]]]:
+    def fetch_plan(
+        self, provider: Provider, opted_out: list[str] | tuple[str, ...] = ()
+    ) -> list[tuple[str, list[str]]]:
         """The models a sync reads for this tool, each with its fields.
 
         ENABLED models and fields always; OPTIONAL ones unless the customer opted out.
         """
-        return [
-            (m.name, [f.name for f in m.fields if f.read]) for m in self.coverage(provider, opted_out) if m.read
-        ]
+        return [(m.name, [f.name for f in m.fields if f.read]) for m in self.coverage(provider, opted_out) if m.read]
 
     def required_permissions(self, provider: Provider) -> set[str]:
         """Permissions the credentials must grant for everything this scope may read."""

@@ -45,8 +45,9 @@ def _enqueue(sync_ids: list[str]) -> None:
     outbox.send_on_commit(outbox.RUN_SYNC, [(sync_id,) for sync_id in sync_ids])
 
 
-def queue_sync(integration_id: str, sync_type: str = SyncType.DELTA, *, actor_user=None,
-               actor_api_key=None) -> tuple[Sync, bool]:
+def queue_sync(
+    integration_id: str, sync_type: str = SyncType.DELTA, *, actor_user=None, actor_api_key=None
+) -> tuple[Sync, bool]:
     """Queue a sync now, or return the one already queued or running: (sync, already_queued).
 
     The integration row is locked so this never races the scheduler tick; the partial unique
@@ -64,14 +65,22 @@ def queue_sync(integration_id: str, sync_type: str = SyncType.DELTA, *, actor_us
             return existing, True
         try:
             with transaction.atomic():
-                sync = Sync.objects.create(integration=integration, type=sync_type, scope_config_id=integration.scope_config_id)
+                sync = Sync.objects.create(
+                    integration=integration, type=sync_type, scope_config_id=integration.scope_config_id
+                )
         except IntegrityError:
             return Sync.objects.get(integration=integration, status__in=OPEN_SYNC_STATUSES), True
         integration.next_sync_at = next_sync_time(sync.created_at, integration.environment.sync_interval)
         integration.save(update_fields=["next_sync_at"])
         if actor_user or actor_api_key:
-            audit(integration, "sync.forced", actor_user=actor_user, actor_api_key=actor_api_key,
-                  sync_id=sync.pk, type=sync_type)
+            audit(
+                integration,
+                "sync.forced",
+                actor_user=actor_user,
+                actor_api_key=actor_api_key,
+                sync_id=sync.pk,
+                type=sync_type,
+            )
         _enqueue([sync.id])
     return sync, False
 
@@ -188,7 +197,9 @@ def _finish_running(sync: Sync, status: str, error: str = "") -> bool:
             integration_qs.filter(scope_config_id=sync.scope_config_id).update(data_expired_at=None)
         # `sync.integration` (with its environment) was loaded by the caller; the webhook reads
         # only fields a sync does not change.
-        webhooks.emit(sync.integration.environment_id, WebhookEvent.SYNC_FINISHED, webhooks.sync_data(sync, sync_log_url(sync)))
+        webhooks.emit(
+            sync.integration.environment_id, WebhookEvent.SYNC_FINISHED, webhooks.sync_data(sync, sync_log_url(sync))
+        )
     return True
 
 
@@ -244,8 +255,14 @@ def upsert_records(integration: Integration, model: str, rows: list[dict]) -> in
     now = timezone.now()
     SyncedRecord.objects.bulk_create(
         [
-            SyncedRecord(integration=integration, model=model, remote_id=str(row["id"]), data=row,
-                         first_seen_at=now, updated_at=now)
+            SyncedRecord(
+                integration=integration,
+                model=model,
+                remote_id=str(row["id"]),
+                data=row,
+                first_seen_at=now,
+                updated_at=now,
+            )
             for row in rows
         ],
         update_conflicts=True,
@@ -273,7 +290,9 @@ def reap_stuck_syncs(now: datetime | None = None, batch_size: int = 1000) -> tup
     # (e.g. a Redis restart without persistence). A publish that failed is the outbox's, not this.
     with transaction.atomic():
         stale = list(
-            Sync.objects.filter(status=SyncStatus.QUEUED, created_at__lt=now - REQUEUE_AFTER).values_list("pk", flat=True)[:batch_size]
+            Sync.objects.filter(status=SyncStatus.QUEUED, created_at__lt=now - REQUEUE_AFTER).values_list(
+                "pk", flat=True
+            )[:batch_size]
         )
         _enqueue(stale)
     return failed, len(stale)

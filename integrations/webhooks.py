@@ -18,7 +18,16 @@ from django.utils import timezone
 from standardwebhooks.webhooks import Webhook
 
 from . import outbox
-from .models import DeliveryStatus, Integration, new_event_id, Sync, WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookEvent
+from .models import (
+    DeliveryStatus,
+    Integration,
+    new_event_id,
+    Sync,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookEndpoint,
+    WebhookEvent,
+)
 
 # Delay before attempt n+1 after attempt n failed (attempt 1 is sent at once).
 RETRY_DELAYS = [
@@ -163,7 +172,14 @@ def attempt_delivery(delivery_id: int) -> WebhookDelivery | None:
             duration_ms=duration_ms,
         )
         delivery.save(
-            update_fields=["attempts", "last_response_status", "last_error", "status", "delivered_at", "next_attempt_at"]
+            update_fields=[
+                "attempts",
+                "last_response_status",
+                "last_error",
+                "status",
+                "delivered_at",
+                "next_attempt_at",
+            ]
         )
         if retry_in is not None:  # the retry waits in the outbox until it is due
             outbox.send_on_commit(outbox.DELIVER_WEBHOOK, [(delivery.pk,)], available_at=delivery.next_attempt_at)
@@ -173,7 +189,9 @@ def attempt_delivery(delivery_id: int) -> WebhookDelivery | None:
 def replay(delivery: WebhookDelivery) -> None:
     """Send a delivery again, now, with the same event id (one more attempt)."""
     with transaction.atomic():
-        WebhookDelivery.objects.filter(pk=delivery.pk).update(status=DeliveryStatus.PENDING, next_attempt_at=timezone.now())
+        WebhookDelivery.objects.filter(pk=delivery.pk).update(
+            status=DeliveryStatus.PENDING, next_attempt_at=timezone.now()
+        )
         outbox.send_on_commit(outbox.DELIVER_WEBHOOK, [(delivery.pk,)])
 
 

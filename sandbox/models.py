@@ -202,9 +202,11 @@ class SandboxOAuthGrant(models.Model):
         The swap is a compare-and-set, so two concurrent refreshes with one token cannot both win.
         """
         old_hash = hash_secret(raw)
-        grant = cls.objects.select_related("company").filter(
-            client=client, refresh_token_hash=old_hash, revoked_at__isnull=True
-        ).first()
+        grant = (
+            cls.objects.select_related("company")
+            .filter(client=client, refresh_token_hash=old_hash, revoked_at__isnull=True)
+            .first()
+        )
         if grant is None:
             return None
         new_raw = new_secret(REFRESH_TOKEN_PREFIX)

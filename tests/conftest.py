@@ -18,7 +18,9 @@ def pytest_collection_modifyitems(config, items):
     if os.environ.get("RELINK_REQUIRE_SERVICES"):
         # CI must exercise the real services: refuse to fall back to SQLite or the embedded broker.
         if not settings.DATABASES["default"]["ENGINE"].endswith("postgresql") or not settings.REDIS_URL:
-            raise pytest.UsageError("RELINK_REQUIRE_SERVICES is set but DATABASE_URL/REDIS_URL are not PostgreSQL/Redis")
+            raise pytest.UsageError(
+                "RELINK_REQUIRE_SERVICES is set but DATABASE_URL/REDIS_URL are not PostgreSQL/Redis"
+            )
     for item in items:
         if "postgres" in item.keywords and not settings.DATABASES["default"]["ENGINE"].endswith("postgresql"):
             item.add_marker(pytest.mark.skip(reason="needs PostgreSQL: set DATABASE_URL=postgres://..."))

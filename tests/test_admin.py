@@ -41,7 +41,16 @@ from . import factories
 
 RAW_CREDENTIAL = "sbx_TOPSECRET_VALUE_123"
 REGISTERED_MODELS: list[type[Model]] = sorted(admin.site._registry, key=lambda m: m._meta.label)
-VIEW_ONLY_MODELS = {AuthCheck, Sync, SyncedRecord, RequestLog, AuditEvent, WebhookAttempt, WebhookDelivery, OutboxMessage}
+VIEW_ONLY_MODELS = {
+    AuthCheck,
+    Sync,
+    SyncedRecord,
+    RequestLog,
+    AuditEvent,
+    WebhookAttempt,
+    WebhookDelivery,
+    OutboxMessage,
+}
 
 
 @dataclass
@@ -230,9 +239,12 @@ def test_editing_an_integration_keeps_its_credentials_and_derives_its_state(admi
     from integrations.models import AuditEvent, User  # noqa: PLC0415
 
     admin_user = User.objects.get(email="admin@relink.test")
-    assert AuditEvent.objects.filter(
-        integration_id=integration.pk, action="integration.disabled", actor_user=admin_user
-    ).count() == 1
+    assert (
+        AuditEvent.objects.filter(
+            integration_id=integration.pk, action="integration.disabled", actor_user=admin_user
+        ).count()
+        == 1
+    )
     assert AuditEvent.objects.filter(integration_id=integration.pk, action="integration.state_changed").count() == 1
 
 

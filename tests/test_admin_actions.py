@@ -35,7 +35,9 @@ def _run(admin_client, url: str, action: str, objects) -> list[str]:
     return [str(m) for m in get_messages(response.wsgi_request)]
 
 
-def test_check_authentication_now_enqueues_one_check_per_integration(admin_client, environment, published, django_capture_on_commit_callbacks):
+def test_check_authentication_now_enqueues_one_check_per_integration(
+    admin_client, environment, published, django_capture_on_commit_callbacks
+):
     a, b = factories.IntegrationFactory.create_batch(2, environment=environment)
     other = factories.IntegrationFactory(environment=environment)
 
@@ -48,10 +50,14 @@ def test_check_authentication_now_enqueues_one_check_per_integration(admin_clien
     assert any("2 integrations" in m for m in msgs), msgs
 
 
-def test_check_authentication_now_enqueues_after_commit(admin_client, environment, django_capture_on_commit_callbacks, monkeypatch):
+def test_check_authentication_now_enqueues_after_commit(
+    admin_client, environment, django_capture_on_commit_callbacks, monkeypatch
+):
     integration = factories.IntegrationFactory(environment=environment)
     sent: list[str] = []
-    monkeypatch.setattr(tasks.check_integration_auth, "apply_async", lambda args=None, kwargs=None, **kw: sent.append(args[0]))
+    monkeypatch.setattr(
+        tasks.check_integration_auth, "apply_async", lambda args=None, kwargs=None, **kw: sent.append(args[0])
+    )
 
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
         _run(admin_client, INTEGRATIONS_URL, "check_auth_now", [integration])
@@ -96,12 +102,12 @@ def test_enabling_an_enabled_integration_is_a_no_op(admin_client, environment):
     assert any("already enabled" in m for m in msgs), msgs
 
 
-def test_create_relink_link_makes_one_magic_link_per_integration_and_shows_its_url(admin_client, environment, superuser):
+def test_create_relink_link_makes_one_magic_link_per_integration_and_shows_its_url(
+    admin_client, environment, superuser
+):
     a, b = factories.IntegrationFactory.create_batch(2, environment=environment)
 
-    response = admin_client.post(
-        INTEGRATIONS_URL, {"action": "create_magic_links", "_selected_action": [a.pk, b.pk]}
-    )
+    response = admin_client.post(INTEGRATIONS_URL, {"action": "create_magic_links", "_selected_action": [a.pk, b.pk]})
     assert response.status_code == 200 and "no-store" in response["Cache-Control"]
     body = response.content.decode()
     msgs = [line for line in body.splitlines() if "/connect/" in line]

@@ -63,8 +63,11 @@ def scope_config(environment):
 @pytest.fixture
 def integration(environment, scope_config):
     return factories.IntegrationFactory(
-        environment=environment, scope_config=scope_config, end_user_organization_name="Acme Customer GmbH",
-        end_user_email="hr@customer.test", end_user_origin_id="cust-1",
+        environment=environment,
+        scope_config=scope_config,
+        end_user_organization_name="Acme Customer GmbH",
+        end_user_email="hr@customer.test",
+        end_user_origin_id="cust-1",
     )
 
 
@@ -187,24 +190,41 @@ def test_a_body_that_is_not_an_object_is_400(client, key, integration):
         ("/v1/integrations/{id}/relink", {"link_type": "FOREVER"}, "link_type"),
         ("/v1/integrations/{id}/relink", {"scope_config_id": ["x"]}, "scope_config_id"),
         ("/v1/connect/create-link", {"end_user_organization_name": "X"}, "end_user_email"),
-        ("/v1/connect/create-link", {"end_user_email": "not-an-email", "end_user_organization_name": "X"},
-         "end_user_email"),
-        ("/v1/connect/create-link", {"end_user_email": "a@b.test", "end_user_organization_name": ""},
-         "end_user_organization_name"),
-        ("/v1/connect/create-link", {"end_user_email": "a@b.test", "end_user_organization_name": 3},
-         "end_user_organization_name"),
-        ("/v1/connect/create-link",
-         {"end_user_email": "a@b.test", "end_user_organization_name": "X", "enable_filtering": "no"},
-         "enable_filtering"),
-        ("/v1/connect/create-link",
-         {"end_user_email": "a@b.test", "end_user_organization_name": "X", "integration_category": "CRM"},
-         "integration_category"),
-        ("/v1/connect/create-link",
-         {"end_user_email": "a@b.test", "end_user_organization_name": "X", "integration_category": "LMS"},
-         "integration_category"),
-        ("/v1/connect/create-link",
-         {"end_user_email": "a@b.test", "end_user_organization_name": "X", "integration_tool": "workday"},
-         "integration_tool"),
+        (
+            "/v1/connect/create-link",
+            {"end_user_email": "not-an-email", "end_user_organization_name": "X"},
+            "end_user_email",
+        ),
+        (
+            "/v1/connect/create-link",
+            {"end_user_email": "a@b.test", "end_user_organization_name": ""},
+            "end_user_organization_name",
+        ),
+        (
+            "/v1/connect/create-link",
+            {"end_user_email": "a@b.test", "end_user_organization_name": 3},
+            "end_user_organization_name",
+        ),
+        (
+            "/v1/connect/create-link",
+            {"end_user_email": "a@b.test", "end_user_organization_name": "X", "enable_filtering": "no"},
+            "enable_filtering",
+        ),
+        (
+            "/v1/connect/create-link",
+            {"end_user_email": "a@b.test", "end_user_organization_name": "X", "integration_category": "CRM"},
+            "integration_category",
+        ),
+        (
+            "/v1/connect/create-link",
+            {"end_user_email": "a@b.test", "end_user_organization_name": "X", "integration_category": "LMS"},
+            "integration_category",
+        ),
+        (
+            "/v1/connect/create-link",
+            {"end_user_email": "a@b.test", "end_user_organization_name": "X", "integration_tool": "workday"},
+            "integration_tool",
+        ),
     ],
 )
 def test_wrong_input_is_400_naming_the_field(client, key, integration, path, body, field):
@@ -239,14 +259,23 @@ def test_nul_characters_and_odd_json_are_client_errors(client, key, integration)
     """PostgreSQL rejects NUL in text: the API must answer 4xx and still log the request."""
     assert call(client, "GET", "/v1/integrations/sandbox%00x", key).status_code == 404
     assert call(client, "GET", "/v1/connect/integration-by-token/a%00b", key).status_code == 404
-    response = call(client, "POST", "/v1/connect/create-link", key,
-                    body={"end_user_email": "a@b.test", "end_user_organization_name": "Nul\u0000Corp"})
+    response = call(
+        client,
+        "POST",
+        "/v1/connect/create-link",
+        key,
+        body={"end_user_email": "a@b.test", "end_user_organization_name": "Nul\u0000Corp"},
+    )
     assert "end_user_organization_name" in assert_error(response, 400, "PLATFORM.INPUT_INVALID")["message"]
-    response = call(client, "POST", f"/v1/integrations/{integration.pk}/relink", key,
-                    raw_body='{"language": NaN}')
+    response = call(client, "POST", f"/v1/integrations/{integration.pk}/relink", key, raw_body='{"language": NaN}')
     assert "JSON" in assert_error(response, 400, "PLATFORM.INPUT_INVALID")["message"]
-    response = call(client, "POST", f"/v1/integrations/{integration.pk}/relink", key,
-                    raw_body='{"x\\u0000": "\\u0000", "language": "xx"}')
+    response = call(
+        client,
+        "POST",
+        f"/v1/integrations/{integration.pk}/relink",
+        key,
+        raw_body='{"x\\u0000": "\\u0000", "language": "xx"}',
+    )
     assert "language" in assert_error(response, 400, "PLATFORM.INPUT_INVALID")["message"]
     response = call(client, "POST", f"/v1/integrations/{integration.pk}/relink", key, raw_body="[" * 100_000)
     assert_error(response, 400, "PLATFORM.INPUT_INVALID")
@@ -288,8 +317,14 @@ def test_another_environments_integration_is_not_found(client, other_key, integr
     assert not Sync.objects.filter(integration=integration).exists()
     assert not ConnectionLink.objects.filter(integration=integration).exists()
     # Unknown and foreign ids look the same.
-    unknown = call(client, method, path.format(id="sandbox:doesnotexist"), other_key, body=body,
-                   **{k: "sandbox:doesnotexist" for k in headers})
+    unknown = call(
+        client,
+        method,
+        path.format(id="sandbox:doesnotexist"),
+        other_key,
+        body=body,
+        **{k: "sandbox:doesnotexist" for k in headers},
+    )
     assert unknown.status_code == 404
     assert unknown.json()["error"]["title"] == response.json()["error"]["title"]
 
@@ -297,12 +332,20 @@ def test_another_environments_integration_is_not_found(client, other_key, integr
 def test_another_environments_scope_config_cannot_be_used(client, other_key, other_environment, scope_config):
     theirs = factories.IntegrationFactory(environment=other_environment)
 
-    relink = call(client, "POST", f"/v1/integrations/{theirs.pk}/relink", other_key,
-                  body={"scope_config_id": scope_config.pk})
-    create = call(client, "POST", "/v1/connect/create-link", other_key, body={
-        "end_user_email": "hr@globex-customer.test", "end_user_organization_name": "Globex customer",
-        "scope_config_id": scope_config.pk,
-    })
+    relink = call(
+        client, "POST", f"/v1/integrations/{theirs.pk}/relink", other_key, body={"scope_config_id": scope_config.pk}
+    )
+    create = call(
+        client,
+        "POST",
+        "/v1/connect/create-link",
+        other_key,
+        body={
+            "end_user_email": "hr@globex-customer.test",
+            "end_user_organization_name": "Globex customer",
+            "scope_config_id": scope_config.pk,
+        },
+    )
 
     for response in (relink, create):
         error = assert_error(response, 400, "PLATFORM.INPUT_INVALID")
@@ -315,8 +358,11 @@ def test_integration_by_token_is_scoped_to_the_environment(client, key, other_ke
     token = _connected_integration_token(environment)
 
     assert call(client, "GET", f"/v1/connect/integration-by-token/{token}", key).status_code == 200
-    assert_error(call(client, "GET", f"/v1/connect/integration-by-token/{token}", other_key), 404,
-                 "PLATFORM.INTEGRATION_NOT_FOUND")
+    assert_error(
+        call(client, "GET", f"/v1/connect/integration-by-token/{token}", other_key),
+        404,
+        "PLATFORM.INTEGRATION_NOT_FOUND",
+    )
 
 
 # --- Request logs ------------------------------------------------------------------------------
@@ -348,21 +394,35 @@ def test_every_request_is_logged(client, key, environment, integration):
 
 
 def test_secrets_are_redacted_from_the_request_log(client, key, scope_config):
-    response = call(client, "POST", "/v1/connect/create-link", key, body={
-        "end_user_email": "hr@customer.test",
-        "end_user_organization_name": "Customer Ltd",
-        "scope_config_id": scope_config.pk,
-        "client_secret": "cs-very-secret-1",
-        "nested": {"password": "pw-very-secret-2", "refresh_token": "rt-very-secret-3", "note": key.raw},
-        "api_key": "ak-very-secret-4",
-    })
+    response = call(
+        client,
+        "POST",
+        "/v1/connect/create-link",
+        key,
+        body={
+            "end_user_email": "hr@customer.test",
+            "end_user_organization_name": "Customer Ltd",
+            "scope_config_id": scope_config.pk,
+            "client_secret": "cs-very-secret-1",
+            "nested": {"password": "pw-very-secret-2", "refresh_token": "rt-very-secret-3", "note": key.raw},
+            "api_key": "ak-very-secret-4",
+        },
+    )
 
     assert response.status_code == 200
     link = response.json()["data"]["link"]
     token = link.rstrip("/").rsplit("/", 1)[-1]
     entry = RequestLog.objects.get()
     text = _row_text(entry)
-    for secret in [key.raw, "cs-very-secret-1", "pw-very-secret-2", "rt-very-secret-3", "ak-very-secret-4", link, token]:
+    for secret in [
+        key.raw,
+        "cs-very-secret-1",
+        "pw-very-secret-2",
+        "rt-very-secret-3",
+        "ak-very-secret-4",
+        link,
+        token,
+    ]:
         assert secret not in text
     assert entry.request_body["end_user_organization_name"] == "Customer Ltd"  # the rest is kept
     assert entry.request_body["nested"]["note"] == "[REDACTED]"
@@ -467,8 +527,20 @@ def test_get_integration_has_the_full_shape(client, key, integration, scope_conf
 
     assert response.status_code == 200
     data = response.json()["data"]
-    assert set(data) == {"id", "tool", "category", "status", "setup_status", "end_user", "scope_config",
-                         "data_expired_at", "created_at", "beta", "read_models", "write_actions"}
+    assert set(data) == {
+        "id",
+        "tool",
+        "category",
+        "status",
+        "setup_status",
+        "end_user",
+        "scope_config",
+        "data_expired_at",
+        "created_at",
+        "beta",
+        "read_models",
+        "write_actions",
+    }
     assert data["id"] == integration.pk
     assert data["tool"]["id"] == "sandbox" and data["tool"]["label"] == "Sandbox HR"
     assert data["tool"]["internal_label"] is None
@@ -476,8 +548,11 @@ def test_get_integration_has_the_full_shape(client, key, integration, scope_conf
     assert data["category"] == "HRIS"
     assert data["status"] == "ACTIVE"
     assert data["setup_status"] == "COMPLETED"
-    assert data["end_user"] == {"organization_name": "Acme Customer GmbH", "creator_email": "hr@customer.test",
-                                "origin_id": "cust-1"}
+    assert data["end_user"] == {
+        "organization_name": "Acme Customer GmbH",
+        "creator_email": "hr@customer.test",
+        "origin_id": "cust-1",
+    }
     assert data["scope_config"] == {"id": scope_config.pk, "name": "Employees + salary"}
     assert data["data_expired_at"] is None
     assert data["created_at"].endswith("Z")
@@ -490,8 +565,13 @@ def test_get_integration_has_the_full_shape(client, key, integration, scope_conf
     assert employees["scope_config_setting"] == "ENABLED"
     fields = {f["id"]: f for f in employees["fields"]}
     assert fields["first_name"]["is_available"] is True
-    assert fields["salary"] == {"id": "salary", "is_available": False, "coverage_status": "SUPPORTED",
-                                "scope_config_setting": "OPTIONAL", "opted_out_by_customer": True}
+    assert fields["salary"] == {
+        "id": "salary",
+        "is_available": False,
+        "coverage_status": "SUPPORTED",
+        "scope_config_setting": "OPTIONAL",
+        "opted_out_by_customer": True,
+    }
     assert fields["department"]["scope_config_setting"] == "DISABLED"
     assert models["hris_absences"]["is_available"] is False
     assert models["hris_absences"]["scope_config_setting"] == "DISABLED"
@@ -532,8 +612,9 @@ def test_delete_removes_the_integration_and_tells_the_webhooks(client, key, envi
     assert delivery.payload["data"]["end_user"]["organization_name"] == "Acme Customer GmbH"
     audit = AuditEvent.objects.get(action="integration.deleted")
     assert audit.integration_id == integration.pk and audit.actor_api_key_id == key.pk
-    assert_error(call(client, "DELETE", f"/v1/integrations/{integration.pk}", key), 404,
-                 "PLATFORM.INTEGRATION_NOT_FOUND")
+    assert_error(
+        call(client, "DELETE", f"/v1/integrations/{integration.pk}", key), 404, "PLATFORM.INTEGRATION_NOT_FOUND"
+    )
 
 
 def test_set_enabled_goes_through_the_health_rules(client, key, integration):
@@ -557,10 +638,20 @@ def _token_of(link_url: str) -> str:
 def test_relink_creates_a_working_link_and_the_link_types_expire_differently(client, key, environment, integration):
     new_scope = factories.ScopeConfigFactory(environment=environment, name="Absences too")
 
-    embedded = call(client, "POST", f"/v1/integrations/{integration.pk}/relink", key,
-                    body={"scope_config_id": new_scope.pk, "language": "de"})
-    magic = call(client, "POST", f"/v1/integrations/{integration.pk}/relink", key,
-                 body={"link_type": "MAGIC_LINK", "scope_config_id": None, "language": None})
+    embedded = call(
+        client,
+        "POST",
+        f"/v1/integrations/{integration.pk}/relink",
+        key,
+        body={"scope_config_id": new_scope.pk, "language": "de"},
+    )
+    magic = call(
+        client,
+        "POST",
+        f"/v1/integrations/{integration.pk}/relink",
+        key,
+        body={"link_type": "MAGIC_LINK", "scope_config_id": None, "language": None},
+    )
 
     assert embedded.status_code == magic.status_code == 200
     embedded_link = links.find_link(_token_of(embedded.json()["data"]["link"]))
@@ -614,8 +705,13 @@ def test_force_sync_without_the_header_is_400(client, key):
     assert "X-Integration-Id" in error["message"]
 
 
-@pytest.mark.parametrize(("fields", "word"), [({"invalid_since": timezone.now(), "state": "INVALID"}, "INVALID"),
-                                              ({"enabled": False, "state": "INACTIVE"}, "INACTIVE")])
+@pytest.mark.parametrize(
+    ("fields", "word"),
+    [
+        ({"invalid_since": timezone.now(), "state": "INVALID"}, "INVALID"),
+        ({"enabled": False, "state": "INACTIVE"}, "INACTIVE"),
+    ],
+)
 def test_force_sync_explains_why_a_broken_or_disabled_integration_cannot_sync(client, key, integration, fields, word):
     Integration.objects.filter(pk=integration.pk).update(**fields)
 
@@ -638,9 +734,17 @@ def test_tools_lists_the_registrys_tools_of_a_category(client, key):
     tools = {t["id"]: t for t in hris.json()["data"]["tools"]}
     assert {"sandbox", "personio", "bamboohr", "hibob"} <= set(tools)
     sandbox = tools["sandbox"]
-    assert set(sandbox) == {"id", "label", "internal_label", "assets", "paid_api_details_markdown",
-                            "fast_track_details_markdown", "partner_only_details_markdown", "connection_guide_url",
-                            "coverage"}
+    assert set(sandbox) == {
+        "id",
+        "label",
+        "internal_label",
+        "assets",
+        "paid_api_details_markdown",
+        "fast_track_details_markdown",
+        "partner_only_details_markdown",
+        "connection_guide_url",
+        "coverage",
+    }
     assert set(sandbox["assets"]) == {"logo_url", "icon_url", "icon_black_url"}
     read_models = {m["id"]: m for m in sandbox["coverage"]["read_models"]}
     assert {"id": "salary", "coverage_status": "SUPPORTED"} in read_models["hris_employees"]["fields"]
@@ -658,45 +762,74 @@ def test_an_unknown_tool_category_is_400(client, key):
 
 
 def test_create_link_creates_a_connect_link_and_ignores_unknown_fields(client, key, environment, scope_config):
-    response = call(client, "POST", "/v1/connect/create-link", key, body={
-        "end_user_email": "hr@customer.test",
-        "end_user_organization_name": "Customer Ltd",
-        "end_user_origin_id": "cust-42",
-        "integration_category": "HRIS",
-        "integration_tool": "sandbox",
-        "language": "fr",
-        "scope_config_id": scope_config.pk,
-        "link_type": "MAGIC_LINK",
-        "enable_filtering": False,
-        "enable_static_ips": True,
-        "remote_environment": None,
-        "some_future_field": {"x": 1},
-    })
+    response = call(
+        client,
+        "POST",
+        "/v1/connect/create-link",
+        key,
+        body={
+            "end_user_email": "hr@customer.test",
+            "end_user_organization_name": "Customer Ltd",
+            "end_user_origin_id": "cust-42",
+            "integration_category": "HRIS",
+            "integration_tool": "sandbox",
+            "language": "fr",
+            "scope_config_id": scope_config.pk,
+            "link_type": "MAGIC_LINK",
+            "enable_filtering": False,
+            "enable_static_ips": True,
+            "remote_environment": None,
+            "some_future_field": {"x": 1},
+        },
+    )
 
     assert response.status_code == 200
     link = links.find_link(_token_of(response.json()["data"]["link"]))
     assert link.kind == LinkKind.CONNECT and link.environment == environment
     assert (link.end_user_email, link.end_user_organization_name, link.end_user_origin_id) == (
-        "hr@customer.test", "Customer Ltd", "cust-42")
+        "hr@customer.test",
+        "Customer Ltd",
+        "cust-42",
+    )
     assert (link.tool, link.category, link.language, link.link_type) == ("sandbox", "HRIS", "fr", "MAGIC_LINK")
     assert link.scope_config == scope_config
     assert link.created_by_api_key_id == key.pk
 
 
 def test_create_link_defaults(client, key):
-    response = call(client, "POST", "/v1/connect/create-link", key,
-                    body={"end_user_email": "hr@customer.test", "end_user_organization_name": "Customer Ltd",
-                          "end_user_origin_id": None, "integration_tool": None})
+    response = call(
+        client,
+        "POST",
+        "/v1/connect/create-link",
+        key,
+        body={
+            "end_user_email": "hr@customer.test",
+            "end_user_organization_name": "Customer Ltd",
+            "end_user_origin_id": None,
+            "integration_tool": None,
+        },
+    )
 
     link = links.find_link(_token_of(response.json()["data"]["link"]))
     assert (link.category, link.tool, link.language, link.link_type, link.end_user_origin_id) == (
-        "HRIS", "", "en", "EMBEDDED", "")
+        "HRIS",
+        "",
+        "en",
+        "EMBEDDED",
+        "",
+    )
 
 
 def _connected_integration_token(environment) -> str:
-    created = links.create_connect_link(environment, end_user_email="hr@new-customer.test",
-                                        end_user_organization_name="New Customer", end_user_origin_id="new-1")
-    return links.complete(created.link.pk, credentials={"api_key": "sbx"}, opted_out_fields=[], tool="sandbox").activation_token
+    created = links.create_connect_link(
+        environment,
+        end_user_email="hr@new-customer.test",
+        end_user_organization_name="New Customer",
+        end_user_origin_id="new-1",
+    )
+    return links.complete(
+        created.link.pk, credentials={"api_key": "sbx"}, opted_out_fields=[], tool="sandbox"
+    ).activation_token
 
 
 def test_integration_by_token_returns_the_new_integration(client, key, environment):
@@ -707,14 +840,20 @@ def test_integration_by_token_returns_the_new_integration(client, key, environme
     assert response.status_code == 200
     data = response.json()["data"]
     integration = Integration.objects.get(end_user_origin_id="new-1")
-    assert data == {"tool": "sandbox", "id": integration.pk, "end_user_origin_id": "new-1",
-                    "end_user_organization_name": "New Customer", "end_user_email": "hr@new-customer.test",
-                    "setup_status": "COMPLETED"}
+    assert data == {
+        "tool": "sandbox",
+        "id": integration.pk,
+        "end_user_origin_id": "new-1",
+        "end_user_organization_name": "New Customer",
+        "end_user_email": "hr@new-customer.test",
+        "setup_status": "COMPLETED",
+    }
 
 
 def test_an_unknown_token_is_404(client, key):
-    assert_error(call(client, "GET", "/v1/connect/integration-by-token/nope", key), 404,
-                 "PLATFORM.INTEGRATION_NOT_FOUND")
+    assert_error(
+        call(client, "GET", "/v1/connect/integration-by-token/nope", key), 404, "PLATFORM.INTEGRATION_NOT_FOUND"
+    )
 
 
 # --- The OpenAPI document ----------------------------------------------------------------------
@@ -729,8 +868,13 @@ def test_the_openapi_document_is_served_without_a_key(client, settings):
     document = response.json()
     assert document["servers"] == [{"url": "https://relink.example.com/v1", "description": "This Relink installation"}]
     assert set(document["paths"]) == {
-        "/check-api-key", "/force-sync", "/integrations/{integration_id}", "/integrations/{integration_id}/enabled",
-        "/integrations/{integration_id}/relink", "/tools/{category}", "/connect/create-link",
+        "/check-api-key",
+        "/force-sync",
+        "/integrations/{integration_id}",
+        "/integrations/{integration_id}/enabled",
+        "/integrations/{integration_id}/relink",
+        "/tools/{category}",
+        "/connect/create-link",
         "/connect/integration-by-token/{token}",
     }
     assert response["Cache-Control"] == "no-store"

@@ -82,13 +82,22 @@ def test_create_connection_link(kombo, environment, scope_config):
 
     link = _link(response.data.link)
     assert link.environment == environment
-    assert (link.end_user_origin_id, link.tool, link.language, link.link_type) == ("cust-7", "sandbox", "de", "MAGIC_LINK")
+    assert (link.end_user_origin_id, link.tool, link.language, link.link_type) == (
+        "cust-7",
+        "sandbox",
+        "de",
+        "MAGIC_LINK",
+    )
     assert link.scope_config == scope_config
 
 
 def test_get_integration_by_token(kombo, environment):
-    created = links.create_connect_link(environment, end_user_email="hr@customer.test",
-                                        end_user_organization_name="Customer Ltd", end_user_origin_id="cust-8")
+    created = links.create_connect_link(
+        environment,
+        end_user_email="hr@customer.test",
+        end_user_organization_name="Customer Ltd",
+        end_user_origin_id="cust-8",
+    )
     completion = links.complete(created.link.pk, credentials={"api_key": "sbx"}, opted_out_fields=[], tool="sandbox")
 
     response = kombo.connect.get_integration_by_token(token=completion.activation_token)
@@ -114,8 +123,13 @@ def test_get_integration_details(kombo, integration, scope_config):
 
 
 def test_get_details_of_an_integration_without_scope_config(kombo, environment):
-    integration = factories.IntegrationFactory(environment=environment, scope_config=None, end_user_email="",
-                                               end_user_origin_id="", data_expired_at=timezone.now())
+    integration = factories.IntegrationFactory(
+        environment=environment,
+        scope_config=None,
+        end_user_email="",
+        end_user_origin_id="",
+        data_expired_at=timezone.now(),
+    )
 
     data = kombo.general.get_integration_details(integration_id=integration.pk).data
 
@@ -138,8 +152,9 @@ def test_create_reconnection_links(kombo, environment, integration):
     new_scope = factories.ScopeConfigFactory(environment=environment, name="Absences too")
 
     embedded = kombo.general.create_reconnection_link(integration_id=integration.pk, scope_config_id=new_scope.pk)
-    magic = kombo.general.create_reconnection_link(integration_id=integration.pk, link_type="MAGIC_LINK",
-                                                   scope_config_id=new_scope.pk, language="es")
+    magic = kombo.general.create_reconnection_link(
+        integration_id=integration.pk, link_type="MAGIC_LINK", scope_config_id=new_scope.pk, language="es"
+    )
 
     embedded_link, magic_link = _link(embedded.data.link), _link(magic.data.link)
     assert embedded_link.integration_id == magic_link.integration_id == integration.pk

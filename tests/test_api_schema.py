@@ -52,7 +52,9 @@ def api(db, settings, monkeypatch, wsgi_requests_keep_the_test_connection):
     environment = factories.EnvironmentFactory(slug="fuzz", name="Fuzz")
     scope_config = factories.ScopeConfigFactory(environment=environment)
     created = links.create_connect_link(environment, end_user_email="hr@fuzz.test", end_user_organization_name="Fuzz")
-    token = links.complete(created.link.pk, credentials={"api_key": "x"}, opted_out_fields=[], tool="sandbox").activation_token
+    token = links.complete(
+        created.link.pk, credentials={"api_key": "x"}, opted_out_fields=[], tool="sandbox"
+    ).activation_token
 
     def integration_id() -> str:
         """The fuzz integration, recreated if a fuzzed DELETE removed it."""

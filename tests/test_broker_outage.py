@@ -77,8 +77,13 @@ SIGNATURE_HEADERS = ("webhook-id", "webhook-timestamp", "webhook-signature")
 # What beat logs when a due task meets a dead broker: a refused publish (its producer was connected
 # before), or its connection retry loop (the broker was already down when it first needed one).
 BEAT_SEND_FAILED = ("Couldn't apply scheduled task flush-outbox", "beat: Connection error")
-FINISHED = {SyncStatus.SUCCEEDED, SyncStatus.PARTIALLY_FAILED, SyncStatus.FAILED,
-            SyncStatus.AUTHENTICATION_FAILED, SyncStatus.CANCELLED}
+FINISHED = {
+    SyncStatus.SUCCEEDED,
+    SyncStatus.PARTIALLY_FAILED,
+    SyncStatus.FAILED,
+    SyncStatus.AUTHENTICATION_FAILED,
+    SyncStatus.CANCELLED,
+}
 
 
 @pytest.fixture(autouse=True)
@@ -123,8 +128,9 @@ class Service:
         with open(self.log_path, "a") as log:
             log.write(f"--- start {' '.join(self.args)}\n")
             log.flush()
-            self.proc = subprocess.Popen(self.args, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                                         start_new_session=True)
+            self.proc = subprocess.Popen(
+                self.args, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
         return self
 
     @property
@@ -159,17 +165,30 @@ class Redis(Service):
     def __init__(self, port: int, tmp_path: Path):
         super().__init__(
             "redis",
-            [_redis_server(), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", str(tmp_path)],
-            dict(os.environ), tmp_path / "redis.log",
+            [
+                _redis_server(),
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(tmp_path),
+            ],
+            dict(os.environ),
+            tmp_path / "redis.log",
         )
         self.port = port
 
     def ping(self) -> bool:
         try:
             # One try: redis-py's default retries would back off for seconds.
-            with redis.Redis(host="127.0.0.1", port=self.port, socket_connect_timeout=0.5,
-                             retry=Retry(NoBackoff(), 0)) as client:
+            with redis.Redis(
+                host="127.0.0.1", port=self.port, socket_connect_timeout=0.5, retry=Retry(NoBackoff(), 0)
+            ) as client:
                 return bool(client.ping())
         except redis.RedisError:
             return False
@@ -214,7 +233,7 @@ def _service_env(redis_port: int, web_port: int) -> dict[str, str]:
 
 def _form_token(html: str) -> str:
     start = html.index(FORM_TOKEN) + len(FORM_TOKEN)
-    return unescape(html[start:html.index('"', start)])
+    return unescape(html[start : html.index('"', start)])
 
 
 def _events(receiver: Receiver) -> list[dict]:
@@ -230,15 +249,61 @@ def test_work_accepted_during_a_broker_outage_runs_once_the_broker_is_back(tmp_p
     env = _service_env(redis_port, web_port)
     base_url = env["BASE_URL"]
     own_redis = Redis(redis_port, tmp_path)
-    web = Service("web", [sys.executable, "-m", "gunicorn", "config.wsgi", "--bind", f"127.0.0.1:{web_port}",
-                          "--workers", "1", "--threads", "4", "--access-logfile", "-",
-                          "--no-control-socket"],  # not gunicorn's shared ~/.gunicorn/gunicorn.ctl
-                  env, tmp_path / "web.log")
-    worker = Service("worker", [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool=solo",
-                                "--loglevel=INFO", "--without-gossip", "--without-mingle",
-                                "--hostname", f"outage-{os.getpid()}@%h"], env, tmp_path / "worker.log")
-    beat = Service("beat", [sys.executable, "-m", "celery", "-A", "config", "beat", "--loglevel=INFO",
-                            "-s", str(tmp_path / "beat-schedule")], env, tmp_path / "beat.log")
+    web = Service(
+        "web",
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "config.wsgi",
+            "--bind",
+            f"127.0.0.1:{web_port}",
+            "--workers",
+            "1",
+            "--threads",
+            "4",
+            "--access-logfile",
+            "-",
+            "--no-control-socket",
+        ],  # not gunicorn's shared ~/.gunicorn/gunicorn.ctl
+        env,
+        tmp_path / "web.log",
+    )
+    worker = Service(
+        "worker",
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "config",
+            "worker",
+            "--pool=solo",
+            "--loglevel=INFO",
+            "--without-gossip",
+            "--without-mingle",
+            "--hostname",
+            f"outage-{os.getpid()}@%h",
+        ],
+        env,
+        tmp_path / "worker.log",
+    )
+    beat = Service(
+        "beat",
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "config",
+            "beat",
+            "--loglevel=INFO",
+            "-s",
+            str(tmp_path / "beat-schedule"),
+        ],
+        env,
+        tmp_path / "beat.log",
+    )
     services = [web, worker, beat, own_redis]
     receiver, receiver_server = start_receiver()
 
@@ -253,10 +318,12 @@ def test_work_accepted_during_a_broker_outage_runs_once_the_broker_is_back(tmp_p
     _, sandbox_key = company.create_key("first")
     _, new_sandbox_key = company.create_key("reconnect")
     far = timezone.now() + timedelta(days=30)  # the scheduler never finds these due
-    integration = IntegrationFactory(environment=environment, state="ACTIVE", credentials={"api_key": sandbox_key},
-                                     next_sync_at=far)
-    doomed = IntegrationFactory(environment=environment, state="ACTIVE", credentials={"api_key": sandbox_key},
-                                next_sync_at=far)
+    integration = IntegrationFactory(
+        environment=environment, state="ACTIVE", credentials={"api_key": sandbox_key}, next_sync_at=far
+    )
+    doomed = IntegrationFactory(
+        environment=environment, state="ACTIVE", credentials={"api_key": sandbox_key}, next_sync_at=far
+    )
     endpoint = WebhookEndpointFactory(environment=environment, url=receiver.url)  # all events
     relink = links.create_relink_link(integration)
 
@@ -278,7 +345,8 @@ def test_work_accepted_during_a_broker_outage_runs_once_the_broker_is_back(tmp_p
         # Before the outage, the pipeline works and beat holds a broker connection, as a beat that
         # has run for a while does: its first flush (FLUSH_SECONDS after it started) went through.
         assert _wait_for(lambda: "Sending due task flush-outbox" in beat.log(), FLUSH_SECONDS + 20), (
-            "beat sent no flush\n" + logs())
+            "beat sent no flush\n" + logs()
+        )
         assert _wait_for(lambda: FLUSH_RAN.search(worker.log()), 10), "the worker ran no flush\n" + logs()
 
         # --- The broker goes away --------------------------------------------------------------
@@ -293,8 +361,10 @@ def test_work_accepted_during_a_broker_outage_runs_once_the_broker_is_back(tmp_p
             assert timings[name] < REQUEST_BUDGET_S, f"{name} took {timings[name]:.1f} s with the broker down\n{logs()}"
             return response
 
-        forced = timed("force-sync", lambda: http.post(
-            "/v1/force-sync", json={}, headers={**api_headers, "X-Integration-Id": integration.pk}))
+        forced = timed(
+            "force-sync",
+            lambda: http.post("/v1/force-sync", json={}, headers={**api_headers, "X-Integration-Id": integration.pk}),
+        )
         assert forced.status_code == 200, f"{forced.status_code} {forced.text}\n{logs()}"
         body = forced.json()
         assert body["status"] == "success" and body["data"]["already_queued"] is False, body
@@ -302,8 +372,13 @@ def test_work_accepted_during_a_broker_outage_runs_once_the_broker_is_back(tmp_p
 
         page = timed("connect-get", lambda: http.get(f"/connect/{relink.token}/"))
         assert page.status_code == 200, f"{page.status_code}\n{logs()}"
-        done = timed("connect-post", lambda: http.post(f"/connect/{relink.token}/", data={
-            "form_token": _form_token(page.text), "tool": "sandbox", "api_key": new_sandbox_key}))
+        done = timed(
+            "connect-post",
+            lambda: http.post(
+                f"/connect/{relink.token}/",
+                data={"form_token": _form_token(page.text), "tool": "sandbox", "api_key": new_sandbox_key},
+            ),
+        )
         assert done.status_code == 200, f"{done.status_code} {done.text[-2000:]}\n{logs()}"
         assert "Connection successful" in done.text, done.text[-3000:]
 
@@ -317,7 +392,9 @@ def test_work_accepted_during_a_broker_outage_runs_once_the_broker_is_back(tmp_p
         waiting = list(OutboxMessage.objects.order_by("pk"))
         deleted_delivery = WebhookDelivery.objects.get(event_type=WebhookEvent.INTEGRATION_DELETED)
         assert [(m.task, m.args) for m in waiting] == [
-            (outbox.RUN_SYNC, [sync_id]), (outbox.DELIVER_WEBHOOK, [deleted_delivery.pk])], waiting
+            (outbox.RUN_SYNC, [sync_id]),
+            (outbox.DELIVER_WEBHOOK, [deleted_delivery.pk]),
+        ], waiting
         assert all(m.attempts >= 1 and m.last_error for m in waiting), [(m.attempts, m.last_error) for m in waiting]
         syncs = Sync.objects.filter(integration_id=integration.pk)
         # The reconnect's queue_sync found the forced sync still QUEUED and reused it.
@@ -327,7 +404,8 @@ def test_work_accepted_during_a_broker_outage_runs_once_the_broker_is_back(tmp_p
         # Hold the outage over one of beat's flushes: beat must survive sending into a dead broker.
         mark = len(beat.log())
         assert _wait_for(lambda: any(m in beat.log()[mark:] for m in BEAT_SEND_FAILED), FLUSH_SECONDS + 5), (
-            "beat tried no flush while the broker was down\n" + logs())
+            "beat tried no flush while the broker was down\n" + logs()
+        )
         time.sleep(2)  # its publish gives up after ~1 s (CELERY_TASK_PUBLISH_RETRY_POLICY)
         assert beat.running and worker.running and web.running, logs()
         assert OutboxMessage.objects.count() == len(waiting)
@@ -344,19 +422,24 @@ def test_work_accepted_during_a_broker_outage_runs_once_the_broker_is_back(tmp_p
         _wait_for(sync_finished, SYNC_BUDGET_S, 0.1)
         elapsed = time.monotonic() - t0
         assert sync.status == SyncStatus.SUCCEEDED, (
-            f"sync {sync_id} is {sync.status} {sync.error_message!r} after {elapsed:.1f} s\n{logs()}")
+            f"sync {sync_id} is {sync.status} {sync.error_message!r} after {elapsed:.1f} s\n{logs()}"
+        )
         assert elapsed < SYNC_BUDGET_S
 
         def settled() -> bool:
             finished = syncs.filter(status__in=FINISHED).count()
             types = Counter(e["type"] for e in _events(receiver))
-            return (types[WebhookEvent.INTEGRATION_DELETED] >= 1 and types[WebhookEvent.SYNC_FINISHED] >= finished
-                    and not OutboxMessage.objects.exists()
-                    and not WebhookDelivery.objects.filter(status=DeliveryStatus.PENDING).exists())
+            return (
+                types[WebhookEvent.INTEGRATION_DELETED] >= 1
+                and types[WebhookEvent.SYNC_FINISHED] >= finished
+                and not OutboxMessage.objects.exists()
+                and not WebhookDelivery.objects.filter(status=DeliveryStatus.PENDING).exists()
+            )
 
         assert _wait_for(settled, SETTLE_BUDGET_S, 0.25), (
             f"not settled: received {[e['type'] for e in _events(receiver)]}, "
-            f"outbox {list(OutboxMessage.objects.values_list('task', 'args', 'attempts'))}\n{logs()}")
+            f"outbox {list(OutboxMessage.objects.values_list('task', 'args', 'attempts'))}\n{logs()}"
+        )
         time.sleep(1)  # a duplicate would arrive right behind the original
 
         # --- Nothing lost, nothing twice -----------------------------------------------------------
@@ -382,7 +465,8 @@ def test_work_accepted_during_a_broker_outage_runs_once_the_broker_is_back(tmp_p
         deliveries = list(WebhookDelivery.objects.values_list("event_type", "status", "attempts"))
         assert sorted(deliveries) == sorted(
             [(WebhookEvent.INTEGRATION_DELETED, DeliveryStatus.DELIVERED, 1)]
-            + [(WebhookEvent.SYNC_FINISHED, DeliveryStatus.DELIVERED, 1)] * len(finished_ids)), deliveries
+            + [(WebhookEvent.SYNC_FINISHED, DeliveryStatus.DELIVERED, 1)] * len(finished_ids)
+        ), deliveries
         # Each task reached the worker once: the outbox published every row exactly once.
         worker_log = worker.log()
         assert _received(worker_log, "integrations.tasks.run_sync") == len(all_syncs), worker.tail(6000)
@@ -391,8 +475,10 @@ def test_work_accepted_during_a_broker_outage_runs_once_the_broker_is_back(tmp_p
 
         (tmp_path / "timings.json").write_text(json.dumps({"requests_s": timings, "back_to_sync_s": elapsed}))
         with capsys.disabled():  # shown even with output captured
-            print(f"\nbench=broker_outage broker_back_to_sync_succeeded_s={elapsed:.1f} "
-                  f"flush_interval_s={FLUSH_SECONDS}", flush=True)
+            print(
+                f"\nbench=broker_outage broker_back_to_sync_succeeded_s={elapsed:.1f} flush_interval_s={FLUSH_SECONDS}",
+                flush=True,
+            )
     finally:
         http.close()
         for service in services:  # the broker last, so the others shut down against a live one
@@ -406,5 +492,6 @@ def test_work_accepted_during_a_broker_outage_runs_once_the_broker_is_back(tmp_p
 
 def _received(worker_log: str, task: str) -> int:
     """How many times the worker received `task` (one line per message it got)."""
-    return sum(1 for line in worker_log.splitlines()
-               if f"Task {task}[" in line and line.rstrip().endswith("] received"))
+    return sum(
+        1 for line in worker_log.splitlines() if f"Task {task}[" in line and line.rstrip().endswith("] received")
+    )

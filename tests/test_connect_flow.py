@@ -340,8 +340,13 @@ def test_a_connect_link_with_a_tool_picker_creates_an_integration(sandbox, envir
     factories.WebhookEndpointFactory(environment=environment)
     scope = factories.ScopeConfigFactory(environment=environment)
     created = links.create_connect_link(
-        environment, end_user_email="hr@umbrella.test", end_user_organization_name="Umbrella AG",
-        end_user_origin_id="umb-1", category="HRIS", scope_config=scope, language="es",
+        environment,
+        end_user_email="hr@umbrella.test",
+        end_user_organization_name="Umbrella AG",
+        end_user_origin_id="umb-1",
+        category="HRIS",
+        scope_config=scope,
+        language="es",
     )
     _, raw = sandbox.create_key("connect")
     customer = _customer()
@@ -418,11 +423,13 @@ def test_the_post_is_refused_without_a_valid_form_token(integration, form_token)
     before = _snapshot(integration)
     if form_token == "expired":
         with time_machine.travel(timezone.now() + timedelta(hours=4)):
-            response = _customer().post(_path(created), {"form_token": tokens[form_token], "tool": "sandbox",
-                                                         "api_key": "sbx_x"})
+            response = _customer().post(
+                _path(created), {"form_token": tokens[form_token], "tool": "sandbox", "api_key": "sbx_x"}
+            )
     else:
-        response = _customer().post(_path(created), {"form_token": tokens[form_token], "tool": "sandbox",
-                                                     "api_key": "sbx_x"})
+        response = _customer().post(
+            _path(created), {"form_token": tokens[form_token], "tool": "sandbox", "api_key": "sbx_x"}
+        )
 
     assert response.status_code == 403
     assert "This page has expired" in response.content.decode()
@@ -492,8 +499,16 @@ def test_every_connect_page_is_private_and_uncached(client, integration):
 
 
 def test_only_well_formed_origins_reach_the_csp_header():
-    raw = [APP_ORIGIN, "HTTPS://Other.Example:8443/", "https://a.test/path", "https://a.test; x", "ftp://a.test",
-           "https://user@a.test", 42, APP_ORIGIN]
+    raw = [
+        APP_ORIGIN,
+        "HTTPS://Other.Example:8443/",
+        "https://a.test/path",
+        "https://a.test; x",
+        "ftp://a.test",
+        "https://user@a.test",
+        42,
+        APP_ORIGIN,
+    ]
     assert allowed_frame_origins(raw) == [APP_ORIGIN, "https://other.example:8443"]
     assert allowed_frame_origins("https://a.test") == []
 
@@ -533,14 +548,16 @@ def test_the_embed_script_checks_the_source_and_the_origin_of_messages():
 @pytest.mark.parametrize("state", ["missing", "garbage", "tampered", "wrong-salt", "expired"])
 def test_the_oauth_callback_refuses_a_bad_state(client, integration, state):
     created = links.create_relink_link(integration)
-    good = signing.dumps({"link": created.link.pk, "tool": "sandbox_oauth", "opt_out": [], "nonce": "n"},
-                         salt="relink-oauth")
+    good = signing.dumps(
+        {"link": created.link.pk, "tool": "sandbox_oauth", "opt_out": [], "nonce": "n"}, salt="relink-oauth"
+    )
     values = {
         "missing": None,
         "garbage": "not-a-state",
         "tampered": good[:-3] + ("aaa" if not good.endswith("aaa") else "bbb"),
-        "wrong-salt": signing.dumps({"link": created.link.pk, "tool": "sandbox_oauth", "opt_out": []},
-                                    salt="relink-connect-form"),
+        "wrong-salt": signing.dumps(
+            {"link": created.link.pk, "tool": "sandbox_oauth", "opt_out": []}, salt="relink-connect-form"
+        ),
         "expired": good,
     }
     query = {"code": "sbxac_whatever"}
@@ -558,7 +575,7 @@ def test_the_oauth_callback_refuses_a_bad_state(client, integration, state):
 
 
 def _consent(hr_admin: Client, authorize_url: str, company: SandboxCompany, decision: str = "allow"):
-    page = hr_admin.get(authorize_url[authorize_url.index("/sandbox/"):])
+    page = hr_admin.get(authorize_url[authorize_url.index("/sandbox/") :])
     assert page.status_code == 200, page.content.decode()
     form = {name: unescape(value) for name, value in HIDDEN_INPUT_RE.findall(page.content.decode())}
     return hr_admin.post("/sandbox/oauth/authorize", {**form, "company": company.slug, "decision": decision})
@@ -568,8 +585,12 @@ def _consent(hr_admin: Client, authorize_url: str, company: SandboxCompany, deci
 def test_a_full_sandbox_oauth_reconnect_ends_active(sandbox, live_server, environment):
     now = timezone.now()
     integration = factories.IntegrationFactory(
-        environment=environment, tool="sandbox_oauth", credentials={"refresh_token": "revoked"},
-        state="INVALID", invalid_since=now, auth_failing_since=now - timedelta(days=3),
+        environment=environment,
+        tool="sandbox_oauth",
+        credentials={"refresh_token": "revoked"},
+        state="INVALID",
+        invalid_since=now,
+        auth_failing_since=now - timedelta(days=3),
     )
     created = links.create_relink_link(integration, link_type="MAGIC_LINK")
     customer = _customer()
@@ -609,8 +630,9 @@ def test_a_full_sandbox_oauth_reconnect_ends_active(sandbox, live_server, enviro
 
 @pytest.mark.django_db(transaction=True)
 def test_a_denied_consent_is_a_failed_attempt_with_a_retry(sandbox, environment):
-    integration = factories.IntegrationFactory(environment=environment, tool="sandbox_oauth",
-                                               credentials={"refresh_token": "old"})
+    integration = factories.IntegrationFactory(
+        environment=environment, tool="sandbox_oauth", credentials={"refresh_token": "old"}
+    )
     created = links.create_relink_link(integration, language="fr")
     customer = _customer()
     hr_admin = Client()
@@ -631,7 +653,11 @@ def test_a_denied_consent_is_a_failed_attempt_with_a_retry(sandbox, environment)
     assert _snapshot(integration) == before
     log = RequestLog.objects.get()
     assert (log.method, log.path, log.status_code, log.error_code) == (
-        "GET", "/connect/oauth/callback/", 400, "ACCESS_DENIED")
+        "GET",
+        "/connect/oauth/callback/",
+        400,
+        "ACCESS_DENIED",
+    )
 
 
 @pytest.mark.django_db(transaction=True)
@@ -640,8 +666,9 @@ def test_an_embedded_oauth_reconnect_hands_the_token_to_the_frame_that_waited(sa
     receives the activation token once; the other tab's page carries none."""
     environment.allowed_origins = [APP_ORIGIN]
     environment.save()
-    integration = factories.IntegrationFactory(environment=environment, tool="sandbox_oauth",
-                                               credentials={"refresh_token": "revoked"})
+    integration = factories.IntegrationFactory(
+        environment=environment, tool="sandbox_oauth", credentials={"refresh_token": "revoked"}
+    )
     created = links.create_relink_link(integration, link_type="EMBEDDED", language="de")
     frame, tab = _customer(), _customer()
     hr_admin = Client()

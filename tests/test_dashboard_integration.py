@@ -78,7 +78,9 @@ def test_force_sync_needs_post(client, editor, integration):
 
 
 def test_a_running_sync_is_polled_and_polling_stops_when_it_ends(client, viewer, integration):
-    sync = factories.SyncFactory(integration=integration, status="RUNNING", ended_at=None, models_done=1, models_total=2)
+    sync = factories.SyncFactory(
+        integration=integration, status="RUNNING", ended_at=None, models_done=1, models_total=2
+    )
     client.force_login(viewer)
     page = client.get(_url("integration", integration)).content.decode()
     assert 'hx-trigger="every 2s"' in page and "1/2 models" in page
@@ -86,7 +88,7 @@ def test_a_running_sync_is_polled_and_polling_stops_when_it_ends(client, viewer,
     assert "<html" not in fragment and 'hx-trigger="every 2s"' in fragment
     Sync.objects.filter(pk=sync.pk).update(status="SUCCEEDED")
     done = client.get(_url("integration_syncs", integration), headers={"HX-Request": "true"}).content.decode()
-    assert 'hx-trigger' not in done and "Succeeded" in done
+    assert "hx-trigger" not in done and "Succeeded" in done
 
 
 def test_credentials_are_never_rendered(client, owner, environment):
@@ -143,26 +145,53 @@ def test_the_timeline_counts_this_integrations_checks_per_day(client, viewer, in
 
 
 def test_the_scope_section_shows_what_a_sync_reads_with_the_customers_opt_outs(client, viewer, environment):
-    scope = factories.ScopeConfigFactory(environment=environment, name="Payroll", spec={
-        "hris_employees": {"availability": "ENABLED",
-                           "fields": {"first_name": "ENABLED", "salary": "OPTIONAL", "department": "OPTIONAL"}},
-        "hris_absences": {"availability": "OPTIONAL", "fields": {"start_date": "ENABLED"}},
-    })
-    integration = factories.IntegrationFactory(environment=environment, tool="sandbox", scope_config=scope,
-                                               opted_out_fields=["hris_employees.salary", "hris_absences"])
+    scope = factories.ScopeConfigFactory(
+        environment=environment,
+        name="Payroll",
+        spec={
+            "hris_employees": {
+                "availability": "ENABLED",
+                "fields": {"first_name": "ENABLED", "salary": "OPTIONAL", "department": "OPTIONAL"},
+            },
+            "hris_absences": {"availability": "OPTIONAL", "fields": {"start_date": "ENABLED"}},
+        },
+    )
+    integration = factories.IntegrationFactory(
+        environment=environment,
+        tool="sandbox",
+        scope_config=scope,
+        opted_out_fields=["hris_employees.salary", "hris_absences"],
+    )
     client.force_login(viewer)
     body = client.get(_url("integration", integration)).content.decode()
-    section = body[body.index('id="scope"'):body.index("</section>", body.index('id="scope"'))]
-    rows = {m.group(1): m.group(0) for m in re.finditer(r"<tr class=[^>]*>\s*<td>[^<]*<br><code>(\w+)</code>.*?</tr>", section, re.S)}
+    section = body[body.index('id="scope"') : body.index("</section>", body.index('id="scope"'))]
+    rows = {
+        m.group(1): m.group(0)
+        for m in re.finditer(r"<tr class=[^>]*>\s*<td>[^<]*<br><code>(\w+)</code>.*?</tr>", section, re.S)
+    }
 
     assert ">Payroll</a>" in section
     employees = rows["hris_employees"]
-    assert '<li class="field-read"><code>first_name</code> <span class="badge avail-enabled">ENABLED</span></li>' in employees
-    assert '<li class="field-read"><code>department</code> <span class="badge avail-optional">OPTIONAL</span></li>' in employees
-    assert ('<li class="field-skipped"><code>salary</code> <span class="badge avail-optional">OPTIONAL</span> '
-            '<span class="badge optout">opted out</span></li>') in employees
-    assert '<li class="field-skipped"><code>email</code> <span class="badge avail-disabled">DISABLED</span></li>' in employees
-    assert 'class="coverage-skipped muted"' in rows["hris_absences"] and "opted out by the customer" in rows["hris_absences"]
+    assert (
+        '<li class="field-read"><code>first_name</code> <span class="badge avail-enabled">ENABLED</span></li>'
+        in employees
+    )
+    assert (
+        '<li class="field-read"><code>department</code> <span class="badge avail-optional">OPTIONAL</span></li>'
+        in employees
+    )
+    assert (
+        '<li class="field-skipped"><code>salary</code> <span class="badge avail-optional">OPTIONAL</span> '
+        '<span class="badge optout">opted out</span></li>'
+    ) in employees
+    assert (
+        '<li class="field-skipped"><code>email</code> <span class="badge avail-disabled">DISABLED</span></li>'
+        in employees
+    )
+    assert (
+        'class="coverage-skipped muted"' in rows["hris_absences"]
+        and "opted out by the customer" in rows["hris_absences"]
+    )
 
 
 def test_an_unreadable_scope_config_is_reported_not_a_500(client, viewer, environment):
@@ -174,7 +203,9 @@ def test_an_unreadable_scope_config_is_reported_not_a_500(client, viewer, enviro
     assert response.status_code == 200 and "This scope config cannot be read" in response.content.decode()
 
 
-def test_the_audit_trail_names_who_did_what(client, editor, integration, environment, published, django_capture_on_commit_callbacks):
+def test_the_audit_trail_names_who_did_what(
+    client, editor, integration, environment, published, django_capture_on_commit_callbacks
+):
     other = factories.IntegrationFactory(environment=environment)
     AuditEvent.objects.create(environment=environment, integration_id=other.pk, action="integration.disabled")
     client.force_login(editor)
@@ -185,7 +216,7 @@ def test_the_audit_trail_names_who_did_what(client, editor, integration, environ
 
     assert [args for task, args in published if task == outbox.CHECK_AUTH] == [(integration.pk,)]
     body = client.get(_url("integration", integration)).content.decode()
-    trail = body[body.index('id="audit"'):]
+    trail = body[body.index('id="audit"') :]
     rows = re.findall(r"<tr><td>.*?</td><td>([^<]+)</td><td>([^<]+)</td></tr>", trail)
     assert rows == [
         ("editor@acme.test", "State Active → Inactive (disabled)"),
@@ -195,20 +226,33 @@ def test_the_audit_trail_names_who_did_what(client, editor, integration, environ
     ]
 
 
-@pytest.mark.parametrize("action, details, text", [
-    ("link.created", {"link_type": "MAGIC_LINK", "scope_config_id": "sc_1"}, "Created a magic reconnection link to a new scope config"),
-    ("link.created", {"link_type": "EMBEDDED", "scope_config_id": None}, "Created an embedded reconnection link"),
-    ("link.opened", {"link_type": "EMBEDDED"}, "Opened an embedded reconnection link"),
-    ("link.completed", {"link_type": "MAGIC_LINK"}, "Completed the reconnection with new credentials"),
-    ("link.revoked", {"link_type": "MAGIC_LINK"}, "Revoked a magic reconnection link"),
-    ("link.expired", {"link_type": "EMBEDDED"}, "An embedded reconnection link expired unused"),
-    ("link.attempt_failed", {"error_code": "MISSING_PERMISSIONS", "missing_permissions": ["compensation:read"]},
-     "Reconnection attempt rejected: MISSING_PERMISSIONS (missing: compensation:read)"),
-    ("integration.state_changed", {"from": "ACTIVE", "to": "INVALID", "reason": "auth check AUTH_FAILED"},
-     "State Active → Invalid (auth check AUTH_FAILED)"),
-    ("sync.forced", {"type": "FULL"}, "Forced a sync (full)"),
-    ("something.new", {}, "something.new"),
-])
+@pytest.mark.parametrize(
+    "action, details, text",
+    [
+        (
+            "link.created",
+            {"link_type": "MAGIC_LINK", "scope_config_id": "sc_1"},
+            "Created a magic reconnection link to a new scope config",
+        ),
+        ("link.created", {"link_type": "EMBEDDED", "scope_config_id": None}, "Created an embedded reconnection link"),
+        ("link.opened", {"link_type": "EMBEDDED"}, "Opened an embedded reconnection link"),
+        ("link.completed", {"link_type": "MAGIC_LINK"}, "Completed the reconnection with new credentials"),
+        ("link.revoked", {"link_type": "MAGIC_LINK"}, "Revoked a magic reconnection link"),
+        ("link.expired", {"link_type": "EMBEDDED"}, "An embedded reconnection link expired unused"),
+        (
+            "link.attempt_failed",
+            {"error_code": "MISSING_PERMISSIONS", "missing_permissions": ["compensation:read"]},
+            "Reconnection attempt rejected: MISSING_PERMISSIONS (missing: compensation:read)",
+        ),
+        (
+            "integration.state_changed",
+            {"from": "ACTIVE", "to": "INVALID", "reason": "auth check AUTH_FAILED"},
+            "State Active → Invalid (auth check AUTH_FAILED)",
+        ),
+        ("sync.forced", {"type": "FULL"}, "Forced a sync (full)"),
+        ("something.new", {}, "something.new"),
+    ],
+)
 def test_audit_events_in_plain_words(action, details, text):
     from dashboard.health import describe_event
 

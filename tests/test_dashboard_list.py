@@ -43,19 +43,50 @@ def sample(environment, other_environment):
     now = timezone.now()
     make = factories.IntegrationFactory
     objs = {
-        "alpha": make(environment=environment, end_user_organization_name="Alpha GmbH", end_user_origin_id="cust-100",
-                      tool="personio", created_at=now - timedelta(days=5), last_sync_at=now - timedelta(hours=1)),
-        "beta": make(environment=environment, end_user_organization_name="Beta Ltd", end_user_origin_id="cust-200",
-                     tool="sandbox", state=IntegrationState.INVALID, created_at=now - timedelta(days=4),
-                     auth_failing_since=now - timedelta(days=4), invalid_since=now - timedelta(days=1),
-                     last_sync_at=now - timedelta(days=2)),
-        "gamma": make(environment=environment, end_user_organization_name="Gamma alpha Inc", end_user_origin_id="CUST-1001",
-                      tool="sandbox", created_at=now - timedelta(days=3), auth_failing_since=now - timedelta(hours=5),
-                      last_auth_check_at=now, last_auth_outcome="AUTH_FAILED"),
-        "delta": make(environment=environment, end_user_organization_name="Delta SA", end_user_origin_id="x-1",
-                      tool="personio", state=IntegrationState.INACTIVE, enabled=False, created_at=now - timedelta(days=2)),
-        "foreign": make(environment=other_environment, end_user_organization_name="Alpha Foreign", tool="personio",
-                        end_user_origin_id="cust-100"),
+        "alpha": make(
+            environment=environment,
+            end_user_organization_name="Alpha GmbH",
+            end_user_origin_id="cust-100",
+            tool="personio",
+            created_at=now - timedelta(days=5),
+            last_sync_at=now - timedelta(hours=1),
+        ),
+        "beta": make(
+            environment=environment,
+            end_user_organization_name="Beta Ltd",
+            end_user_origin_id="cust-200",
+            tool="sandbox",
+            state=IntegrationState.INVALID,
+            created_at=now - timedelta(days=4),
+            auth_failing_since=now - timedelta(days=4),
+            invalid_since=now - timedelta(days=1),
+            last_sync_at=now - timedelta(days=2),
+        ),
+        "gamma": make(
+            environment=environment,
+            end_user_organization_name="Gamma alpha Inc",
+            end_user_origin_id="CUST-1001",
+            tool="sandbox",
+            created_at=now - timedelta(days=3),
+            auth_failing_since=now - timedelta(hours=5),
+            last_auth_check_at=now,
+            last_auth_outcome="AUTH_FAILED",
+        ),
+        "delta": make(
+            environment=environment,
+            end_user_organization_name="Delta SA",
+            end_user_origin_id="x-1",
+            tool="personio",
+            state=IntegrationState.INACTIVE,
+            enabled=False,
+            created_at=now - timedelta(days=2),
+        ),
+        "foreign": make(
+            environment=other_environment,
+            end_user_organization_name="Alpha Foreign",
+            tool="personio",
+            end_user_origin_id="cust-100",
+        ),
     }
     return objs
 
@@ -103,7 +134,10 @@ def test_filters_and_search(signed_in, sample, query, expected):
     [
         ("organization", ["Alpha GmbH", "Beta Ltd", "Delta SA", "Gamma alpha Inc"]),
         ("-organization", ["Gamma alpha Inc", "Delta SA", "Beta Ltd", "Alpha GmbH"]),
-        ("state", ["Gamma alpha Inc", "Alpha GmbH", "Delta SA", "Beta Ltd"]),  # ACTIVE < INACTIVE < INVALID, ties newest first
+        (
+            "state",
+            ["Gamma alpha Inc", "Alpha GmbH", "Delta SA", "Beta Ltd"],
+        ),  # ACTIVE < INACTIVE < INVALID, ties newest first
         ("created", ["Alpha GmbH", "Beta Ltd", "Gamma alpha Inc", "Delta SA"]),
         ("-created", ["Delta SA", "Gamma alpha Inc", "Beta Ltd", "Alpha GmbH"]),
         ("last_sync", ["Beta Ltd", "Alpha GmbH", "Delta SA", "Gamma alpha Inc"]),  # never synced last, newest first
@@ -121,9 +155,19 @@ def test_sorting(signed_in, sample, sort, expected):
 @pytest.mark.parametrize(
     "query",
     [
-        "?state=BOGUS", "?state=active", "?tool=nope", "?sort=password", "?sort=--organization", "?sort=-",
-        "?sort=organization;DROP", "?page=abc", "?page=999", "?state=INVALID&state=", "?q=" + "x" * 1000,
-        "?sort=__class__", "?state[]=x",
+        "?state=BOGUS",
+        "?state=active",
+        "?tool=nope",
+        "?sort=password",
+        "?sort=--organization",
+        "?sort=-",
+        "?sort=organization;DROP",
+        "?page=abc",
+        "?page=999",
+        "?state=INVALID&state=",
+        "?q=" + "x" * 1000,
+        "?sort=__class__",
+        "?state[]=x",
     ],
 )
 def test_invalid_values_are_ignored(signed_in, sample, query):
@@ -188,8 +232,11 @@ def test_pagination_links_keep_the_filters(signed_in, environment):
     scope_config = factories.ScopeConfigFactory(environment=environment)
     for i in range(PAGE_SIZE + 5):
         factories.IntegrationFactory(
-            environment=environment, scope_config=scope_config, end_user_organization_name=f"Match {i:03d}",
-            tool="personio", created_at=now - timedelta(minutes=i),
+            environment=environment,
+            scope_config=scope_config,
+            end_user_organization_name=f"Match {i:03d}",
+            tool="personio",
+            created_at=now - timedelta(minutes=i),
         )
     factories.IntegrationFactory(environment=environment, end_user_organization_name="Other", tool="sandbox")
     query = "?tool=personio&q=match&sort=organization"
@@ -273,7 +320,9 @@ def _count_queries(captured) -> int:
     return sum(1 for q in captured.captured_queries if q["sql"].lstrip().upper().startswith("SELECT COUNT(*)"))
 
 
-def test_deleting_an_integration_shows_the_new_total_at_once(client, editor, environment, django_capture_on_commit_callbacks):
+def test_deleting_an_integration_shows_the_new_total_at_once(
+    client, editor, environment, django_capture_on_commit_callbacks
+):
     doomed, *_ = factories.IntegrationFactory.create_batch(3, environment=environment, end_user_organization_name="Org")
     client.force_login(editor)
     assert "3 integrations" in client.get(_url()).content.decode()  # count now cached
@@ -282,7 +331,9 @@ def test_deleting_an_integration_shows_the_new_total_at_once(client, editor, env
     assert "2 integrations" in client.get(_url()).content.decode()
 
 
-def test_a_sync_touching_no_filtered_field_keeps_the_cached_count(signed_in, environment, django_capture_on_commit_callbacks):
+def test_a_sync_touching_no_filtered_field_keeps_the_cached_count(
+    signed_in, environment, django_capture_on_commit_callbacks
+):
     integration = factories.IntegrationFactory(environment=environment)
     signed_in.get(_url())
     with django_capture_on_commit_callbacks(execute=True):
@@ -299,7 +350,9 @@ def test_a_sync_touching_no_filtered_field_keeps_the_cached_count(signed_in, env
     assert _count_queries(after_state_change) == 1 and "1 integration match" in body
 
 
-def test_another_environments_writes_keep_this_lists_cached_count(signed_in, environment, other_environment, django_capture_on_commit_callbacks):
+def test_another_environments_writes_keep_this_lists_cached_count(
+    signed_in, environment, other_environment, django_capture_on_commit_callbacks
+):
     factories.IntegrationFactory(environment=environment)
     signed_in.get(_url())
     with django_capture_on_commit_callbacks(execute=True):
@@ -310,8 +363,10 @@ def test_another_environments_writes_keep_this_lists_cached_count(signed_in, env
 
 
 @pytest.mark.postgres
-@pytest.mark.parametrize("lookup", [{"end_user_organization_name__icontains": "Organization 4711"},
-                                    {"end_user_origin_id__istartswith": "cust-47"}])
+@pytest.mark.parametrize(
+    "lookup",
+    [{"end_user_organization_name__icontains": "Organization 4711"}, {"end_user_origin_id__istartswith": "cust-47"}],
+)
 def test_the_search_lookups_are_served_by_the_trigram_index(environment, lookup):
     """Migration 0002's GIN index must match the exact SQL of the search's lookups (see
     ListFilters.apply), or PostgreSQL walks the whole environment for every keystroke."""

@@ -35,12 +35,32 @@ def sample(environment, other_environment):
     make = factories.RequestLogFactory
     return [
         make(environment=environment, path="/v1/check-api-key", status_code=200, created_at=now - timedelta(minutes=5)),
-        make(environment=environment, method="POST", path="/v1/force-sync", status_code=400,
-             error_code="PLATFORM.INPUT_INVALID", integration_id="sandbox:abc", created_at=now - timedelta(minutes=4)),
-        make(environment=environment, method="POST", path="/connect/tok/", source="CONNECT_FLOW", status_code=200,
-             integration_id="sandbox:abc", created_at=now - timedelta(minutes=3)),
-        make(environment=environment, path="/v1/integrations/sandbox:xyz", status_code=500,
-             error_code="PLATFORM.UNKNOWN_ERROR", integration_id="sandbox:xyz", created_at=now - timedelta(minutes=2)),
+        make(
+            environment=environment,
+            method="POST",
+            path="/v1/force-sync",
+            status_code=400,
+            error_code="PLATFORM.INPUT_INVALID",
+            integration_id="sandbox:abc",
+            created_at=now - timedelta(minutes=4),
+        ),
+        make(
+            environment=environment,
+            method="POST",
+            path="/connect/tok/",
+            source="CONNECT_FLOW",
+            status_code=200,
+            integration_id="sandbox:abc",
+            created_at=now - timedelta(minutes=3),
+        ),
+        make(
+            environment=environment,
+            path="/v1/integrations/sandbox:xyz",
+            status_code=500,
+            error_code="PLATFORM.UNKNOWN_ERROR",
+            integration_id="sandbox:xyz",
+            created_at=now - timedelta(minutes=2),
+        ),
         make(environment=other_environment, path="/v1/force-sync", status_code=400, integration_id="sandbox:abc"),
     ]
 

@@ -43,7 +43,10 @@ def test_only_owners_change_members(client, request, environment, owner, persona
     owner_membership = _membership(owner, environment)
 
     assert client.post(_url("dashboard:member_add"), {"email": newcomer.email, "role": "owner"}).status_code == status
-    assert client.post(_url("dashboard:member_role", member_id=owner_membership.pk), {"role": "viewer"}).status_code == status
+    assert (
+        client.post(_url("dashboard:member_role", member_id=owner_membership.pk), {"role": "viewer"}).status_code
+        == status
+    )
     assert client.post(_url("dashboard:member_remove", member_id=owner_membership.pk)).status_code == status
 
     assert not Membership.objects.filter(user=newcomer).exists()
@@ -199,7 +202,9 @@ def test_with_a_second_owner_an_owner_can_step_down(client, owner, editor, envir
     Membership.objects.filter(user=editor, environment=environment).update(role=Role.OWNER)
     client.force_login(owner)
 
-    response = client.post(_url("dashboard:member_role", member_id=_membership(owner, environment).pk), {"role": "viewer"})
+    response = client.post(
+        _url("dashboard:member_role", member_id=_membership(owner, environment).pk), {"role": "viewer"}
+    )
 
     assert _membership(owner, environment).role == Role.VIEWER
     # No longer an owner: sent to the environment, not to a members page that is now a 403.
@@ -216,7 +221,9 @@ def test_with_a_second_owner_an_owner_can_step_down(client, owner, editor, envir
 def test_an_unknown_role_is_refused(client, owner, viewer, environment):
     client.force_login(owner)
 
-    response = client.post(_url("dashboard:member_role", member_id=_membership(viewer, environment).pk), {"role": "god"})
+    response = client.post(
+        _url("dashboard:member_role", member_id=_membership(viewer, environment).pk), {"role": "god"}
+    )
 
     assert response.status_code == 302
     assert _membership(viewer, environment).role == Role.VIEWER

@@ -47,7 +47,10 @@ def test_home_redirects_to_the_overview(client, viewer):
 
 
 def _count_card(body: str, state: str) -> tuple[str, str]:
-    m = re.search(rf'<a class="count-card[^"]*" href="([^"]+)" data-state="{state}">\s*<span class="count-number">(\d+)</span>', body)
+    m = re.search(
+        rf'<a class="count-card[^"]*" href="([^"]+)" data-state="{state}">\s*<span class="count-number">(\d+)</span>',
+        body,
+    )
     assert m, state
     return m.group(1), m.group(2)
 
@@ -89,12 +92,16 @@ def test_needs_attention_lists_invalid_failing_and_warning_integrations(client, 
         environment=environment, auth_failing_since=NOW - timedelta(hours=30), end_user_organization_name="Failing Org"
     )
     almost = factories.IntegrationFactory(
-        environment=environment, auth_failing_since=NOW - timedelta(hours=71, minutes=30), end_user_organization_name="Almost Org"
+        environment=environment,
+        auth_failing_since=NOW - timedelta(hours=71, minutes=30),
+        end_user_organization_name="Almost Org",
     )
     warned = factories.IntegrationFactory(environment=environment, end_user_organization_name="Warned Org")
     factories.SyncFactory(integration=warned, status="SUCCEEDED", created_at=NOW - timedelta(hours=5))
     factories.SyncFactory(
-        integration=warned, status="PARTIALLY_FAILED", created_at=NOW - timedelta(hours=1),
+        integration=warned,
+        status="PARTIALLY_FAILED",
+        created_at=NOW - timedelta(hours=1),
         warnings=["permission hris_employees.salary not granted"],
     )
     # Not needing attention: healthy; latest sync fine (an older one had warnings); disabled; other env.
@@ -103,7 +110,10 @@ def test_needs_attention_lists_invalid_failing_and_warning_integrations(client, 
     factories.SyncFactory(integration=recovered, status="PARTIALLY_FAILED", created_at=NOW - timedelta(hours=5))
     factories.SyncFactory(integration=recovered, status="SUCCEEDED", created_at=NOW - timedelta(hours=1))
     disabled = factories.IntegrationFactory(
-        environment=environment, state=IntegrationState.INACTIVE, enabled=False, auth_failing_since=NOW - timedelta(days=1)
+        environment=environment,
+        state=IntegrationState.INACTIVE,
+        enabled=False,
+        auth_failing_since=NOW - timedelta(days=1),
     )
     foreign = factories.IntegrationFactory(environment=other_environment, state=IntegrationState.INVALID)
     client.force_login(viewer)
@@ -152,10 +162,17 @@ def test_recent_state_changes_are_the_last_ten_of_this_environment(client, viewe
             details={"from": "ACTIVE", "to": "INVALID", "reason": f"reason-{i:02d}"},
             created_at=now - timedelta(minutes=i),
         )
-    factories.AuditEventFactory(environment=environment, integration_id=integration.pk, action="link.created",
-                                details={"reason": "not-a-state-change"})
-    factories.AuditEventFactory(environment=other_environment, action="integration.state_changed",
-                                details={"from": "ACTIVE", "to": "INACTIVE", "reason": "foreign-change"})
+    factories.AuditEventFactory(
+        environment=environment,
+        integration_id=integration.pk,
+        action="link.created",
+        details={"reason": "not-a-state-change"},
+    )
+    factories.AuditEventFactory(
+        environment=other_environment,
+        action="integration.state_changed",
+        details={"from": "ACTIVE", "to": "INACTIVE", "reason": "foreign-change"},
+    )
     client.force_login(viewer)
 
     body = client.get(_url()).content.decode()
@@ -179,7 +196,9 @@ def test_the_chart_stacks_outcomes_per_day(client, viewer, environment, other_en
     yesterday = NOW - timedelta(days=1)
     for hour in (1, 5, 9):
         factories.AuthCheckFactory(integration=integration, outcome="OK", checked_at=yesterday.replace(hour=hour))
-    factories.AuthCheckFactory(integration=integration, outcome="AUTH_FAILED", checked_at=yesterday.replace(hour=23, minute=59))
+    factories.AuthCheckFactory(
+        integration=integration, outcome="AUTH_FAILED", checked_at=yesterday.replace(hour=23, minute=59)
+    )
     factories.AuthCheckFactory(integration=integration, outcome="UNAVAILABLE", checked_at=NOW - timedelta(hours=1))
     factories.AuthCheckFactory(integration=integration, outcome="OK", checked_at=NOW - timedelta(days=31))  # too old
     foreign = factories.IntegrationFactory(environment=other_environment)
@@ -189,11 +208,13 @@ def test_the_chart_stacks_outcomes_per_day(client, viewer, environment, other_en
     body = client.get(_url()).content.decode()
     svg = re.search(r'<svg class="auth-chart".*?</svg>', body, re.S).group(0)
 
-    assert "<title id=\"auth-chart-title\">" in svg
+    assert '<title id="auth-chart-title">' in svg
     assert len(re.findall(r'<g class="bar"', svg)) == 30
     bar = _bar(svg, "2026-11-19")
     assert "<title>19 Nov: 3 OK, 1 AUTH_FAILED, 0 UNAVAILABLE</title>" in bar
-    segments = re.findall(r'<rect class="(bar-\w+)" x="[\d.]+" y="([\d.]+)" width="\d+" height="([\d.]+)" data-count="(\d+)"', bar)
+    segments = re.findall(
+        r'<rect class="(bar-\w+)" x="[\d.]+" y="([\d.]+)" width="\d+" height="([\d.]+)" data-count="(\d+)"', bar
+    )
     assert [(css, count) for css, _, _, count in segments] == [("bar-ok", "3"), ("bar-auth_failed", "1")]
     # Stacked: AUTH_FAILED sits on top of OK, and the busiest day fills the plot height.
     (ok_y, ok_h), (failed_y, failed_h) = [(float(y), float(h)) for _, y, h, _ in segments]
@@ -221,10 +242,14 @@ def test_the_overview_runs_a_constant_number_of_queries(client, viewer, environm
                 auth_failing_since=now - timedelta(hours=10),
                 invalid_since=now if i % 2 == 0 else None,
             )
-            factories.AuthCheckFactory(integration=integration, outcome="AUTH_FAILED", checked_at=now - timedelta(days=i % 29))
+            factories.AuthCheckFactory(
+                integration=integration, outcome="AUTH_FAILED", checked_at=now - timedelta(days=i % 29)
+            )
             factories.SyncFactory(integration=integration, status="PARTIALLY_FAILED", warnings=["w"])
             factories.AuditEventFactory(
-                environment=environment, integration_id=integration.pk, action="integration.state_changed",
+                environment=environment,
+                integration_id=integration.pk,
+                action="integration.state_changed",
                 details={"from": "ACTIVE", "to": "INVALID"},
             )
 

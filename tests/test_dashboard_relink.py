@@ -35,7 +35,8 @@ def _employees(salary: str) -> dict:
 def no_salary(environment):
     """The integration's current scope: employees without salary, plus absences."""
     return factories.ScopeConfigFactory(
-        environment=environment, name="Basic",
+        environment=environment,
+        name="Basic",
         spec={"hris_employees": _employees("DISABLED"), "hris_absences": {"availability": "ENABLED"}},
     )
 
@@ -57,8 +58,9 @@ def integration(environment, no_salary):
 
 @pytest.fixture
 def foreign_scope(other_environment):
-    return factories.ScopeConfigFactory(environment=other_environment, name="Globex secret scope",
-                                        spec={"hris_employees": _employees("ENABLED")})
+    return factories.ScopeConfigFactory(
+        environment=other_environment, name="Globex secret scope", spec={"hris_employees": _employees("ENABLED")}
+    )
 
 
 def _url(name: str, integration, **kwargs) -> str:
@@ -351,8 +353,12 @@ def test_the_links_list_shows_each_links_facts(client, editor, integration, with
     api_key = factories.ApiKeyFactory(environment=integration.environment, name="Backend", prefix="rlk_abcd")
     now = timezone.now()
     pending = factories.ConnectionLinkFactory(
-        integration=integration, created_by_user=editor, scope_config=with_salary,
-        link_type="MAGIC_LINK", language="fr", expires_at=now + timedelta(days=365),
+        integration=integration,
+        created_by_user=editor,
+        scope_config=with_salary,
+        link_type="MAGIC_LINK",
+        language="fr",
+        expires_at=now + timedelta(days=365),
     )
     opened = factories.ConnectionLinkFactory(integration=integration, created_by_api_key=api_key, opened_at=now)
     completed = factories.ConnectionLinkFactory(integration=integration, completed_at=now)
@@ -495,13 +501,23 @@ def test_without_javascript_only_the_create_button_carries_the_csrf_token(editor
     page = browser.get(_url("relink", integration)).content.decode()
     form = re.search(r'<form class="relink-form".*?</form>', page, re.S).group(0)
     assert 'type="hidden"' not in form
-    button = re.search(r'<button type="submit" class="primary" formmethod="post" formaction="([^"#]+)#relink" '
-                       r'name="csrfmiddlewaretoken" value="([^"]+)"', form)
+    button = re.search(
+        r'<button type="submit" class="primary" formmethod="post" formaction="([^"#]+)#relink" '
+        r'name="csrfmiddlewaretoken" value="([^"]+)"',
+        form,
+    )
     assert button, form
 
     refused = browser.post(button.group(1), {"scope_config": with_salary.pk, "link_type": "EMBEDDED", "language": "en"})
     assert refused.status_code == 403  # CSRF
-    created = browser.post(button.group(1), {"scope_config": with_salary.pk, "link_type": "EMBEDDED", "language": "en",
-                                             "csrfmiddlewaretoken": button.group(2)})
+    created = browser.post(
+        button.group(1),
+        {
+            "scope_config": with_salary.pk,
+            "link_type": "EMBEDDED",
+            "language": "en",
+            "csrfmiddlewaretoken": button.group(2),
+        },
+    )
     assert created.status_code == 200
     assert ConnectionLink.objects.get().scope_config == with_salary

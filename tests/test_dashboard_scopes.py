@@ -54,7 +54,9 @@ def test_the_picker_offers_the_union_of_the_categorys_tools():
 def _usage(body: str) -> dict[str, int]:
     return {
         name: int(count)
-        for name, count in re.findall(r'<a href="[^"]+">([^<]+)</a></td>\s*<td>\w+</td>\s*<td class="usage-count">(\d+)</td>', body)
+        for name, count in re.findall(
+            r'<a href="[^"]+">([^<]+)</a></td>\s*<td>\w+</td>\s*<td class="usage-count">(\d+)</td>', body
+        )
     }
 
 
@@ -243,7 +245,9 @@ def test_editing_keeps_models_no_tool_offers(client, editor, environment):
 
 def test_the_edit_page_lists_the_integrations_it_affects(client, editor, environment):
     config = factories.ScopeConfigFactory(environment=environment, name="Basic")
-    used = factories.IntegrationFactory(environment=environment, scope_config=config, end_user_organization_name="Initrode")
+    used = factories.IntegrationFactory(
+        environment=environment, scope_config=config, end_user_organization_name="Initrode"
+    )
     factories.IntegrationFactory(environment=environment, end_user_organization_name="Umbrella")
     client.force_login(editor)
 
@@ -318,7 +322,7 @@ def test_a_viewer_sees_the_config_read_only(client, viewer, environment):
     body = response.content.decode()
     assert "Read only" in body
     assert re.search(r'name="model__hris_employees" value="ENABLED" checked disabled', body)
-    assert "<button type=\"submit\" class=\"primary\">" not in body
+    assert '<button type="submit" class="primary">' not in body
 
 
 def test_another_environments_config_is_a_404(client, owner, other_environment):

@@ -156,7 +156,11 @@ def test_creating_shows_the_secret_once(client, owner, environment):
 
     response = client.post(
         _url("webhook_new"),
-        {"url": "https://hooks.acme.test/in", "description": "CRM", "event_types": ["sync-finished", "integration-deleted"]},
+        {
+            "url": "https://hooks.acme.test/in",
+            "description": "CRM",
+            "event_types": ["sync-finished", "integration-deleted"],
+        },
     )
 
     assert response.status_code == 200  # rendered, not redirected
@@ -210,7 +214,9 @@ def test_an_unknown_event_type_is_refused(client, owner, environment):
     assert not WebhookEndpoint.objects.filter(environment=environment).exists()
 
 
-@pytest.mark.parametrize(("persona", "status"), [("owner", 200), ("editor", 403), ("viewer", 403), ("outsider", 404), (None, 302)])
+@pytest.mark.parametrize(
+    ("persona", "status"), [("owner", 200), ("editor", 403), ("viewer", 403), ("outsider", 404), (None, 302)]
+)
 def test_who_may_create(client, request, environment, persona, status):
     _login(client, request, persona)
 
@@ -289,7 +295,9 @@ def test_who_may_delete(client, request, endpoint, persona, status):
 
 
 @pytest.mark.parametrize(("persona", "status"), ROLE_MATRIX)
-def test_who_may_send_a_test_event(client, request, endpoint, queued, persona, status, django_capture_on_commit_callbacks):
+def test_who_may_send_a_test_event(
+    client, request, endpoint, queued, persona, status, django_capture_on_commit_callbacks
+):
     other = factories.WebhookEndpointFactory(environment=endpoint.environment)
     _login(client, request, persona)
 
@@ -353,7 +361,9 @@ def test_who_may_replay(client, request, failed, persona, status, django_capture
         assert callbacks == []
 
 
-def test_replay_keeps_the_event_id_and_resets_to_pending(client, owner, failed, queued, django_capture_on_commit_callbacks):
+def test_replay_keeps_the_event_id_and_resets_to_pending(
+    client, owner, failed, queued, django_capture_on_commit_callbacks
+):
     event_id = failed.event_id
     client.force_login(owner)
 

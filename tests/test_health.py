@@ -37,7 +37,8 @@ def check_at(integration, at: datetime, result: AuthResult) -> Integration:
 
 def state_webhooks(integration) -> list[dict]:
     return [
-        d.payload for d in WebhookDelivery.objects.filter(event_type="integration-state-changed").order_by("created_at")
+        d.payload
+        for d in WebhookDelivery.objects.filter(event_type="integration-state-changed").order_by("created_at")
         if d.payload["data"]["integration_id"] == integration.pk
     ]
 
@@ -95,8 +96,14 @@ def test_each_real_change_emits_exactly_one_webhook_and_audit_event(integration,
     assert len({p["id"] for p in payloads}) == 2
     data = payloads[0]["data"]
     assert set(data) == {
-        "integration_tool", "integration_id", "integration_category", "end_user", "qa_status",
-        "setup_status", "state", "updated_at",
+        "integration_tool",
+        "integration_id",
+        "integration_category",
+        "end_user",
+        "qa_status",
+        "setup_status",
+        "state",
+        "updated_at",
     }
     assert data["end_user"] == {
         "organization_name": integration.end_user_organization_name,
@@ -104,7 +111,10 @@ def test_each_real_change_emits_exactly_one_webhook_and_audit_event(integration,
         "origin_id": integration.end_user_origin_id,
     }
     changes = AuditEvent.objects.filter(integration_id=integration.pk, action="integration.state_changed")
-    assert sorted((e.details["from"], e.details["to"]) for e in changes) == [("ACTIVE", "INVALID"), ("INVALID", "ACTIVE")]
+    assert sorted((e.details["from"], e.details["to"]) for e in changes) == [
+        ("ACTIVE", "INVALID"),
+        ("INVALID", "ACTIVE"),
+    ]
 
 
 def test_a_disabled_integration_stays_inactive_whatever_the_checks_say(integration):

@@ -32,7 +32,10 @@ def integration(environment):
 
 @pytest.mark.parametrize(
     ("link_type", "valid_at", "gone_at"),
-    [("EMBEDDED", timedelta(minutes=59), timedelta(minutes=61)), ("MAGIC_LINK", timedelta(days=364), timedelta(days=366))],
+    [
+        ("EMBEDDED", timedelta(minutes=59), timedelta(minutes=61)),
+        ("MAGIC_LINK", timedelta(days=364), timedelta(days=366)),
+    ],
 )
 def test_links_are_valid_for_their_window(integration, link_type, valid_at, gone_at):
     start = timezone.now()
@@ -74,7 +77,9 @@ def test_a_reconnect_applies_credentials_scope_and_clears_the_streak(integration
     assert fresh.syncs.filter(status="QUEUED").count() == 1
     assert links.find_link(created.token).status == "COMPLETED"
     assert links.find_by_activation_token(environment, done.activation_token) == fresh
-    states = [d.payload["data"]["state"] for d in WebhookDelivery.objects.filter(event_type="integration-state-changed")]
+    states = [
+        d.payload["data"]["state"] for d in WebhookDelivery.objects.filter(event_type="integration-state-changed")
+    ]
     assert states == ["ACTIVE"]
     with pytest.raises(links.LinkUnusable):
         links.complete(created.link.pk, credentials={"api_key": "again"}, opted_out_fields=[])

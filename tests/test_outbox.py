@@ -60,7 +60,9 @@ def test_force_sync_answers_queued_while_the_broker_is_down_and_the_sweep_sends_
     with caplog.at_level(logging.WARNING, logger="integrations.outbox"):
         with django_capture_on_commit_callbacks(execute=True):
             response = client.post(
-                "/v1/force-sync", {}, content_type="application/json",
+                "/v1/force-sync",
+                {},
+                content_type="application/json",
                 headers={"Authorization": f"Bearer {api_key.raw}", "X-Integration-Id": integration.pk},
             )
 
@@ -84,7 +86,9 @@ def test_force_sync_answers_queued_while_the_broker_is_down_and_the_sweep_sends_
     assert not OutboxMessage.objects.exists()
 
 
-def test_check_now_is_kept_while_the_broker_is_down(client, editor, environment, broker, django_capture_on_commit_callbacks):
+def test_check_now_is_kept_while_the_broker_is_down(
+    client, editor, environment, broker, django_capture_on_commit_callbacks
+):
     integration = factories.IntegrationFactory(environment=environment)
     broker.down = True
     client.force_login(editor)
@@ -100,7 +104,9 @@ def test_check_now_is_kept_while_the_broker_is_down(client, editor, environment,
     assert broker.sent == [(outbox.CHECK_AUTH, (integration.pk,))]
 
 
-def test_a_webhook_emitted_while_the_broker_is_down_is_delivered_by_the_sweep(environment, broker, django_capture_on_commit_callbacks):
+def test_a_webhook_emitted_while_the_broker_is_down_is_delivered_by_the_sweep(
+    environment, broker, django_capture_on_commit_callbacks
+):
     factories.WebhookEndpointFactory(environment=environment)
     integration = factories.IntegrationFactory(environment=environment)
     broker.down = True
@@ -115,7 +121,9 @@ def test_a_webhook_emitted_while_the_broker_is_down_is_delivered_by_the_sweep(en
 
 def test_the_sweep_publishes_in_creation_order_and_stops_at_the_first_refusal(db, monkeypatch):
     for n in range(3):
-        OutboxMessage.objects.create(task=outbox.RUN_SYNC, args=[f"s{n}"], available_at=timezone.now() - timedelta(seconds=3 - n))
+        OutboxMessage.objects.create(
+            task=outbox.RUN_SYNC, args=[f"s{n}"], available_at=timezone.now() - timedelta(seconds=3 - n)
+        )
     calls = []
 
     def flaky(task, args):
@@ -139,7 +147,9 @@ def test_a_claimed_message_is_left_to_its_claimer_until_the_lease_ends(db, broke
     assert broker.sent == [(outbox.RUN_SYNC, ("s1",))]
 
 
-def test_a_failed_webhook_attempt_schedules_its_retry_in_the_outbox_not_the_broker(environment, broker, django_capture_on_commit_callbacks):
+def test_a_failed_webhook_attempt_schedules_its_retry_in_the_outbox_not_the_broker(
+    environment, broker, django_capture_on_commit_callbacks
+):
     endpoint = factories.WebhookEndpointFactory(environment=environment, url="http://127.0.0.1:9/unreachable")
     delivery = factories.WebhookDeliveryFactory(endpoint=endpoint, next_attempt_at=timezone.now())
 
@@ -206,7 +216,9 @@ def test_lists_and_logs_answer_while_the_cache_is_down(client, editor, environme
 
 
 @override_settings(CACHES=DEAD_REDIS)
-def test_disabling_answers_while_the_cache_is_down(client, editor, environment, published, django_capture_on_commit_callbacks):
+def test_disabling_answers_while_the_cache_is_down(
+    client, editor, environment, published, django_capture_on_commit_callbacks
+):
     integration = factories.IntegrationFactory(environment=environment)
     client.force_login(editor)
     url = reverse("dashboard:set_enabled", kwargs={"env": environment.slug, "integration_id": integration.pk})

@@ -207,9 +207,7 @@ def test_a_new_key_is_shown_once_right_after_creation(client, company, hr_admin)
 
 
 def test_creating_a_key_without_permissions_is_refused(client, company, hr_admin):
-    response = client.post(
-        reverse("sandbox:create_key", args=[company.slug]), {"label": "nothing"}, follow=True
-    )
+    response = client.post(reverse("sandbox:create_key", args=[company.slug]), {"label": "nothing"}, follow=True)
 
     assert response.status_code == 200
     assert "Choose at least one permission" in response.content.decode()

@@ -113,9 +113,14 @@ def test_sandbox_tools_are_offered_for_no_new_connection(client, environment, sa
     assert tools and not [t for t in tools if t["id"].startswith("sandbox")]
     response = client.post(
         "/v1/connect/create-link",
-        {"end_user_email": "hr@initech.test", "end_user_organization_name": "Initech",
-         "integration_category": "HRIS", "integration_tool": "sandbox"},
-        content_type="application/json", headers=auth,
+        {
+            "end_user_email": "hr@initech.test",
+            "end_user_organization_name": "Initech",
+            "integration_category": "HRIS",
+            "integration_tool": "sandbox",
+        },
+        content_type="application/json",
+        headers=auth,
     )
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "PLATFORM.INPUT_INVALID"

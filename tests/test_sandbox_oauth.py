@@ -60,7 +60,7 @@ def provider(live_server, settings) -> SandboxOAuthProvider:
 def _consent(client, company: SandboxCompany, *, state: str = "st-1", scopes=None, redirect_uri: str = CALLBACK):
     """Walk the consent page as the signed-in HR admin; the response of the final POST."""
     url = SandboxOAuthProvider.authorize_url(redirect_uri, state, scopes)
-    page = client.get(url[url.index("/sandbox/"):])
+    page = client.get(url[url.index("/sandbox/") :])
     assert page.status_code == 200, page.content.decode()
     form = {name: unescape(value) for name, value in HIDDEN_INPUT_RE.findall(page.content.decode())}
     return client.post(reverse("sandbox:oauth_authorize"), {**form, "company": company.slug, "decision": "allow"})
@@ -135,7 +135,7 @@ def test_the_consent_page_shows_the_app_the_requested_scopes_and_the_companies(
     SandboxCompanyFactory(name="Globex HR")
     url = SandboxOAuthProvider.authorize_url(CALLBACK, "s", ["employees:read", "compensation:read"])
 
-    response = client.get(url[url.index("/sandbox/"):])
+    response = client.get(url[url.index("/sandbox/") :])
 
     body = response.content.decode()
     assert response.status_code == 200
@@ -150,7 +150,7 @@ def test_the_consent_page_shows_the_app_the_requested_scopes_and_the_companies(
 def test_the_consent_page_needs_a_signed_in_user(client, company, relink_client):
     url = SandboxOAuthProvider.authorize_url(CALLBACK, "s")
 
-    response = client.get(url[url.index("/sandbox/"):])
+    response = client.get(url[url.index("/sandbox/") :])
 
     assert response.status_code == 302
     assert response["Location"].startswith(reverse("login"))

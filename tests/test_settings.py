@@ -58,10 +58,22 @@ def test_debug_mode_starts_with_development_defaults():
 def test_an_https_deployment_passes_check_deploy_without_warnings():
     # Not the test process's DJANGO_* variables (the browser tests set DJANGO_ALLOW_ASYNC_UNSAFE).
     env = {k: v for k, v in os.environ.items() if k != "DEBUG" and not k.startswith("DJANGO_")}
-    env.update(DJANGO_SETTINGS_MODULE="config.settings", DEBUG="false", SECRET_KEY=secrets_token(), FERNET_KEYS=GOOD_FERNET,
-               BASE_URL="https://relink.localhost", ALLOWED_HOSTS="relink.localhost")
-    result = subprocess.run([sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
-                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    env.update(
+        DJANGO_SETTINGS_MODULE="config.settings",
+        DEBUG="false",
+        SECRET_KEY=secrets_token(),
+        FERNET_KEYS=GOOD_FERNET,
+        BASE_URL="https://relink.localhost",
+        ALLOWED_HOSTS="relink.localhost",
+    )
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
 

@@ -88,9 +88,7 @@ def test_opted_out_optional_fields_are_not_read(sandbox):
 def test_a_403_on_one_model_is_a_warning_and_the_sync_partially_fails(sandbox):
     environment = EnvironmentFactory()
     scope = ScopeConfigFactory(environment=environment, spec=ABSENCES_SPEC)
-    integration, _ = _integration(
-        sandbox, permissions=["employees:read"], environment=environment, scope_config=scope
-    )
+    integration, _ = _integration(sandbox, permissions=["employees:read"], environment=environment, scope_config=scope)
     sync = _run(integration)
     assert sync.status == "PARTIALLY_FAILED"
     assert sync.records_per_model == {"hris_employees": 3}
@@ -163,8 +161,16 @@ def test_sync_finished_payload_shape():
     sync = SyncFactory()
     data = webhooks.sync_data(sync, "http://relink.test/log")
     assert set(data) == {
-        "sync_id", "sync_state", "sync_started_at", "sync_ended_at", "sync_duration_seconds",
-        "integration_id", "integration_tool", "integration_category", "end_user", "log_url",
+        "sync_id",
+        "sync_state",
+        "sync_started_at",
+        "sync_ended_at",
+        "sync_duration_seconds",
+        "integration_id",
+        "integration_tool",
+        "integration_category",
+        "end_user",
+        "log_url",
     }
     assert data["sync_duration_seconds"] == 120 and data["sync_state"] == "SUCCEEDED"
 
@@ -312,8 +318,11 @@ def test_the_daily_recheck_heals_an_invalid_integration_whose_key_works_again(sa
     now = timezone.now()
     healed, _ = _integration(sandbox)
     Integration.objects.filter(pk=healed.pk).update(
-        state="INVALID", invalid_since=now - timedelta(days=1), auth_failing_since=now - timedelta(days=4),
-        last_auth_check_at=now - timedelta(hours=24), next_sync_at=None,
+        state="INVALID",
+        invalid_since=now - timedelta(days=1),
+        auth_failing_since=now - timedelta(days=4),
+        last_auth_check_at=now - timedelta(hours=24),
+        next_sync_at=None,
     )
     recent = IntegrationFactory(state="INVALID", invalid_since=now, last_auth_check_at=now - timedelta(hours=2))
 
@@ -324,11 +333,14 @@ def test_the_daily_recheck_heals_an_invalid_integration_whose_key_works_again(sa
     assert Integration.objects.get(pk=recent.pk).state == "INVALID"  # checked 2 h ago: not yet
 
 
-@pytest.mark.parametrize("rows, withheld", [
-    ([], []),  # no records prove nothing
-    ([{"id": "1", "first_name": "A"}, {"id": "2", "first_name": "B"}], [("salary", "compensation:read")]),
-    ([{"id": "1", "first_name": "A"}, {"id": "2", "first_name": "B", "salary": None}], []),  # present once: granted
-])
+@pytest.mark.parametrize(
+    "rows, withheld",
+    [
+        ([], []),  # no records prove nothing
+        ([{"id": "1", "first_name": "A"}, {"id": "2", "first_name": "B"}], [("salary", "compensation:read")]),
+        ([{"id": "1", "first_name": "A"}, {"id": "2", "first_name": "B", "salary": None}], []),  # present once: granted
+    ],
+)
 def test_withheld_fields(rows, withheld):
     from integrations.providers import get_provider
 

@@ -19,7 +19,12 @@ def _render(value, style: str | None = None) -> str:
 
 @pytest.mark.parametrize(
     "style, text",
-    [("minute", "22 Nov 10:02"), ("second", "22 Nov 10:02:05"), ("date", "22 Nov 2026"), ("full", "22 Nov 2026 10:02:05")],
+    [
+        ("minute", "22 Nov 10:02"),
+        ("second", "22 Nov 10:02:05"),
+        ("date", "22 Nov 2026"),
+        ("full", "22 Nov 2026 10:02:05"),
+    ],
 )
 def test_fixed_styles(style, text):
     assert _render(NOW, style) == f'<time datetime="2026-11-22T10:02:05+00:00">{text}</time>'
@@ -27,7 +32,9 @@ def test_fixed_styles(style, text):
 
 @time_machine.travel(NOW + timedelta(hours=3), tick=False)
 def test_natural_style_shows_the_exact_time_on_hover():
-    assert _render(NOW) == '<time datetime="2026-11-22T10:02:05+00:00" title="22 Nov 2026 10:02:05">3\xa0hours ago</time>'
+    assert (
+        _render(NOW) == '<time datetime="2026-11-22T10:02:05+00:00" title="22 Nov 2026 10:02:05">3\xa0hours ago</time>'
+    )
 
 
 def test_none_is_an_em_dash():
@@ -49,10 +56,15 @@ def test_an_invalid_badge_carries_the_broken_chain_icon():
     assert badge.endswith(" Invalid</span>")
 
 
-@pytest.mark.parametrize("state, html", [("ACTIVE", '<span class="badge state-active">Active</span>'),
-                                         ("INACTIVE", '<span class="badge state-inactive">Inactive</span>'),
-                                         ("", '<span class="badge">?</span>'),
-                                         (None, '<span class="badge">?</span>'),
-                                         ("<b>odd</b>", '<span class="badge">&lt;b&gt;odd&lt;/b&gt;</span>')])
+@pytest.mark.parametrize(
+    "state, html",
+    [
+        ("ACTIVE", '<span class="badge state-active">Active</span>'),
+        ("INACTIVE", '<span class="badge state-inactive">Inactive</span>'),
+        ("", '<span class="badge">?</span>'),
+        (None, '<span class="badge">?</span>'),
+        ("<b>odd</b>", '<span class="badge">&lt;b&gt;odd&lt;/b&gt;</span>'),
+    ],
+)
 def test_other_states(state, html):
     assert _badge(state) == html

@@ -124,8 +124,13 @@ def test_create_webhook_endpoint_prints_a_secret_that_is_stored_encrypted(enviro
     from integrations.models import WebhookEndpoint
 
     out = StringIO()
-    call_command("create_webhook_endpoint", environment="acme", url="https://hooks.example.com/r",
-                 event=["integration-state-changed"], stdout=out)
+    call_command(
+        "create_webhook_endpoint",
+        environment="acme",
+        url="https://hooks.example.com/r",
+        event=["integration-state-changed"],
+        stdout=out,
+    )
     secret = out.getvalue().strip().splitlines()[-1]
     endpoint = WebhookEndpoint.objects.get(environment=environment)
     assert secret.startswith("whsec_") and endpoint.get_secret() == secret

@@ -6,36 +6,63 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='ConnectionLink',
+            name="ConnectionLink",
             fields=[
-                ('id', models.CharField(default=connect_flow.models._public_id, editable=False, max_length=24, primary_key=True, serialize=False)),
-                ('kind', models.CharField(choices=[('CONNECT', 'Connect'), ('RECONNECT', 'Reconnect')], max_length=10)),
-                ('token_hash', models.CharField(editable=False, max_length=64, unique=True)),
-                ('link_type', models.CharField(choices=[('EMBEDDED', 'Embedded (1 hour)'), ('MAGIC_LINK', 'Magic link (1 year)')], default='EMBEDDED', max_length=12)),
-                ('language', models.CharField(choices=[('en', 'English'), ('de', 'Deutsch'), ('fr', 'Français'), ('it', 'Italiano'), ('es', 'Español')], default='en', max_length=2)),
-                ('end_user_email', models.EmailField(blank=True, max_length=254)),
-                ('end_user_organization_name', models.CharField(blank=True, max_length=200)),
-                ('end_user_origin_id', models.CharField(blank=True, max_length=200)),
-                ('category', models.CharField(blank=True, choices=[('HRIS', 'HRIS'), ('ATS', 'ATS')], max_length=10)),
-                ('tool', models.CharField(blank=True, max_length=40)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('expires_at', models.DateTimeField()),
-                ('opened_at', models.DateTimeField(blank=True, null=True)),
-                ('completed_at', models.DateTimeField(blank=True, null=True)),
-                ('revoked_at', models.DateTimeField(blank=True, null=True)),
-                ('expiry_recorded_at', models.DateTimeField(blank=True, null=True)),
+                (
+                    "id",
+                    models.CharField(
+                        default=connect_flow.models._public_id,
+                        editable=False,
+                        max_length=24,
+                        primary_key=True,
+                        serialize=False,
+                    ),
+                ),
+                ("kind", models.CharField(choices=[("CONNECT", "Connect"), ("RECONNECT", "Reconnect")], max_length=10)),
+                ("token_hash", models.CharField(editable=False, max_length=64, unique=True)),
+                (
+                    "link_type",
+                    models.CharField(
+                        choices=[("EMBEDDED", "Embedded (1 hour)"), ("MAGIC_LINK", "Magic link (1 year)")],
+                        default="EMBEDDED",
+                        max_length=12,
+                    ),
+                ),
+                (
+                    "language",
+                    models.CharField(
+                        choices=[
+                            ("en", "English"),
+                            ("de", "Deutsch"),
+                            ("fr", "Français"),
+                            ("it", "Italiano"),
+                            ("es", "Español"),
+                        ],
+                        default="en",
+                        max_length=2,
+                    ),
+                ),
+                ("end_user_email", models.EmailField(blank=True, max_length=254)),
+                ("end_user_organization_name", models.CharField(blank=True, max_length=200)),
+                ("end_user_origin_id", models.CharField(blank=True, max_length=200)),
+                ("category", models.CharField(blank=True, choices=[("HRIS", "HRIS"), ("ATS", "ATS")], max_length=10)),
+                ("tool", models.CharField(blank=True, max_length=40)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("expires_at", models.DateTimeField()),
+                ("opened_at", models.DateTimeField(blank=True, null=True)),
+                ("completed_at", models.DateTimeField(blank=True, null=True)),
+                ("revoked_at", models.DateTimeField(blank=True, null=True)),
+                ("expiry_recorded_at", models.DateTimeField(blank=True, null=True)),
             ],
             options={
-                'verbose_name': 'connection link',
-                'ordering': ['-created_at'],
+                "verbose_name": "connection link",
+                "ordering": ["-created_at"],
             },
         ),
     ]

@@ -6,47 +6,74 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('connect_flow', '0001_initial'),
-        ('integrations', '0001_initial'),
+        ("connect_flow", "0001_initial"),
+        ("integrations", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='connectionlink',
-            name='created_by_api_key',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='integrations.apikey'),
+            model_name="connectionlink",
+            name="created_by_api_key",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="+",
+                to="integrations.apikey",
+            ),
         ),
         migrations.AddField(
-            model_name='connectionlink',
-            name='created_by_user',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, to=settings.AUTH_USER_MODEL),
+            model_name="connectionlink",
+            name="created_by_user",
+            field=models.ForeignKey(
+                blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, to=settings.AUTH_USER_MODEL
+            ),
         ),
         migrations.AddField(
-            model_name='connectionlink',
-            name='environment',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='links', to='integrations.environment'),
+            model_name="connectionlink",
+            name="environment",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE, related_name="links", to="integrations.environment"
+            ),
         ),
         migrations.AddField(
-            model_name='connectionlink',
-            name='integration',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='links', to='integrations.integration'),
+            model_name="connectionlink",
+            name="integration",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="links",
+                to="integrations.integration",
+            ),
         ),
         migrations.AddField(
-            model_name='connectionlink',
-            name='scope_config',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='integrations.scopeconfig'),
+            model_name="connectionlink",
+            name="scope_config",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="+",
+                to="integrations.scopeconfig",
+            ),
         ),
         migrations.AddIndex(
-            model_name='connectionlink',
-            index=models.Index(fields=['integration', '-created_at'], name='link_integration_idx'),
+            model_name="connectionlink",
+            index=models.Index(fields=["integration", "-created_at"], name="link_integration_idx"),
         ),
         migrations.AddIndex(
-            model_name='connectionlink',
-            index=models.Index(condition=models.Q(('completed_at__isnull', True), ('expiry_recorded_at__isnull', True), ('revoked_at__isnull', True)), fields=['expires_at'], name='link_expiry_pending_idx'),
+            model_name="connectionlink",
+            index=models.Index(
+                condition=models.Q(
+                    ("completed_at__isnull", True), ("expiry_recorded_at__isnull", True), ("revoked_at__isnull", True)
+                ),
+                fields=["expires_at"],
+                name="link_expiry_pending_idx",
+            ),
         ),
     ]

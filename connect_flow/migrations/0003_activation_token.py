@@ -4,15 +4,14 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('connect_flow', '0002_initial'),
+        ("connect_flow", "0002_initial"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='connectionlink',
-            name='activation_token_hash',
+            model_name="connectionlink",
+            name="activation_token_hash",
             field=models.CharField(blank=True, db_index=True, editable=False, max_length=64),
         ),
     ]

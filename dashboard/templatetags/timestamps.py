@@ -27,7 +27,7 @@ STYLES = {"minute": formats.minute, "second": formats.second, "date": formats.da
 
 @register.simple_tag
 def timestamp(value: datetime | None, style: str = "natural") -> str:
-    """"natural" (3 hours ago, exact time as the title), "minute" (22 Nov 10:02),
+    """ "natural" (3 hours ago, exact time as the title), "minute" (22 Nov 10:02),
     "second" (22 Nov 10:02:05), "date" (22 Nov 2026) or "full" (22 Nov 2026 10:02:05)."""
     if value is None:
         return EMPTY

@@ -4,14 +4,15 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('integrations', '0002_integration_search_trgm'),
+        ("integrations", "0002_integration_search_trgm"),
     ]
 
     operations = [
         migrations.AddIndex(
-            model_name='requestlog',
-            index=models.Index(fields=['environment', 'integration_id', '-created_at'], name='requestlog_env_integration_idx'),
+            model_name="requestlog",
+            index=models.Index(
+                fields=["environment", "integration_id", "-created_at"], name="requestlog_env_integration_idx"
+            ),
         ),
     ]

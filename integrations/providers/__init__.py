@@ -2,7 +2,26 @@
 
 from . import bamboohr, hibob, personio, sandbox  # noqa: F401  (each registers itself)
 from . import sandbox_oauth  # noqa: F401  (registers itself)
-from .base import REGISTRY, AuthType, Category, Outcome, Provider, get_provider, providers_of_category, register, tool_choices
+from .base import (
+    REGISTRY,
+    AuthType,
+    Category,
+    Outcome,
+    Provider,
+    get_provider,
+    providers_of_category,
+    register,
+    tool_choices,
+)
 
-__all__ = ["REGISTRY", "AuthType", "Category", "Outcome", "Provider", "get_provider", "providers_of_category", "register",
-           "tool_choices"]
+__all__ = [
+    "REGISTRY",
+    "AuthType",
+    "Category",
+    "Outcome",
+    "Provider",
+    "get_provider",
+    "providers_of_category",
+    "register",
+    "tool_choices",
+]

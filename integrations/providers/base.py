@@ -136,9 +136,7 @@ class Provider:
         if not rows or data_model is None:
             return []
         return [
-            (f, data_model.fields.get(f, data_model.permission))
-            for f in fields
-            if not any(f in row for row in rows)
+            (f, data_model.fields.get(f, data_model.permission)) for f in fields if not any(f in row for row in rows)
         ]
 
 

@@ -52,6 +52,7 @@ class SandboxProvider(Provider):
     @classmethod
     def is_available(cls) -> bool:
         return settings.SANDBOX_ENABLED  # Relink serves Sandbox HR itself, under /sandbox/
+
     models = (
         DataModel(
             "hris_employees",

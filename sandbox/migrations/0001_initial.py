@@ -7,58 +7,70 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='SandboxCompany',
+            name="SandboxCompany",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=200, unique=True)),
-                ('slug', models.SlugField(max_length=200, unique=True)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("name", models.CharField(max_length=200, unique=True)),
+                ("slug", models.SlugField(max_length=200, unique=True)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
             ],
             options={
-                'verbose_name': 'sandbox company',
-                'verbose_name_plural': 'sandbox companies',
-                'ordering': ['name'],
+                "verbose_name": "sandbox company",
+                "verbose_name_plural": "sandbox companies",
+                "ordering": ["name"],
             },
         ),
         migrations.CreateModel(
-            name='SandboxApiKey',
+            name="SandboxApiKey",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('label', models.CharField(blank=True, max_length=100)),
-                ('prefix', models.CharField(editable=False, max_length=16)),
-                ('key_hash', models.CharField(editable=False, max_length=64, unique=True)),
-                ('permissions', models.JSONField(default=sandbox.models._all_permissions)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('revoked_at', models.DateTimeField(blank=True, null=True)),
-                ('company', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='api_keys', to='sandbox.sandboxcompany')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("label", models.CharField(blank=True, max_length=100)),
+                ("prefix", models.CharField(editable=False, max_length=16)),
+                ("key_hash", models.CharField(editable=False, max_length=64, unique=True)),
+                ("permissions", models.JSONField(default=sandbox.models._all_permissions)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("revoked_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "company",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="api_keys",
+                        to="sandbox.sandboxcompany",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'sandbox API key',
-                'ordering': ['-created_at'],
+                "verbose_name": "sandbox API key",
+                "ordering": ["-created_at"],
             },
         ),
         migrations.CreateModel(
-            name='SandboxEmployee',
+            name="SandboxEmployee",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('first_name', models.CharField(max_length=100)),
-                ('last_name', models.CharField(max_length=100)),
-                ('email', models.EmailField(max_length=254)),
-                ('department', models.CharField(blank=True, max_length=100)),
-                ('salary', models.PositiveIntegerField(default=0)),
-                ('company', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='employees', to='sandbox.sandboxcompany')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("first_name", models.CharField(max_length=100)),
+                ("last_name", models.CharField(max_length=100)),
+                ("email", models.EmailField(max_length=254)),
+                ("department", models.CharField(blank=True, max_length=100)),
+                ("salary", models.PositiveIntegerField(default=0)),
+                (
+                    "company",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="employees",
+                        to="sandbox.sandboxcompany",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'sandbox employee',
-                'ordering': ['last_name', 'first_name'],
+                "verbose_name": "sandbox employee",
+                "ordering": ["last_name", "first_name"],
             },
         ),
     ]

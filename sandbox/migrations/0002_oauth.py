@@ -7,74 +7,117 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('sandbox', '0001_initial'),
+        ("sandbox", "0001_initial"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='SandboxOAuthClient',
+            name="SandboxOAuthClient",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('client_id', models.CharField(max_length=100, unique=True)),
-                ('name', models.CharField(max_length=200)),
-                ('secret_hash', models.CharField(editable=False, max_length=64)),
-                ('redirect_uris', models.JSONField(default=list)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("client_id", models.CharField(max_length=100, unique=True)),
+                ("name", models.CharField(max_length=200)),
+                ("secret_hash", models.CharField(editable=False, max_length=64)),
+                ("redirect_uris", models.JSONField(default=list)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
             ],
             options={
-                'verbose_name': 'sandbox OAuth client',
-                'ordering': ['name'],
+                "verbose_name": "sandbox OAuth client",
+                "ordering": ["name"],
             },
         ),
         migrations.CreateModel(
-            name='SandboxOAuthGrant',
+            name="SandboxOAuthGrant",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('permissions', models.JSONField(default=sandbox.models._all_permissions)),
-                ('refresh_token_hash', models.CharField(editable=False, max_length=64, unique=True)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('revoked_at', models.DateTimeField(blank=True, null=True)),
-                ('client', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='grants', to='sandbox.sandboxoauthclient')),
-                ('company', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='oauth_grants', to='sandbox.sandboxcompany')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("permissions", models.JSONField(default=sandbox.models._all_permissions)),
+                ("refresh_token_hash", models.CharField(editable=False, max_length=64, unique=True)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("revoked_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "client",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="grants",
+                        to="sandbox.sandboxoauthclient",
+                    ),
+                ),
+                (
+                    "company",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="oauth_grants",
+                        to="sandbox.sandboxcompany",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'sandbox OAuth grant',
-                'ordering': ['-created_at'],
+                "verbose_name": "sandbox OAuth grant",
+                "ordering": ["-created_at"],
             },
         ),
         migrations.CreateModel(
-            name='SandboxAuthorizationCode',
+            name="SandboxAuthorizationCode",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('redirect_uri', models.CharField(max_length=2000)),
-                ('permissions', models.JSONField(default=sandbox.models._all_permissions)),
-                ('code_hash', models.CharField(editable=False, max_length=64, unique=True)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('expires_at', models.DateTimeField()),
-                ('used_at', models.DateTimeField(blank=True, null=True)),
-                ('company', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='authorization_codes', to='sandbox.sandboxcompany')),
-                ('client', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='authorization_codes', to='sandbox.sandboxoauthclient')),
-                ('grant', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='sandbox.sandboxoauthgrant')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("redirect_uri", models.CharField(max_length=2000)),
+                ("permissions", models.JSONField(default=sandbox.models._all_permissions)),
+                ("code_hash", models.CharField(editable=False, max_length=64, unique=True)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("expires_at", models.DateTimeField()),
+                ("used_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "company",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="authorization_codes",
+                        to="sandbox.sandboxcompany",
+                    ),
+                ),
+                (
+                    "client",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="authorization_codes",
+                        to="sandbox.sandboxoauthclient",
+                    ),
+                ),
+                (
+                    "grant",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="sandbox.sandboxoauthgrant",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'sandbox OAuth authorization code',
-                'ordering': ['-created_at'],
+                "verbose_name": "sandbox OAuth authorization code",
+                "ordering": ["-created_at"],
             },
         ),
         migrations.CreateModel(
-            name='SandboxAccessToken',
+            name="SandboxAccessToken",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('token_hash', models.CharField(editable=False, max_length=64, unique=True)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('expires_at', models.DateTimeField()),
-                ('grant', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='access_tokens', to='sandbox.sandboxoauthgrant')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("token_hash", models.CharField(editable=False, max_length=64, unique=True)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("expires_at", models.DateTimeField()),
+                (
+                    "grant",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="access_tokens",
+                        to="sandbox.sandboxoauthgrant",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'sandbox OAuth access token',
-                'ordering': ['-created_at'],
+                "verbose_name": "sandbox OAuth access token",
+                "ordering": ["-created_at"],
             },
         ),
     ]

@@ -17,11 +17,19 @@ import pytest
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-quic", "--no-first-run", "--disable-component-update", "--disable-sync",
-                 # The host-page test serves a page from a made-up public origin that frames the
-                 # loopback live server; Chromium's local-network protection would block that.
-                 "--disable-features=LocalNetworkAccessChecks"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-component-update",
+    "--disable-sync",
+    # The host-page test serves a page from a made-up public origin that frames the
+    # loopback live server; Chromium's local-network protection would block that.
+    "--disable-features=LocalNetworkAccessChecks",
+]
 
 
 def _chromium() -> str | None:

@@ -19,8 +19,12 @@ def test_filtering_and_searching_swap_the_table_and_push_a_clean_url(browser, li
     environment = factories.EnvironmentFactory(slug="acme", name="Acme production")
     user = factories.UserFactory(email="op@acme.test")
     factories.MembershipFactory(environment=environment, user=user, role="viewer")
-    for name, state in [("Umbrella Corp", "INVALID"), ("Umbrella Pharma", "ACTIVE"), ("Initech", "INVALID"),
-                        ("Globex", "ACTIVE")]:
+    for name, state in [
+        ("Umbrella Corp", "INVALID"),
+        ("Umbrella Pharma", "ACTIVE"),
+        ("Initech", "INVALID"),
+        ("Globex", "ACTIVE"),
+    ]:
         factories.IntegrationFactory(environment=environment, end_user_organization_name=name, state=state)
     context = browser.new_context()
     page = context.new_page()

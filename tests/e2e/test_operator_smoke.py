@@ -14,9 +14,13 @@ def test_operator_signs_in_and_opens_an_integration(browser, live_server, shot):
     environment = factories.EnvironmentFactory(slug="acme", name="Acme production")
     user = factories.UserFactory(email="op@acme.test")
     factories.MembershipFactory(environment=environment, user=user, role="editor")
-    factories.IntegrationFactory(environment=environment, end_user_organization_name="Umbrella Corp",
-                                 state="INVALID", auth_failing_since="2026-11-19T10:02:00Z",
-                                 invalid_since="2026-11-22T10:02:00Z")
+    factories.IntegrationFactory(
+        environment=environment,
+        end_user_organization_name="Umbrella Corp",
+        state="INVALID",
+        auth_failing_since="2026-11-19T10:02:00Z",
+        invalid_since="2026-11-22T10:02:00Z",
+    )
     context = browser.new_context()
     page = context.new_page()
     sign_in(page, live_server.url, "op@acme.test", then="/env/acme/overview/")  # home redirects to the overview

@@ -16,10 +16,18 @@ from tests.e2e.conftest import sign_in
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-CORE = {"hris_employees": {"availability": "ENABLED",
-                           "fields": {"first_name": "ENABLED", "last_name": "ENABLED", "salary": "DISABLED"}}}
-COMPENSATION = {"hris_employees": {"availability": "ENABLED",
-                                   "fields": {"first_name": "ENABLED", "last_name": "ENABLED", "salary": "ENABLED"}}}
+CORE = {
+    "hris_employees": {
+        "availability": "ENABLED",
+        "fields": {"first_name": "ENABLED", "last_name": "ENABLED", "salary": "DISABLED"},
+    }
+}
+COMPENSATION = {
+    "hris_employees": {
+        "availability": "ENABLED",
+        "fields": {"first_name": "ENABLED", "last_name": "ENABLED", "salary": "ENABLED"},
+    }
+}
 
 
 def test_operator_repairs_an_invalid_integration(browser, live_server, settings, shot):
@@ -28,15 +36,20 @@ def test_operator_repairs_an_invalid_integration(browser, live_server, settings,
     operator = factories.UserFactory(email="op@acme.test")
     factories.MembershipFactory(environment=environment, user=operator, role="editor")
     core = factories.ScopeConfigFactory(environment=environment, name="Core employees", spec=CORE)
-    compensation = factories.ScopeConfigFactory(environment=environment, name="Employees + compensation",
-                                                spec=COMPENSATION)
+    compensation = factories.ScopeConfigFactory(
+        environment=environment, name="Employees + compensation", spec=COMPENSATION
+    )
     company = SandboxCompany.objects.create(name="Umbrella Corp")
     factories.SandboxEmployeeFactory.create_batch(4, company=company)
     old_key, old_raw = company.create_key()
     integration = factories.IntegrationFactory(
-        environment=environment, end_user_organization_name="Umbrella Corp", scope_config=core,
-        credentials={"api_key": old_raw}, state="INVALID",
-        auth_failing_since="2026-11-19T10:02:00Z", invalid_since="2026-11-22T10:02:00Z",
+        environment=environment,
+        end_user_organization_name="Umbrella Corp",
+        scope_config=core,
+        credentials={"api_key": old_raw},
+        state="INVALID",
+        auth_failing_since="2026-11-19T10:02:00Z",
+        invalid_since="2026-11-22T10:02:00Z",
     )
     old_key.revoked_at = old_key.created_at
     old_key.save()

@@ -35,8 +35,12 @@ def setup(live_server, settings, monkeypatch):
     factories.SandboxEmployeeFactory.create_batch(2, company=company)
     old_key, old_raw = company.create_key()
     integration = factories.IntegrationFactory(
-        environment=environment, end_user_organization_name="Umbrella Corp", credentials={"api_key": old_raw},
-        state="INVALID", invalid_since="2026-11-22T10:02:00Z", auth_failing_since="2026-11-19T10:02:00Z",
+        environment=environment,
+        end_user_organization_name="Umbrella Corp",
+        credentials={"api_key": old_raw},
+        state="INVALID",
+        invalid_since="2026-11-22T10:02:00Z",
+        auth_failing_since="2026-11-19T10:02:00Z",
     )
     old_key.revoked_at = old_key.created_at
     old_key.save()
@@ -48,8 +52,12 @@ def _open_in_host_page(browser, live_server, created: links.CreatedLink):
     """A fresh browser on the host app's origin, which opens the link in its iframe."""
     context = browser.new_context()
     page = context.new_page()
-    page.route(f"{HOST_ORIGIN}/", lambda route: route.fulfill(
-        content_type="text/html", body=HOST_PAGE.format(static=live_server.url, link=created.url)))
+    page.route(
+        f"{HOST_ORIGIN}/",
+        lambda route: route.fulfill(
+            content_type="text/html", body=HOST_PAGE.format(static=live_server.url, link=created.url)
+        ),
+    )
     page.goto(f"{HOST_ORIGIN}/")
     page.click("#reconnect")
     return context, page, page.frame_locator("iframe[title='Relink Connect']")
@@ -68,8 +76,9 @@ def test_embedded_reconnect_resolves_with_an_activation_token(browser, live_serv
     assert page.locator("iframe").count() == 0  # removed once the promise settled
 
     _, raw_key = ApiKey.create(environment, "backend")
-    response = httpx.get(f"{live_server.url}/v1/connect/integration-by-token/{token}",
-                         headers={"Authorization": f"Bearer {raw_key}"})
+    response = httpx.get(
+        f"{live_server.url}/v1/connect/integration-by-token/{token}", headers={"Authorization": f"Bearer {raw_key}"}
+    )
     assert response.status_code == 200, response.text
     assert response.json()["data"]["id"] == integration.pk
     fresh = Integration.objects.get(pk=integration.pk)
@@ -102,8 +111,12 @@ def test_embedded_oauth_reconnect_consents_in_a_new_tab_and_resolves_in_the_host
     hands the host page the activation token."""
     environment, _, _ = setup
     integration = factories.IntegrationFactory(
-        environment=environment, tool="sandbox_oauth", end_user_organization_name="Umbrella Corp",
-        credentials={"refresh_token": "revoked"}, state="INVALID", invalid_since="2026-11-22T10:02:00Z",
+        environment=environment,
+        tool="sandbox_oauth",
+        end_user_organization_name="Umbrella Corp",
+        credentials={"refresh_token": "revoked"},
+        state="INVALID",
+        invalid_since="2026-11-22T10:02:00Z",
         auth_failing_since="2026-11-19T10:02:00Z",
     )
     factories.UserFactory(email="hr-admin@umbrella.test")  # signs in to Sandbox HR to consent
@@ -129,8 +142,9 @@ def test_embedded_oauth_reconnect_consents_in_a_new_tab_and_resolves_in_the_host
     shot(page, "embedded-oauth-host-done")
     token = page.inner_text("#result").removeprefix("token:")
     _, raw_key = ApiKey.create(environment, "backend")
-    response = httpx.get(f"{live_server.url}/v1/connect/integration-by-token/{token}",
-                         headers={"Authorization": f"Bearer {raw_key}"})
+    response = httpx.get(
+        f"{live_server.url}/v1/connect/integration-by-token/{token}", headers={"Authorization": f"Bearer {raw_key}"}
+    )
     assert response.status_code == 200, response.text
     assert response.json()["data"]["id"] == integration.pk
     assert Integration.objects.get(pk=integration.pk).state == "ACTIVE"

@@ -54,7 +54,12 @@ class Command(BaseCommand):
             ("integrations_filtered", member, f"{list_url}?state=INVALID&tool=sandbox&q=Bench+organization+4", False),
             # A search matching a handful of rows in the whole environment (the trigram index's case).
             ("integrations_search", member, f"{list_url}?q=organization+4711", False),
-            ("integration_page", member, reverse("dashboard:integration", kwargs={"env": SLUG, "integration_id": sample.pk}), False),
+            (
+                "integration_page",
+                member,
+                reverse("dashboard:integration", kwargs={"env": SLUG, "integration_id": sample.pk}),
+                False,
+            ),
             ("admin_changelist", admin, reverse("admin:integrations_integration_changelist"), False),
         ]
         for name, user, url, cold in pages:
@@ -127,4 +132,6 @@ class Command(BaseCommand):
             )
             cursor.execute("ANALYZE integrations_integration")
             cursor.execute("ANALYZE integrations_authcheck")
-        self.stdout.write(f"seeded {integrations} integrations and {checks} auth checks in {time.monotonic() - started:.0f}s")
+        self.stdout.write(
+            f"seeded {integrations} integrations and {checks} auth checks in {time.monotonic() - started:.0f}s"
+        )

@@ -62,10 +62,13 @@ class Command(BaseCommand):
             outbox.publish = real_publish
         floor = self._round_trips(len(queries))
         Sync.objects.filter(integration__environment=env, status="QUEUED").delete()
-        self.stdout.write(f"fleet={Integration.objects.filter(environment=env).count()} db={connection.vendor} "
-                          f"batch_size={batch_size} published={len(published)}")
-        self.stdout.write(f"bench=scheduler_tick claimed={claimed} seconds={seconds:.3f} queries={len(queries)} "
-                          f"floor={floor:.3f}")
+        self.stdout.write(
+            f"fleet={Integration.objects.filter(environment=env).count()} db={connection.vendor} "
+            f"batch_size={batch_size} published={len(published)}"
+        )
+        self.stdout.write(
+            f"bench=scheduler_tick claimed={claimed} seconds={seconds:.3f} queries={len(queries)} floor={floor:.3f}"
+        )
 
     @staticmethod
     def _round_trips(count: int) -> float:
@@ -100,11 +103,17 @@ class Command(BaseCommand):
         now = timezone.now()
         batch = []
         for g in range(start + 1, total + 1):
-            batch.append(Integration(
-                id=f"sandbox:bench{g:011d}", environment=env, tool="sandbox", category="HRIS",
-                end_user_organization_name=f"Bench organization {g}", end_user_origin_id=f"bench-{g}",
-                next_sync_at=now + timedelta(hours=1, seconds=g % 10800),
-            ))
+            batch.append(
+                Integration(
+                    id=f"sandbox:bench{g:011d}",
+                    environment=env,
+                    tool="sandbox",
+                    category="HRIS",
+                    end_user_organization_name=f"Bench organization {g}",
+                    end_user_origin_id=f"bench-{g}",
+                    next_sync_at=now + timedelta(hours=1, seconds=g % 10800),
+                )
+            )
             if len(batch) == 5000:
                 Integration.objects.bulk_create(batch)
                 batch = []

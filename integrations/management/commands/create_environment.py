@@ -29,6 +29,9 @@ class Command(BaseCommand):
             env, created = Environment.objects.get_or_create(slug=slug, defaults={"name": name})
             if user is not None:
                 Membership.objects.update_or_create(environment=env, user=user, defaults={"role": Role.OWNER})
-        self.stdout.write(f"{'Created' if created else 'Found'} environment {env.name!r}"
-                          + (f"; {user.email} is its owner" if user else "") + ":")
+        self.stdout.write(
+            f"{'Created' if created else 'Found'} environment {env.name!r}"
+            + (f"; {user.email} is its owner" if user else "")
+            + ":"
+        )
         self.stdout.write(env.slug)

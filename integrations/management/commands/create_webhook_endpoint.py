@@ -11,8 +11,13 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--environment", required=True, help="environment slug")
         parser.add_argument("--url", required=True)
-        parser.add_argument("--event", action="append", default=[], choices=WebhookEvent.values,
-                            help="event type to receive (repeatable; default: all)")
+        parser.add_argument(
+            "--event",
+            action="append",
+            default=[],
+            choices=WebhookEvent.values,
+            help="event type to receive (repeatable; default: all)",
+        )
 
     def handle(self, *args, environment: str, url: str, event: list[str], **options):
         try:

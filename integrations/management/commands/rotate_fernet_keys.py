@@ -14,7 +14,6 @@ from integrations.lib import crypto
 from integrations.models import ENCRYPTED_COLUMNS
 
 
-
 class Command(BaseCommand):
     help = "Re-encrypt stored secrets under the first key in FERNET_KEYS (batched, resumable)."
 

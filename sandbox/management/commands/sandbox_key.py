@@ -14,7 +14,9 @@ class Command(BaseCommand):
     def handle(self, *args, company: str, create: bool, **options):
         if not settings.SANDBOX_ENABLED:
             raise CommandError("Sandbox HR is off (SANDBOX_ENABLED=false): its keys would reach nothing.")
-        found = SandboxCompany.objects.filter(name=company).first() or SandboxCompany.objects.filter(slug=company).first()
+        found = (
+            SandboxCompany.objects.filter(name=company).first() or SandboxCompany.objects.filter(slug=company).first()
+        )
         if found is None:
             if not create:
                 raise CommandError(f"No sandbox company {company!r} (use --create to make it).")
