@@ -4,12 +4,14 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PORT   ?= 8000
 
-.PHONY: demo test install install-dev lock messages clean help
+.PHONY: demo test lint format install install-dev lock messages clean help
 .DEFAULT_GOAL := help
 
 help:
 	@echo "make demo   install, migrate, seed demo data, start web + Celery worker + beat"
 	@echo "make test   install dev requirements and run the whole test suite"
+	@echo "make lint   ruff, ruff format --check, mypy, makemigrations --check"
+	@echo "make format apply ruff's fixes and formatter"
 	@echo "make lock   re-pin requirements*.txt (hashed) from requirements*.in"
 
 $(BIN)/python:
@@ -46,6 +48,17 @@ demo: install messages
 
 test: install-dev messages
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# The gate CI runs before the tests. DEBUG=1 only lets the settings load without secrets.
+lint: install-dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	DEBUG=1 $(BIN)/python manage.py makemigrations --check --dry-run
+
+format: install-dev
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
 
 clean:
 	rm -rf var/ .pytest_cache/

@@ -149,8 +149,8 @@ def dispatch(
     error: ApiError | None = None
     try:
         if auth:
-            authenticate(ctx)
-            retry_after = ratelimit.hit(ctx.api_key.key_hash[:32])
+            api_key = authenticate(ctx)
+            retry_after = ratelimit.hit(api_key.key_hash[:32])
             if retry_after is not None:
                 raise errors.rate_limited(ratelimit.limit_per_minute(), retry_after)
         handler = fallback or handlers.get(request.method or "")
@@ -172,7 +172,7 @@ def dispatch(
     return response
 
 
-def authenticate(ctx: ApiContext) -> None:
+def authenticate(ctx: ApiContext) -> ApiKey:
     header = ctx.request.headers.get("Authorization", "")
     scheme, _, raw = header.strip().partition(" ")
     raw = raw.strip()
@@ -184,6 +184,7 @@ def authenticate(ctx: ApiContext) -> None:
         raise errors.authentication_invalid("The API key is invalid or has been revoked.")
     ctx.api_key = key
     touch_last_used(key)
+    return key
 
 
 def touch_last_used(key: ApiKey) -> None:

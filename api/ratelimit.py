@@ -14,7 +14,6 @@ from django.core.cache import cache
 
 from config.cache import warn_unavailable
 
-
 WINDOW_SECONDS = 60
 
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone as dt_timezone
-from functools import lru_cache
+from datetime import UTC, datetime
+from functools import cache
 from typing import Any
 
 from django.conf import settings
@@ -12,9 +12,9 @@ from django.templatetags.static import static
 
 from integrations.models import Integration
 from integrations.providers import REGISTRY, providers_of_category
-from integrations.webhooks import end_user
 from integrations.providers.base import Provider
 from integrations.scopes import DISABLED, ScopeSpec
+from integrations.webhooks import end_user
 
 SUPPORTED = "SUPPORTED"
 UNSUPPORTED = "UNSUPPORTED"
@@ -24,13 +24,13 @@ def iso(value: datetime | None) -> str | None:
     """Like JavaScript's Date.toISOString(): UTC, milliseconds, `Z`."""
     if value is None:
         return None
-    return value.astimezone(dt_timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 # --- Tools -------------------------------------------------------------------------------------
 
 
-@lru_cache(maxsize=None)
+@cache
 def _asset_path(name: str) -> str:
     """The static path of a tool image shipped in api/static/api/tools/, or of the generic one."""
     path = f"api/tools/{name}.svg"

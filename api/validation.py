@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal, overload
 
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
@@ -38,6 +38,43 @@ class Body:
             raise input_invalid(f"{name}: this field is required.")
         return value
 
+    # A default, or required and not nullable, means a string comes back; otherwise maybe None.
+    @overload
+    def string(
+        self,
+        name: str,
+        *,
+        required: bool = ...,
+        nullable: bool = ...,
+        default: str,
+        choices: list[str] | tuple[str, ...] | None = ...,
+        min_length: int | None = ...,
+        max_length: int | None = ...,
+    ) -> str: ...
+    @overload
+    def string(
+        self,
+        name: str,
+        *,
+        required: Literal[True],
+        nullable: Literal[False] = ...,
+        default: None = ...,
+        choices: list[str] | tuple[str, ...] | None = ...,
+        min_length: int | None = ...,
+        max_length: int | None = ...,
+    ) -> str: ...
+    @overload
+    def string(
+        self,
+        name: str,
+        *,
+        required: bool = ...,
+        nullable: bool = ...,
+        default: None = ...,
+        choices: list[str] | tuple[str, ...] | None = ...,
+        min_length: int | None = ...,
+        max_length: int | None = ...,
+    ) -> str | None: ...
     def string(
         self,
         name: str,
@@ -72,6 +109,10 @@ class Body:
             raise input_invalid(f"{name}: must be at most {max_length} characters long.")
         return value
 
+    @overload
+    def email(self, name: str, *, required: Literal[True], nullable: Literal[False] = ...) -> str: ...
+    @overload
+    def email(self, name: str, *, required: bool = ..., nullable: bool = ...) -> str | None: ...
     def email(self, name: str, *, required: bool = False, nullable: bool = False) -> str | None:
         value = self.string(name, required=required, nullable=nullable, max_length=254)
         if value is not None:
@@ -81,6 +122,12 @@ class Body:
                 raise input_invalid(f"{name}: not a valid email address.") from None
         return value
 
+    @overload
+    def boolean(self, name: str, *, required: Literal[True], default: None = ...) -> bool: ...
+    @overload
+    def boolean(self, name: str, *, required: bool = ..., default: bool) -> bool: ...
+    @overload
+    def boolean(self, name: str, *, required: bool = ..., default: None = ...) -> bool | None: ...
     def boolean(self, name: str, *, required: bool = False, default: bool | None = None) -> bool | None:
         value = self._get(name, required)
         if value is _MISSING:

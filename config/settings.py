@@ -6,6 +6,7 @@ With DEBUG off, SECRET_KEY and FERNET_KEYS are required: startup stops with a cl
 
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import environ
 from celery.schedules import crontab
@@ -131,7 +132,7 @@ AUTH_USER_MODEL = "integrations.User"
 REDIS_URL = env.str("REDIS_URL", default="")
 # Short socket timeouts: with Redis unreachable a request falls back quickly (the cache misses,
 # the task waits in the outbox) instead of hanging.
-REDIS_SOCKET_OPTIONS = {"socket_connect_timeout": 2, "socket_timeout": 5}
+REDIS_SOCKET_OPTIONS: dict[str, object] = {"socket_connect_timeout": 2, "socket_timeout": 5}
 if REDIS_URL:
     CACHES = {
         "default": {
@@ -287,7 +288,7 @@ WHITENOISE_USE_FINDERS = env.bool("WHITENOISE_USE_FINDERS", default=True)
 if WHITENOISE_USE_FINDERS:
     STORAGES["staticfiles"]["BACKEND"] = "django.contrib.staticfiles.storage.StaticFilesStorage"
 
-LOGGING = {
+LOGGING: dict[str, Any] = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},

@@ -47,7 +47,6 @@ from . import links
 from .forms import ConnectForm, optional_items
 from .models import LIVE_STATUSES, ConnectionLink, LinkKind, LinkStatus, LinkType
 
-
 FORM_TOKEN_SALT = "relink-connect-form"
 # Long enough for a customer who opens the page, goes to find an API key and comes back.
 FORM_TOKEN_MAX_AGE = 3 * 60 * 60

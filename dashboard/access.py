@@ -11,10 +11,11 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied
 from django.db.models import Model, QuerySet
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django_htmx.http import HttpResponseClientRedirect
 
+from dashboard.htmx import DashboardRequest
 from integrations.models import Environment, Membership, Role
 
 SESSION_KEY = "environment_slug"
@@ -43,7 +44,7 @@ class EnvAccess:
         return get_object_or_404(queryset, environment=self.environment, **lookups)
 
 
-def user_memberships(request: HttpRequest) -> list[Membership]:
+def user_memberships(request: DashboardRequest) -> list[Membership]:
     """The signed-in user's memberships with their environments, by environment name: one query
     per request, shared by the access check, the environment switcher and the home redirect."""
     cached = getattr(request, "_relink_memberships", None)
@@ -53,11 +54,11 @@ def user_memberships(request: HttpRequest) -> list[Membership]:
             .select_related("environment")
             .order_by("environment__name")
         )
-        request._relink_memberships = cached
+        request._relink_memberships = cached  # type: ignore[attr-defined]  # a per-request memo
     return cached
 
 
-def get_env_access(request: HttpRequest, slug: str, role: str = Role.VIEWER) -> EnvAccess:
+def get_env_access(request: DashboardRequest, slug: str, role: str = Role.VIEWER) -> EnvAccess:
     """The environment `slug` if the signed-in user is a member with at least `role`.
 
     Not a member: 404. A member whose role is too low: 403.
@@ -70,12 +71,12 @@ def get_env_access(request: HttpRequest, slug: str, role: str = Role.VIEWER) -> 
     return access
 
 
-def remember_environment(request: HttpRequest, environment: Environment) -> None:
+def remember_environment(request: DashboardRequest, environment: Environment) -> None:
     """The environment `/` sends the operator back to; the session is written only on change."""
     if request.session.get(SESSION_KEY) != environment.slug:
         request.session[SESSION_KEY] = environment.slug
 
 
-def redirect_after_post(request: HttpRequest, url: str) -> HttpResponse:
+def redirect_after_post(request: DashboardRequest, url: str) -> HttpResponse:
     """After a POST: htmx follows HX-Redirect with a full page load, a plain form a 302."""
     return HttpResponseClientRedirect(url) if request.htmx else redirect(url)

@@ -6,6 +6,7 @@ through its title and description, each day's counts in a hover title.
 from __future__ import annotations
 
 from datetime import date, datetime, time, timedelta
+from typing import Any
 
 from django.db.models import Count, Q, QuerySet
 from django.db.models.functions import TruncDate
@@ -50,7 +51,7 @@ def auth_check_chart(checks: QuerySet[AuthCheck], today: date) -> dict:
         .values("day")
         .annotate(**{value: Count("id", filter=Q(outcome=value)) for value, _, _ in SERIES})
     )
-    per_day = {r["day"]: r for r in rows}
+    per_day: dict[date, dict[str, Any]] = {r["day"]: dict(r) for r in rows}
     days = [first + timedelta(days=i) for i in range(CHART_DAYS)]
     peak = max([sum(per_day.get(d, {}).get(v, 0) for v, _, _ in SERIES) for d in days] + [0])
     scale_max = max(peak, 1)
@@ -58,9 +59,9 @@ def auth_check_chart(checks: QuerySet[AuthCheck], today: date) -> dict:
     for i, day in enumerate(days):
         counts = {v: per_day.get(day, {}).get(v, 0) for v, _, _ in SERIES}
         x = AXIS_LEFT + BAR_GAP + i * (BAR_WIDTH + BAR_GAP)
-        y = PLOT_TOP + PLOT_HEIGHT
+        y: float = PLOT_TOP + PLOT_HEIGHT
         segments = []
-        for value, label, css in SERIES:
+        for value, _label, css in SERIES:
             height = round(counts[value] * PLOT_HEIGHT / scale_max, 2)
             if counts[value]:
                 y -= height

@@ -1,10 +1,10 @@
 from django.conf import settings
-from django.http import HttpRequest
 
 from .access import user_memberships
+from .htmx import DashboardRequest
 
 
-def environments(request: HttpRequest) -> dict:
+def environments(request: DashboardRequest) -> dict:
     """The signed-in operator's environments, for the switcher in the navigation."""
     user = getattr(request, "user", None)
     if user is None or not user.is_authenticated:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from integrations.health import INVALID_AFTER
 from integrations.models import AuditEvent, Integration, IntegrationState
 
@@ -42,11 +44,13 @@ STATE_LABELS = dict(IntegrationState.choices)
 
 def describe_event(event: AuditEvent) -> str:
     """One line of an integration's audit trail in plain words (the actor is shown beside it)."""
-    d = event.details or {}
+    d: dict[str, Any] = event.details or {}
     link = LINK_TYPES.get(d.get("link_type", ""), "a")
     match event.action:
         case "integration.state_changed":
-            change = f"{STATE_LABELS.get(d.get('from'), d.get('from') or '?')} → {STATE_LABELS.get(d.get('to'), d.get('to') or '?')}"
+            before = STATE_LABELS.get(d.get("from"), d.get("from") or "?")
+            after = STATE_LABELS.get(d.get("to"), d.get("to") or "?")
+            change = f"{before} → {after}"
             return f"State {change}" + (f" ({d['reason']})" if d.get("reason") else "")
         case "integration.enabled":
             return "Enabled the integration"

@@ -10,12 +10,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, fields
 from urllib.parse import urlencode
 
-from django.db.models import F, Q, QuerySet
-from django.http import HttpRequest, HttpResponse, QueryDict
+from django.db.models import F, OrderBy, Q, QuerySet
+from django.http import HttpResponse, QueryDict
 from django.shortcuts import render
 from django.utils.cache import patch_vary_headers
 from django_htmx.http import push_url
 
+from dashboard.htmx import DashboardRequest
 from integrations.models import IntegrationState
 from integrations.providers import tool_choices
 
@@ -44,13 +45,13 @@ TABLE_COLUMNS = [
 ]
 
 
-def wants_partial(request: HttpRequest) -> bool:
+def wants_partial(request: DashboardRequest) -> bool:
     """An htmx swap, not a history restore (Back after hx-push-url, which needs the whole page)."""
     return bool(request.htmx) and not request.htmx.history_restore_request
 
 
 def render_region(
-    request: HttpRequest, template: str, region: str, ctx: dict, page_ctx: Callable[[], dict] | None = None
+    request: DashboardRequest, template: str, region: str, ctx: dict, page_ctx: Callable[[], dict] | None = None
 ) -> HttpResponse:
     """Only the `region` partial of `template` for an htmx swap, else the whole page (rendered
     with `page_ctx()` when the page needs more than the region). The response varies on
@@ -63,7 +64,7 @@ def render_region(
     return response
 
 
-def render_list(request: HttpRequest, template: str, ctx: dict, region: str = "table") -> HttpResponse:
+def render_list(request: DashboardRequest, template: str, ctx: dict, region: str = "table") -> HttpResponse:
     """A filtered, paginated list (`ctx["filters"]`, `ctx["page"]`) as a page or its table.
 
     Adds the previous/next links, and tells htmx which URL to push: the cleaned filters and page,
@@ -85,7 +86,11 @@ class QueryFilters:
 
     def params(self, **overrides: object) -> dict[str, str]:
         """The non-default values as query parameters, with `overrides` (None drops a key)."""
-        values = {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) != f.default}
+        values = {
+            f.name: getattr(self, f.name)
+            for f in fields(self)  # type: ignore[arg-type]  # subclasses are dataclasses
+            if getattr(self, f.name) != f.default
+        }
         values.update(overrides)
         return {k: str(v) for k, v in values.items() if v not in (None, "")}
 
@@ -102,7 +107,7 @@ class ListFilters(QueryFilters):
     sort: str = DEFAULT_SORT
 
     @classmethod
-    def from_query(cls, params: QueryDict) -> "ListFilters":
+    def from_query(cls, params: QueryDict) -> ListFilters:
         state = params.get("state", "")
         tool = params.get("tool", "")
         sort = params.get("sort", "")
@@ -130,6 +135,7 @@ class ListFilters(QueryFilters):
             )
         field = SORTS[self.sort.lstrip("-")][0]
         descending = self.sort.startswith("-")
+        primary: OrderBy | str
         if field in NULLABLE:
             primary = F(field).desc(nulls_last=True) if descending else F(field).asc(nulls_last=True)
         else:

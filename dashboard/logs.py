@@ -9,12 +9,13 @@ from dataclasses import dataclass
 
 from django.contrib.auth.decorators import login_required
 from django.db.models import Q, QuerySet
-from django.http import HttpRequest, HttpResponse, QueryDict
+from django.http import HttpResponse, QueryDict
 from django.shortcuts import render
 
 from integrations.models import Integration, RequestLog
 
 from .access import get_env_access
+from .htmx import DashboardRequest
 from .listing import MAX_QUERY, QueryFilters, render_list
 from .paginator import CachedCountPaginator
 
@@ -37,7 +38,7 @@ class LogFilters(QueryFilters):
     q: str = ""
 
     @classmethod
-    def from_query(cls, params: QueryDict) -> "LogFilters":
+    def from_query(cls, params: QueryDict) -> LogFilters:
         source = params.get("source", "")
         status = params.get("status", "") or ("errors" if params.get("errors") == "1" else "")  # older links
         return cls(
@@ -64,7 +65,7 @@ class LogFilters(QueryFilters):
 
 
 @login_required
-def logs(request: HttpRequest, env: str) -> HttpResponse:
+def logs(request: DashboardRequest, env: str) -> HttpResponse:
     access = get_env_access(request, env)
     filters = LogFilters.from_query(request.GET)
     qs = filters.apply(
@@ -90,7 +91,7 @@ def _pretty(value) -> str:
 
 
 @login_required
-def log(request: HttpRequest, env: str, log_id: str) -> HttpResponse:
+def log(request: DashboardRequest, env: str, log_id: str) -> HttpResponse:
     access = get_env_access(request, env)
     entry = access.get_or_404(RequestLog.objects.select_related("api_key"), pk=log_id)
     integration_exists = (

@@ -10,7 +10,7 @@ from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db import transaction
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
@@ -18,6 +18,7 @@ from django.views.decorators.http import require_POST
 from integrations.models import AuditEvent, Environment, Membership, Role, User
 
 from .access import EnvAccess, get_env_access, redirect_after_post
+from .htmx import DashboardRequest
 
 TEMPLATE = "dashboard/members.html"
 LAST_OWNER = "An environment needs at least one owner: make someone else an owner first."
@@ -43,7 +44,7 @@ class AddMemberForm(forms.Form):
         return email
 
 
-def _render(request: HttpRequest, access: EnvAccess, form: AddMemberForm) -> HttpResponse:
+def _render(request: DashboardRequest, access: EnvAccess, form: AddMemberForm) -> HttpResponse:
     members = list(
         Membership.objects.filter(environment=access.environment).select_related("user").order_by("user__email")
     )
@@ -57,7 +58,7 @@ def _render(request: HttpRequest, access: EnvAccess, form: AddMemberForm) -> Htt
     return render(request, TEMPLATE, ctx)
 
 
-def _audit(request: HttpRequest, access: EnvAccess, action: str, membership: Membership, **details) -> None:
+def _audit(request: DashboardRequest, access: EnvAccess, action: str, membership: Membership, **details) -> None:
     AuditEvent.objects.create(
         environment=access.environment,
         actor_user=request.user,
@@ -66,7 +67,7 @@ def _audit(request: HttpRequest, access: EnvAccess, action: str, membership: Mem
     )
 
 
-def _after_change(request: HttpRequest, access: EnvAccess) -> HttpResponse:
+def _after_change(request: DashboardRequest, access: EnvAccess) -> HttpResponse:
     """Back to the members page, or to the environment if the operator is no longer an owner."""
     still_owner = Membership.objects.filter(
         environment=access.environment, user_id=request.user.pk, role=Role.OWNER
@@ -89,14 +90,14 @@ def _is_last_owner(access: EnvAccess, membership: Membership) -> bool:
 
 
 @login_required
-def members(request: HttpRequest, env: str) -> HttpResponse:
+def members(request: DashboardRequest, env: str) -> HttpResponse:
     access = get_env_access(request, env, Role.OWNER)
     return _render(request, access, AddMemberForm(environment=access.environment))
 
 
 @login_required
 @require_POST
-def add_member(request: HttpRequest, env: str) -> HttpResponse:
+def add_member(request: DashboardRequest, env: str) -> HttpResponse:
     access = get_env_access(request, env, Role.OWNER)
     form = AddMemberForm(request.POST, environment=access.environment)
     if not form.is_valid():
@@ -107,6 +108,7 @@ def add_member(request: HttpRequest, env: str) -> HttpResponse:
         )
         if created:
             _audit(request, access, "member.added", membership, role=membership.role)
+    assert form.user is not None  # a valid form found the user
     if created:
         messages.success(request, f"{form.user.email} added as {membership.get_role_display().lower()}.")
     else:
@@ -116,7 +118,7 @@ def add_member(request: HttpRequest, env: str) -> HttpResponse:
 
 @login_required
 @require_POST
-def change_role(request: HttpRequest, env: str, member_id: int) -> HttpResponse:
+def change_role(request: DashboardRequest, env: str, member_id: int) -> HttpResponse:
     access = get_env_access(request, env, Role.OWNER)
     role = request.POST.get("role", "")
     if role not in Role.values:
@@ -140,7 +142,7 @@ def change_role(request: HttpRequest, env: str, member_id: int) -> HttpResponse:
 
 @login_required
 @require_POST
-def remove_member(request: HttpRequest, env: str, member_id: int) -> HttpResponse:
+def remove_member(request: DashboardRequest, env: str, member_id: int) -> HttpResponse:
     access = get_env_access(request, env, Role.OWNER)
     with transaction.atomic():
         membership = access.get_or_404(Membership.objects.select_for_update().select_related("user"), pk=member_id)

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 
 from django.contrib.auth.decorators import login_required
 from django.db.models import Count, JSONField, OuterRef, Q, Subquery
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
 
@@ -21,13 +21,14 @@ from integrations.models import AuditEvent, AuthCheck, Environment, Integration,
 from .access import get_env_access, remember_environment
 from .charts import auth_check_chart
 from .formats import local_minute
+from .htmx import DashboardRequest
 
 ATTENTION_LIMIT = 100
 RECENT_CHANGES = 10
 
 
 @login_required
-def overview(request: HttpRequest, env: str) -> HttpResponse:
+def overview(request: DashboardRequest, env: str) -> HttpResponse:
     access = get_env_access(request, env)
     remember_environment(request, access.environment)
     now = timezone.now()

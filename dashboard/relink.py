@@ -10,15 +10,15 @@ itself (validation, token, expiry, audit) is `connect_flow.links`; nothing here 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import cached_property
-from typing import Mapping
 
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import reverse
 from django.utils import timezone
@@ -33,6 +33,7 @@ from integrations.providers.base import Provider
 from integrations.scopes import DISABLED, ScopeSpec
 
 from .access import EnvAccess, get_env_access
+from .htmx import DashboardRequest
 from .listing import render_region
 from .views import _get_integration, integration_page_context
 
@@ -212,7 +213,7 @@ class RelinkSection:
 
 
 def _render(
-    request: HttpRequest, access: EnvAccess, integration: Integration, partial: str, section: RelinkSection
+    request: DashboardRequest, access: EnvAccess, integration: Integration, partial: str, section: RelinkSection
 ) -> HttpResponse:
     """`partial` of the integration page for htmx, else the whole page with the section filled in."""
     ctx = {
@@ -232,7 +233,7 @@ def _render(
 
 @login_required
 @require_GET
-def section(request: HttpRequest, env: str, integration_id: str) -> HttpResponse:
+def section(request: DashboardRequest, env: str, integration_id: str) -> HttpResponse:
     """The section as an htmx fragment, or (plain) the whole page with it."""
     access = get_env_access(request, env)
     obj = _get_integration(access, integration_id)
@@ -241,7 +242,7 @@ def section(request: HttpRequest, env: str, integration_id: str) -> HttpResponse
 
 @login_required
 @require_GET
-def scope_diff_view(request: HttpRequest, env: str, integration_id: str) -> HttpResponse:
+def scope_diff_view(request: DashboardRequest, env: str, integration_id: str) -> HttpResponse:
     """The permission changes `?scope_config=` implies: the scope selector's htmx target, and
     the "Preview changes" submit without JavaScript."""
     access = get_env_access(request, env)
@@ -251,7 +252,7 @@ def scope_diff_view(request: HttpRequest, env: str, integration_id: str) -> Http
 
 @login_required
 @require_GET
-def links(request: HttpRequest, env: str, integration_id: str) -> HttpResponse:
+def links(request: DashboardRequest, env: str, integration_id: str) -> HttpResponse:
     """The integration's links table, refreshed by htmx whenever `linksChanged` fires."""
     access = get_env_access(request, env)
     obj = _get_integration(access, integration_id)
@@ -261,7 +262,7 @@ def links(request: HttpRequest, env: str, integration_id: str) -> HttpResponse:
 @never_cache  # the response holds the raw link, which exists nowhere else: no cache may keep it
 @login_required
 @require_POST
-def create_link(request: HttpRequest, env: str, integration_id: str) -> HttpResponse:
+def create_link(request: DashboardRequest, env: str, integration_id: str) -> HttpResponse:
     """Create a reconnection link and show it, once.
 
     Unlike the other POSTs this one does not redirect after success: only the token's hash is
@@ -298,7 +299,7 @@ def create_link(request: HttpRequest, env: str, integration_id: str) -> HttpResp
 
 @login_required
 @require_POST
-def revoke_link(request: HttpRequest, env: str, integration_id: str, link_id: str) -> HttpResponse:
+def revoke_link(request: DashboardRequest, env: str, integration_id: str, link_id: str) -> HttpResponse:
     access = get_env_access(request, env, Role.EDITOR)
     obj = _get_integration(access, integration_id)
     link = get_object_or_404(ConnectionLink, pk=link_id, integration=obj)

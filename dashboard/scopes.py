@@ -10,7 +10,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db import IntegrityError, transaction
 from django.db.models import Count
-from django.http import HttpRequest, HttpResponse, QueryDict
+from django.http import HttpResponse, QueryDict
 from django.shortcuts import redirect, render
 
 from integrations.models import Availability, Integration, Role, ScopeConfig
@@ -18,6 +18,7 @@ from integrations.providers import REGISTRY, Category
 from integrations.scopes import ScopeSpec
 
 from .access import EnvAccess, get_env_access
+from .htmx import DashboardRequest
 
 AVAILABILITIES = [a.value for a in Availability]
 CATEGORIES = [c.value for c in Category]
@@ -114,7 +115,7 @@ class ScopeConfigForm(forms.Form):
 
 
 @login_required
-def scope_configs(request: HttpRequest, env: str) -> HttpResponse:
+def scope_configs(request: DashboardRequest, env: str) -> HttpResponse:
     access = get_env_access(request, env)
     configs = ScopeConfig.objects.filter(environment=access.environment).annotate(
         integration_count=Count("integrations")
@@ -124,13 +125,13 @@ def scope_configs(request: HttpRequest, env: str) -> HttpResponse:
 
 
 @login_required
-def new_scope_config(request: HttpRequest, env: str) -> HttpResponse:
+def new_scope_config(request: DashboardRequest, env: str) -> HttpResponse:
     access = get_env_access(request, env, Role.EDITOR)
     return _form_view(request, access, None)
 
 
 @login_required
-def scope_config(request: HttpRequest, env: str, scope_config_id: str) -> HttpResponse:
+def scope_config(request: DashboardRequest, env: str, scope_config_id: str) -> HttpResponse:
     access = get_env_access(request, env)
     obj = access.get_or_404(ScopeConfig, pk=scope_config_id)
     if request.method == "POST":
@@ -138,7 +139,7 @@ def scope_config(request: HttpRequest, env: str, scope_config_id: str) -> HttpRe
     return _form_view(request, access, obj)
 
 
-def _form_view(request: HttpRequest, access: EnvAccess, obj: ScopeConfig | None) -> HttpResponse:
+def _form_view(request: DashboardRequest, access: EnvAccess, obj: ScopeConfig | None) -> HttpResponse:
     environment = access.environment
     if request.method == "POST":
         form = ScopeConfigForm(request.POST, environment=environment, instance=obj)

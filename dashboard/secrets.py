@@ -10,7 +10,7 @@ from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db import transaction
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils import timezone
@@ -20,6 +20,7 @@ from django.views.decorators.http import require_POST
 from integrations.models import ApiKey, AuditEvent, Role
 
 from .access import EnvAccess, get_env_access, redirect_after_post
+from .htmx import DashboardRequest
 
 TEMPLATE = "dashboard/api_keys.html"
 
@@ -29,16 +30,22 @@ class ApiKeyForm(forms.Form):
 
 
 def _render(
-    request: HttpRequest, access: EnvAccess, form: ApiKeyForm, *, created=None, raw_key: str = "", status: int = 200
+    request: DashboardRequest,
+    access: EnvAccess,
+    form: ApiKeyForm,
+    *,
+    created=None,
+    raw_key: str = "",
+    status: int = 200,
 ) -> HttpResponse:
-    keys = (
+    newest_first = (
         ApiKey.objects.filter(environment=access.environment)
         .select_related("created_by")
         .defer("key_hash")
         .order_by("-created_at", "-pk")
     )
     # Active keys first, newest first within each group.
-    keys = sorted(keys, key=lambda k: k.revoked_at is not None)
+    keys = sorted(newest_first, key=lambda k: k.revoked_at is not None)
     ctx = {
         "access": access,
         "env": access.environment,
@@ -50,7 +57,7 @@ def _render(
     return render(request, TEMPLATE, ctx, status=status)
 
 
-def _audit(request: HttpRequest, access: EnvAccess, action: str, key: ApiKey) -> None:
+def _audit(request: DashboardRequest, access: EnvAccess, action: str, key: ApiKey) -> None:
     AuditEvent.objects.create(
         environment=access.environment,
         actor_user=request.user,
@@ -60,7 +67,7 @@ def _audit(request: HttpRequest, access: EnvAccess, action: str, key: ApiKey) ->
 
 
 @login_required
-def api_keys(request: HttpRequest, env: str) -> HttpResponse:
+def api_keys(request: DashboardRequest, env: str) -> HttpResponse:
     access = get_env_access(request, env, Role.OWNER)
     return _render(request, access, ApiKeyForm())
 
@@ -68,7 +75,7 @@ def api_keys(request: HttpRequest, env: str) -> HttpResponse:
 @never_cache  # the response holds the raw key, which exists nowhere else: no cache may keep it
 @login_required
 @require_POST
-def create_api_key(request: HttpRequest, env: str) -> HttpResponse:
+def create_api_key(request: DashboardRequest, env: str) -> HttpResponse:
     """Create a key and show it, once. No redirect: a redirected page could not show it any more."""
     access = get_env_access(request, env, Role.OWNER)
     form = ApiKeyForm(request.POST)
@@ -82,7 +89,7 @@ def create_api_key(request: HttpRequest, env: str) -> HttpResponse:
 
 @login_required
 @require_POST
-def revoke_api_key(request: HttpRequest, env: str, key_id: int) -> HttpResponse:
+def revoke_api_key(request: DashboardRequest, env: str, key_id: int) -> HttpResponse:
     access = get_env_access(request, env, Role.OWNER)
     with transaction.atomic():
         key = access.get_or_404(ApiKey.objects.select_for_update().defer("key_hash"), pk=key_id)

@@ -1,13 +1,6 @@
 from django.urls import path
 
-from . import views
-from . import scopes
-from . import webhooks
-from . import logs
-from . import overview
-from . import relink
-from . import secrets
-from . import members
+from . import logs, members, overview, relink, scopes, secrets, views, webhooks
 
 app_name = "dashboard"
 

@@ -2,23 +2,24 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_POST
 from django.utils import timezone
+from django.views.decorators.http import require_POST
 
+from integrations import health
 from integrations.models import OPEN_SYNC_STATUSES, AuditEvent, Integration, IntegrationState, Role
 from integrations.providers import REGISTRY
 from integrations.scopes import ModelCoverage, ScopeSpec
-from integrations import health
 from integrations.syncs import queue_sync, request_auth_check
 
-from .paginator import CachedCountPaginator
-from .signals import integration_count_namespace
 from .access import SESSION_KEY, EnvAccess, get_env_access, remember_environment, user_memberships
 from .charts import auth_check_chart
 from .health import describe_event, describe_health
+from .htmx import DashboardRequest
 from .listing import ListFilters, render_list, tool_options
+from .paginator import CachedCountPaginator
+from .signals import integration_count_namespace
 
 PAGE_SIZE = 50
 CHECKS_SHOWN = 30
@@ -26,7 +27,7 @@ AUDIT_SHOWN = 30
 
 
 @login_required
-def home(request: HttpRequest) -> HttpResponse:
+def home(request: DashboardRequest) -> HttpResponse:
     """Send the operator to their last-used environment, or their first one."""
     last = request.session.get(SESSION_KEY)
     slugs = [m.environment.slug for m in user_memberships(request)]
@@ -38,7 +39,7 @@ def home(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
-def integrations(request: HttpRequest, env: str) -> HttpResponse:
+def integrations(request: DashboardRequest, env: str) -> HttpResponse:
     access = get_env_access(request, env)
     remember_environment(request, access.environment)
     filters = ListFilters.from_query(request.GET)
@@ -117,14 +118,14 @@ def integration_page_context(access: EnvAccess, obj: Integration, **extra) -> di
 
 
 @login_required
-def integration(request: HttpRequest, env: str, integration_id: str) -> HttpResponse:
+def integration(request: DashboardRequest, env: str, integration_id: str) -> HttpResponse:
     access = get_env_access(request, env)
     obj = _get_integration(access, integration_id)
     return render(request, "dashboard/integration.html", integration_page_context(access, obj))
 
 
 @login_required
-def integration_syncs(request: HttpRequest, env: str, integration_id: str) -> HttpResponse:
+def integration_syncs(request: DashboardRequest, env: str, integration_id: str) -> HttpResponse:
     """The sync history fragment, polled by htmx while a sync is queued or running."""
     access = get_env_access(request, env)
     obj = _get_integration(access, integration_id)
@@ -135,7 +136,7 @@ def integration_syncs(request: HttpRequest, env: str, integration_id: str) -> Ht
 
 @login_required
 @require_POST
-def force_sync(request: HttpRequest, env: str, integration_id: str) -> HttpResponse:
+def force_sync(request: DashboardRequest, env: str, integration_id: str) -> HttpResponse:
     access = get_env_access(request, env, Role.EDITOR)
     obj = _get_integration(access, integration_id)
     if obj.state != IntegrationState.ACTIVE:
@@ -151,7 +152,7 @@ def force_sync(request: HttpRequest, env: str, integration_id: str) -> HttpRespo
 
 @login_required
 @require_POST
-def check_now(request: HttpRequest, env: str, integration_id: str) -> HttpResponse:
+def check_now(request: DashboardRequest, env: str, integration_id: str) -> HttpResponse:
     access = get_env_access(request, env, Role.EDITOR)
     obj = _get_integration(access, integration_id)
     request_auth_check(obj, actor_user=request.user)
@@ -161,7 +162,7 @@ def check_now(request: HttpRequest, env: str, integration_id: str) -> HttpRespon
 
 @login_required
 @require_POST
-def set_enabled(request: HttpRequest, env: str, integration_id: str) -> HttpResponse:
+def set_enabled(request: DashboardRequest, env: str, integration_id: str) -> HttpResponse:
     """Enable or disable (editor+). Credentials are kept; a disabled integration runs nothing."""
     access = get_env_access(request, env, Role.EDITOR)
     obj = _get_integration(access, integration_id)
@@ -174,7 +175,7 @@ def set_enabled(request: HttpRequest, env: str, integration_id: str) -> HttpResp
 
 
 @login_required
-def delete(request: HttpRequest, env: str, integration_id: str) -> HttpResponse:
+def delete(request: DashboardRequest, env: str, integration_id: str) -> HttpResponse:
     """GET asks for confirmation; POST deletes (editor+), with the `integration-deleted` webhook."""
     access = get_env_access(request, env, Role.EDITOR)
     obj = _get_integration(access, integration_id)

@@ -11,7 +11,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.validators import URLValidator
 from django.db.models import Count, Prefetch, QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.cache import add_never_cache_headers, patch_vary_headers
 from django.views.decorators.http import require_POST
@@ -20,6 +20,7 @@ from integrations import webhooks
 from integrations.models import Role, WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookEvent
 
 from .access import EnvAccess, get_env_access
+from .htmx import DashboardRequest
 
 DELIVERIES_SHOWN = 50
 ATTEMPTS_SHOWN = 20
@@ -40,14 +41,14 @@ def _ctx(access: EnvAccess, **extra) -> dict:
 
 
 @login_required
-def endpoints(request: HttpRequest, env: str) -> HttpResponse:
+def endpoints(request: DashboardRequest, env: str) -> HttpResponse:
     access = get_env_access(request, env)
     qs = WebhookEndpoint.objects.filter(environment=access.environment).annotate(delivery_count=Count("deliveries"))
     return render(request, "dashboard/webhooks.html", _ctx(access, endpoints=qs))
 
 
 @login_required
-def new_endpoint(request: HttpRequest, env: str) -> HttpResponse:
+def new_endpoint(request: DashboardRequest, env: str) -> HttpResponse:
     access = get_env_access(request, env, Role.OWNER)
     form = EndpointForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
@@ -78,7 +79,7 @@ def _deliveries(endpoint: WebhookEndpoint) -> list[WebhookDelivery]:
 
 
 @login_required
-def endpoint(request: HttpRequest, env: str, endpoint_id: str) -> HttpResponse:
+def endpoint(request: DashboardRequest, env: str, endpoint_id: str) -> HttpResponse:
     access = get_env_access(request, env)
     obj = access.get_or_404(WebhookEndpoint, pk=endpoint_id)
     ctx = _ctx(access, endpoint=obj, deliveries=_deliveries(obj), deliveries_shown=DELIVERIES_SHOWN)
@@ -87,7 +88,7 @@ def endpoint(request: HttpRequest, env: str, endpoint_id: str) -> HttpResponse:
 
 @login_required
 @require_POST
-def toggle_endpoint(request: HttpRequest, env: str, endpoint_id: str) -> HttpResponse:
+def toggle_endpoint(request: DashboardRequest, env: str, endpoint_id: str) -> HttpResponse:
     access = get_env_access(request, env, Role.OWNER)
     obj = access.get_or_404(WebhookEndpoint, pk=endpoint_id)
     want = request.POST.get("enabled") == "1"
@@ -99,7 +100,7 @@ def toggle_endpoint(request: HttpRequest, env: str, endpoint_id: str) -> HttpRes
 
 
 @login_required
-def delete_endpoint(request: HttpRequest, env: str, endpoint_id: str) -> HttpResponse:
+def delete_endpoint(request: DashboardRequest, env: str, endpoint_id: str) -> HttpResponse:
     access = get_env_access(request, env, Role.OWNER)
     obj = access.get_or_404(WebhookEndpoint, pk=endpoint_id)
     if request.method != "POST":
@@ -112,7 +113,7 @@ def delete_endpoint(request: HttpRequest, env: str, endpoint_id: str) -> HttpRes
 
 @login_required
 @require_POST
-def test_endpoint(request: HttpRequest, env: str, endpoint_id: str) -> HttpResponse:
+def test_endpoint(request: DashboardRequest, env: str, endpoint_id: str) -> HttpResponse:
     """One delivery to this endpoint only, through the normal signed path."""
     access = get_env_access(request, env, Role.OWNER)
     obj = access.get_or_404(WebhookEndpoint, pk=endpoint_id)
@@ -126,7 +127,7 @@ def test_endpoint(request: HttpRequest, env: str, endpoint_id: str) -> HttpRespo
 
 @login_required
 @require_POST
-def replay_delivery(request: HttpRequest, env: str, endpoint_id: str, delivery_id: str) -> HttpResponse:
+def replay_delivery(request: DashboardRequest, env: str, endpoint_id: str, delivery_id: str) -> HttpResponse:
     access = get_env_access(request, env, Role.OWNER)
     obj = access.get_or_404(WebhookEndpoint, pk=endpoint_id)
     delivery = get_object_or_404(WebhookDelivery, endpoint=obj, pk=delivery_id)
@@ -141,4 +142,4 @@ def replay_delivery(request: HttpRequest, env: str, endpoint_id: str, delivery_i
 
 
 def _deliveries_by_pk(endpoint: WebhookEndpoint, pk: int) -> WebhookDelivery:
-    return _with_attempts(endpoint.deliveries).get(pk=pk)
+    return _with_attempts(endpoint.deliveries.all()).get(pk=pk)

@@ -191,12 +191,12 @@ class IntegrationAdminForm(forms.ModelForm):
 
     class Meta:
         model = Integration
-        exclude = ("credentials_encrypted",)
+        exclude = ("credentials_encrypted",)  # noqa: DJ006 -- every field but the secret, by design
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         field = self.fields.get("scope_config")
-        if field is not None and self.instance.environment_id:
+        if isinstance(field, forms.ModelChoiceField) and self.instance.environment_id:
             field.queryset = field.queryset.filter(
                 environment_id=self.instance.environment_id, category=self.instance.category
             )

@@ -15,7 +15,7 @@ def stored_secrets_decrypt(app_configs, databases=None, **kwargs):
     errors = []
     for model, field in ENCRYPTED_COLUMNS:
         try:
-            token = model.objects.exclude(**{field: ""}).order_by("-pk").values_list(field, flat=True).first()
+            token = model._default_manager.exclude(**{field: ""}).order_by("-pk").values_list(field, flat=True).first()
         except DatabaseError:  # tables not migrated yet
             return []
         if token is None:

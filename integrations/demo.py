@@ -24,6 +24,7 @@ from django.utils.text import slugify
 
 from sandbox.models import SandboxCompany, SandboxEmployee
 
+from .health import apply_check_to_streak
 from .models import (
     AuditEvent,
     AuthCheck,
@@ -40,7 +41,6 @@ from .models import (
     User,
     new_integration_id,
 )
-from .health import apply_check_to_streak
 from .providers import Category, Outcome, get_provider
 
 ENVIRONMENT_SLUG = "demo"

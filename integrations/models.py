@@ -8,7 +8,7 @@ only reachable through explicit methods, so nothing renders them by accident.
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
+from typing import Any, ClassVar
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
@@ -28,10 +28,10 @@ def _public_id() -> str:
 # --- Operators ---------------------------------------------------------------------------------
 
 
-class UserManager(BaseUserManager):
+class UserManager(BaseUserManager["User"]):
     use_in_migrations = True
 
-    def _create_user(self, email: str, password: str | None, **extra: Any) -> "User":
+    def _create_user(self, email: str, password: str | None, **extra: Any) -> User:
         if not email:
             raise ValueError("An email address is required")
         user = self.model(email=self.normalize_email(email).lower(), **extra)
@@ -39,12 +39,12 @@ class UserManager(BaseUserManager):
         user.save(using=self._db)
         return user
 
-    def create_user(self, email: str, password: str | None = None, **extra: Any) -> "User":
+    def create_user(self, email: str, password: str | None = None, **extra: Any) -> User:
         extra.setdefault("is_staff", False)
         extra.setdefault("is_superuser", False)
         return self._create_user(email, password, **extra)
 
-    def create_superuser(self, email: str, password: str | None = None, **extra: Any) -> "User":
+    def create_superuser(self, email: str, password: str | None = None, **extra: Any) -> User:
         extra.setdefault("is_staff", True)
         extra.setdefault("is_superuser", True)
         return self._create_user(email, password, **extra)
@@ -63,7 +63,7 @@ class User(AbstractBaseUser, PermissionsMixin):
 
     USERNAME_FIELD = "email"
     EMAIL_FIELD = "email"
-    REQUIRED_FIELDS: list[str] = []
+    REQUIRED_FIELDS: ClassVar[list[str]] = []
 
     class Meta:
         verbose_name = "operator"
@@ -451,13 +451,13 @@ class WebhookDelivery(models.Model):
             models.Index(fields=["endpoint", "-created_at"], name="delivery_endpoint_idx"),
         ]
 
+    def __str__(self) -> str:
+        return f"{self.event_type} → {self.endpoint}"
+
     def save(self, *args: Any, **kwargs: Any) -> None:
         if not self.event_id:
             self.event_id = new_event_id()
         super().save(*args, **kwargs)
-
-    def __str__(self) -> str:
-        return f"{self.event_type} → {self.endpoint}"
 
 
 class WebhookAttempt(models.Model):
@@ -482,10 +482,10 @@ API_KEY_PREFIX = "rlk_"
 
 
 class ApiKeyQuerySet(models.QuerySet):
-    def active(self) -> "ApiKeyQuerySet":
+    def active(self) -> ApiKeyQuerySet:
         return self.filter(revoked_at__isnull=True)
 
-    def find(self, raw_key: str) -> "ApiKey | None":
+    def find(self, raw_key: str) -> ApiKey | None:
         return self.active().select_related("environment").filter(key_hash=hash_secret(raw_key)).first()
 
 
@@ -511,7 +511,7 @@ class ApiKey(models.Model):
         return f"{self.name} ({self.prefix}…)"
 
     @classmethod
-    def create(cls, environment: Environment, name: str, created_by=None) -> tuple["ApiKey", str]:
+    def create(cls, environment: Environment, name: str, created_by=None) -> tuple[ApiKey, str]:
         """Create a key and return it with the raw secret, which is never stored."""
         raw = new_secret(API_KEY_PREFIX)
         key = cls.objects.create(

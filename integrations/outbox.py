@@ -34,10 +34,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from celery import current_app, shared_task
-from kombu.exceptions import KombuError
 from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
+from kombu.exceptions import KombuError
 
 from .models import OutboxMessage
 

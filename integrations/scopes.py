@@ -63,7 +63,7 @@ class ScopeSpec:
     models: dict[str, ModelScope]
 
     @classmethod
-    def parse(cls, raw: dict[str, Any] | None) -> "ScopeSpec":
+    def parse(cls, raw: dict[str, Any] | None) -> ScopeSpec:
         models: dict[str, ModelScope] = {}
         for name, value in (raw or {}).items():
             value = value or {}

@@ -11,10 +11,10 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Exists, OuterRef
 from django.urls import reverse
-from django.conf import settings
 from django.utils import timezone
 
 from . import outbox, webhooks
@@ -244,7 +244,8 @@ def run_sync(sync_id: str) -> Sync | None:
             sync.records_per_model[model] = upsert_records(integration, model, rows)
             for field_name, permission in provider.withheld_fields(model, fields, rows):
                 sync.warnings.append(
-                    f"permission {permission!r} for {model}.{field_name} not granted: the field is missing from every record"
+                    f"permission {permission!r} for {model}.{field_name} not granted: "
+                    "the field is missing from every record"
                 )
         sync.models_done += 1
         sync.save(update_fields=["models_done", "records_per_model", "warnings"])

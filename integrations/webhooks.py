@@ -1,8 +1,9 @@
 """Outgoing webhooks: the outbox, payloads, Standard Webhooks signing, and delivery with retries.
 
 A change writes one WebhookDelivery per endpoint in its own transaction, with the task that sends
-it in the task outbox (outbox.py): sent after commit, or once the broker is back. One event id per real change, kept across retries and replays, so receivers can
-deduplicate on the `webhook-id` header.
+it in the task outbox (outbox.py): sent after commit, or once the broker is back. One event id per
+real change, kept across retries and replays, so receivers can deduplicate on the `webhook-id`
+header.
 """
 
 from __future__ import annotations
@@ -21,12 +22,12 @@ from . import outbox
 from .models import (
     DeliveryStatus,
     Integration,
-    new_event_id,
     Sync,
     WebhookAttempt,
     WebhookDelivery,
     WebhookEndpoint,
     WebhookEvent,
+    new_event_id,
 )
 
 # Delay before attempt n+1 after attempt n failed (attempt 1 is sent at once).

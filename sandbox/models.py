@@ -46,7 +46,7 @@ class SandboxCompany(models.Model):
             self.slug = slugify(self.name)[:200]
         super().save(*args, **kwargs)
 
-    def create_key(self, label: str = "", permissions: list[str] | None = None) -> tuple["SandboxApiKey", str]:
+    def create_key(self, label: str = "", permissions: list[str] | None = None) -> tuple[SandboxApiKey, str]:
         raw = new_secret(SANDBOX_KEY_PREFIX)
         key = SandboxApiKey.objects.create(
             company=self,
@@ -74,8 +74,8 @@ class SandboxEmployee(models.Model):
         return f"{self.first_name} {self.last_name}"
 
 
-class SandboxApiKeyQuerySet(models.QuerySet):
-    def find_active(self, raw: str) -> "SandboxApiKey | None":
+class SandboxApiKeyQuerySet(models.QuerySet["SandboxApiKey"]):
+    def find_active(self, raw: str) -> SandboxApiKey | None:
         return self.select_related("company").filter(key_hash=hash_secret(raw), revoked_at__isnull=True).first()
 
 
@@ -134,7 +134,7 @@ class SandboxOAuthClient(models.Model):
         return f"{self.name} ({self.client_id})"
 
     @classmethod
-    def ensure_default(cls, redirect_uris: Iterable[str] = ()) -> "SandboxOAuthClient":
+    def ensure_default(cls, redirect_uris: Iterable[str] = ()) -> SandboxOAuthClient:
         """The client Relink uses, created on demand so no management step is needed.
 
         Its secret follows the current settings, and its redirect URIs always include Relink's
@@ -151,7 +151,7 @@ class SandboxOAuthClient(models.Model):
         return client
 
     @classmethod
-    def find(cls, client_id: str) -> "SandboxOAuthClient | None":
+    def find(cls, client_id: str) -> SandboxOAuthClient | None:
         if client_id == CLIENT_ID:
             return cls.ensure_default()
         return cls.objects.filter(client_id=client_id).first()
@@ -188,7 +188,7 @@ class SandboxOAuthGrant(models.Model):
     @classmethod
     def create_with_refresh_token(
         cls, company: SandboxCompany, client: SandboxOAuthClient, permissions: list[str]
-    ) -> tuple["SandboxOAuthGrant", str]:
+    ) -> tuple[SandboxOAuthGrant, str]:
         raw = new_secret(REFRESH_TOKEN_PREFIX)
         grant = cls.objects.create(
             company=company, client=client, permissions=list(permissions), refresh_token_hash=hash_secret(raw)
@@ -196,7 +196,7 @@ class SandboxOAuthGrant(models.Model):
         return grant, raw
 
     @classmethod
-    def rotate_refresh_token(cls, client: SandboxOAuthClient, raw: str) -> tuple["SandboxOAuthGrant", str] | None:
+    def rotate_refresh_token(cls, client: SandboxOAuthClient, raw: str) -> tuple[SandboxOAuthGrant, str] | None:
         """Swap a valid refresh token for a new one; None if it is unknown, superseded or revoked.
 
         The swap is a compare-and-set, so two concurrent refreshes with one token cannot both win.
@@ -215,7 +215,7 @@ class SandboxOAuthGrant(models.Model):
         )
         return (grant, new_raw) if swapped else None
 
-    def issue_access_token(self) -> tuple["SandboxAccessToken", str]:
+    def issue_access_token(self) -> tuple[SandboxAccessToken, str]:
         """A new short-lived access token; this grant's expired ones are pruned so the table stays small."""
         now = timezone.now()
         self.access_tokens.filter(expires_at__lte=now).delete()
@@ -234,8 +234,8 @@ class SandboxOAuthGrant(models.Model):
         return bool(revoked)
 
 
-class SandboxAccessTokenQuerySet(models.QuerySet):
-    def find_valid(self, raw: str) -> "SandboxAccessToken | None":
+class SandboxAccessTokenQuerySet(models.QuerySet["SandboxAccessToken"]):
+    def find_valid(self, raw: str) -> SandboxAccessToken | None:
         return (
             self.select_related("grant__company")
             .filter(token_hash=hash_secret(raw), expires_at__gt=timezone.now(), grant__revoked_at__isnull=True)
@@ -276,6 +276,9 @@ class SandboxAuthorizationCode(models.Model):
     class Meta:
         verbose_name = "sandbox OAuth authorization code"
         ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"authorization code for {self.company_id} ({'used' if self.used_at else 'unused'})"
 
     @classmethod
     def issue(

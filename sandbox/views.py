@@ -168,7 +168,7 @@ def api_employees(request: HttpRequest, caller: Caller) -> JsonResponse:
     with_salary = "compensation:read" in caller.permissions
     data = []
     for e in caller.company.employees.all():
-        row = {
+        row: dict[str, object] = {
             "id": str(e.pk),
             "first_name": e.first_name,
             "last_name": e.last_name,

@@ -29,7 +29,6 @@ from integrations.models import (
     WebhookAttempt,
     WebhookDelivery,
 )
-
 from sandbox.models import (
     SandboxAuthorizationCode,
     SandboxOAuthClient,

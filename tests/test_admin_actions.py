@@ -14,7 +14,7 @@ from django.utils import timezone
 from connect_flow.models import ConnectionLink, LinkType
 from integrations import outbox, tasks
 from integrations.lib.tokens import hash_secret
-from integrations.models import AuditEvent, Integration, OutboxMessage
+from integrations.models import AuditEvent, OutboxMessage
 
 from . import factories
 

@@ -41,11 +41,11 @@ from urllib.parse import quote
 import httpx
 import pytest
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 from django.conf import settings
 from django.db import connection
 from django.utils import timezone
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from standardwebhooks.webhooks import Webhook
 
 from connect_flow import links

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone as dt_timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.urls import reverse
@@ -15,7 +15,7 @@ from . import factories
 
 pytestmark = pytest.mark.django_db
 
-T = datetime(2026, 11, 19, 10, 2, tzinfo=dt_timezone.utc)
+T = datetime(2026, 11, 19, 10, 2, tzinfo=UTC)
 
 
 @pytest.fixture
@@ -128,7 +128,7 @@ def test_delete_asks_for_confirmation_then_deletes_with_a_webhook(client, editor
 
 
 def test_the_timeline_counts_this_integrations_checks_per_day(client, viewer, integration, environment):
-    now = datetime.now(dt_timezone.utc)
+    now = datetime.now(UTC)
     for days_ago, outcome in [(0, "OK"), (0, "OK"), (2, "AUTH_FAILED"), (40, "OK")]:  # 40 days ago: off the chart
         factories.AuthCheckFactory(integration=integration, outcome=outcome, checked_at=now - timedelta(days=days_ago))
     factories.AuthCheckFactory(integration=factories.IntegrationFactory(environment=environment), checked_at=now)

@@ -4,7 +4,7 @@ auth-check chart."""
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone as dt_timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import time_machine
@@ -18,7 +18,7 @@ from integrations.models import IntegrationState
 from . import factories
 from .test_dashboard_access import ENV_PATTERNS
 
-NOW = datetime(2026, 11, 20, 12, 0, tzinfo=dt_timezone.utc)
+NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 
 
 def _url(env="acme") -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone as dt_timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import time_machine
@@ -21,7 +21,7 @@ from . import factories
 
 pytestmark = pytest.mark.django_db
 
-T = datetime(2026, 11, 23, 10, 2, tzinfo=dt_timezone.utc)
+T = datetime(2026, 11, 23, 10, 2, tzinfo=UTC)
 HTMX = {"HX-Request": "true"}
 NEW = '<span class="badge perm-new">new</span>'
 REMOVED = '<span class="badge perm-removed">removed</span>'

@@ -16,7 +16,7 @@ from integrations.models import Role
 from . import factories
 from .test_dashboard_access import ENV_PATTERNS, _samples, _url_for
 
-V, E, O = Role.VIEWER, Role.EDITOR, Role.OWNER
+V, E, O = Role.VIEWER, Role.EDITOR, Role.OWNER  # noqa: E741 -- one letter per column of the role table
 
 # (URL name, method) → the lowest role allowed. Every dashboard URL with an environment is here.
 ROLE_MATRIX: dict[tuple[str, str], str] = {

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone as dt_timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import time_machine
@@ -14,7 +14,7 @@ from integrations.providers.base import AuthResult
 
 from .factories import IntegrationFactory, WebhookEndpointFactory
 
-T = datetime(2026, 11, 2, 10, 0, tzinfo=dt_timezone.utc)
+T = datetime(2026, 11, 2, 10, 0, tzinfo=UTC)
 FAILED = AuthResult(Outcome.AUTH_FAILED, http_status=401, error_code="INVALID_API_KEY", message="invalid API key")
 OK = AuthResult(Outcome.OK, http_status=200)
 DOWN = AuthResult(Outcome.UNAVAILABLE, http_status=503, message="Service Unavailable")

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone as dt_timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import time_machine
 from django.template import Context, Template
 from django.test import override_settings
 
-NOW = datetime(2026, 11, 22, 10, 2, 5, tzinfo=dt_timezone.utc)
+NOW = datetime(2026, 11, 22, 10, 2, 5, tzinfo=UTC)
 
 
 def _render(value, style: str | None = None) -> str:

@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 import time_machine
 from django.utils import timezone
-from standardwebhooks.webhooks import Webhook
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from integrations import webhooks
 from integrations.models import DeliveryStatus, WebhookDelivery
@@ -65,7 +65,7 @@ def test_a_wrong_secret_does_not_verify(receiver_500_then_200):
     webhooks.attempt_delivery(delivery.pk)
     request = receiver_500_then_200.received[0]
     other = WebhookEndpointFactory().get_secret()
-    with pytest.raises(Exception):
+    with pytest.raises(WebhookVerificationError):
         Webhook(other).verify(request.body, request.headers)
 
 

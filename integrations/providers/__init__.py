@@ -1,7 +1,12 @@
 """Tool adapters. Importing this package registers every shipped tool."""
 
-from . import bamboohr, hibob, personio, sandbox  # noqa: F401  (each registers itself)
-from . import sandbox_oauth  # noqa: F401  (registers itself)
+from . import (  # noqa: F401  (each registers itself)
+    bamboohr,
+    hibob,
+    personio,
+    sandbox,
+    sandbox_oauth,  # noqa: F401  (registers itself)
+)
 from .base import (
     REGISTRY,
     AuthType,

@@ -12,18 +12,18 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 
-class Category(str, enum.Enum):
+class Category(enum.StrEnum):
     HRIS = "HRIS"
     ATS = "ATS"
 
 
-class AuthType(str, enum.Enum):
+class AuthType(enum.StrEnum):
     API_KEY = "API_KEY"
     BASIC = "BASIC"
     OAUTH2 = "OAUTH2"
 
 
-class Outcome(str, enum.Enum):
+class Outcome(enum.StrEnum):
     """Result of one authentication check (DESIGN "Integration state")."""
 
     OK = "OK"

@@ -5,7 +5,7 @@ It authenticates with an API key sent as a bearer token, exactly like a real HR 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 from django.conf import settings
@@ -45,7 +45,7 @@ class SandboxProvider(Provider):
     label = "Sandbox HR"
     category = Category.HRIS
     auth_type = AuthType.API_KEY
-    credential_fields = (
+    credential_fields: ClassVar[tuple[CredentialField, ...]] = (
         CredentialField("api_key", "API key", secret=True, help_text="Create one in your Sandbox HR admin."),
     )
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import ClassVar
 
 import polib
 from django.conf import settings
@@ -44,7 +43,7 @@ def compile_catalog(po_path: Path) -> Path:
 class Command(BaseCommand):
     help = "Compile every locale/*/LC_MESSAGES/*.po to .mo with polib (no GNU gettext needed)."
     # Needs no database and no checks: it runs before migrate in `make demo`.
-    requires_system_checks: ClassVar[list[str]] = []
+    requires_system_checks: list[str] = []
     requires_migrations_checks = False
 
     def handle(self, *args, **options) -> None:

@@ -14,7 +14,7 @@ import statistics
 import time
 
 from django.conf import settings
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 from django.db import connection, transaction
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
@@ -45,6 +45,8 @@ class Command(BaseCommand):
         admin = self._user(ADMIN, superuser=True)
 
         sample = Integration.objects.filter(environment=env, state="INVALID").order_by("pk").first()
+        if sample is None:
+            raise CommandError("The generated environment has no INVALID integration to open.")
         list_url = reverse("dashboard:integrations", kwargs={"env": SLUG})
         # (name, user, url, cold): a cold page has its cached list count dropped before every
         # request, i.e. what an operator pays when no one opened the same view in the last 15 s.

@@ -26,7 +26,7 @@ class Command(BaseCommand):
             last_pk = None
             while True:
                 with transaction.atomic():
-                    qs = model.objects.exclude(**{field: ""}).order_by("pk")
+                    qs = model._default_manager.exclude(**{field: ""}).order_by("pk")
                     if last_pk is not None:
                         qs = qs.filter(pk__gt=last_pk)
                     rows = list(qs.select_for_update().values_list("pk", field)[:batch_size])
@@ -36,7 +36,7 @@ class Command(BaseCommand):
                         if crypto.is_under_primary_key(token):
                             skipped += 1
                             continue
-                        model.objects.filter(pk=pk).update(**{field: crypto.rotate(token)})
+                        model._default_manager.filter(pk=pk).update(**{field: crypto.rotate(token)})
                         rotated += 1
                     last_pk = rows[-1][0]
             self.stdout.write(f"{model._meta.verbose_name_plural}: rotated={rotated} already_current={skipped}")
