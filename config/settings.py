@@ -182,8 +182,8 @@ CELERY_BROKER_CONNECTION_MAX_RETRIES = None
 # A publish gives up after ~1 s (the broker is down): the task stays in the outbox
 # (integrations/outbox.py) and beat's flush_outbox sends it once the broker is back.
 CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.3, "interval_max": 0.5}
-# Modules other than an app's tasks.py that define tasks.
-CELERY_IMPORTS = ["integrations.outbox"]
+# Modules other than an app's tasks.py that define tasks: each task lives beside the code it runs.
+CELERY_IMPORTS = ["integrations.outbox", "integrations.syncs", "integrations.health", "integrations.webhooks"]
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
@@ -199,27 +199,27 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": timedelta(seconds=OUTBOX_FLUSH_SECONDS),
         "options": {"expires": OUTBOX_FLUSH_SECONDS},
     },
-    # Claim integrations whose next_sync_at is due and queue their syncs (integrations.syncs.tick).
+    # Claim integrations whose next_sync_at is due and queue their syncs (integrations/syncs.py).
     "scheduler-tick": {
-        "task": "integrations.tasks.scheduler_tick",
+        "task": "integrations.syncs.tick",
         "schedule": timedelta(seconds=SCHEDULER_TICK_SECONDS),
         "options": {"expires": SCHEDULER_TICK_SECONDS},
     },
     # Fail syncs stuck RUNNING; resend QUEUED syncs whose task was lost inside the broker.
     "reap-stuck-syncs": {
-        "task": "integrations.tasks.reap_stuck_syncs",
+        "task": "integrations.syncs.reap_stuck_syncs",
         "schedule": timedelta(minutes=5),
         "options": {"expires": 300},
     },
     # Re-check INVALID integrations once a day each (the task selects those checked > 23 h ago).
     "recheck-invalid-integrations": {
-        "task": "integrations.tasks.recheck_invalid_integrations",
+        "task": "integrations.health.recheck_invalid_integrations",
         "schedule": timedelta(hours=1),
         "options": {"expires": 3600},
     },
     # Resend webhook deliveries whose task was lost inside the broker.
     "retry-due-webhooks": {
-        "task": "integrations.tasks.retry_due_webhooks",
+        "task": "integrations.webhooks.retry_due_webhooks",
         "schedule": timedelta(minutes=1),
         "options": {"expires": 60},
     },

@@ -8,10 +8,11 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from integrations import health
+from integrations.health import request_auth_check
 from integrations.models import OPEN_SYNC_STATUSES, AuditEvent, Integration, IntegrationState, Role
 from integrations.providers import REGISTRY
 from integrations.scopes import ModelCoverage, ScopeSpec
-from integrations.syncs import queue_sync, request_auth_check
+from integrations.syncs import queue_sync
 
 from .access import SESSION_KEY, EnvAccess, get_env_access, remember_environment, user_memberships
 from .charts import auth_check_chart

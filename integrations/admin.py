@@ -19,7 +19,7 @@ from django.db.models import BooleanField, ExpressionWrapper, Q, QuerySet
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
 
-from .health import set_enabled
+from .health import request_auth_check, set_enabled
 from .models import (
     ENCRYPTED_COLUMNS,
     ApiKey,
@@ -283,8 +283,6 @@ class IntegrationAdmin(admin.ModelAdmin):
 
     @admin.action(description="Check authentication now", permissions=("change",))
     def check_auth_now(self, request: HttpRequest, queryset: QuerySet) -> None:
-        from .syncs import request_auth_check
-
         integrations = list(queryset.select_related(None).only("pk", "environment_id"))
         for integration in integrations:
             request_auth_check(integration, actor_user=request.user)

@@ -4,14 +4,14 @@ fails when the configured FERNET_KEYS cannot decrypt the stored secrets."""
 from django.core.checks import Error, Tags, register
 from django.db import DatabaseError
 
+from .lib.crypto import UndecryptableSecret, decrypt_str
+from .models import ENCRYPTED_COLUMNS
+
 
 @register(Tags.database)
 def stored_secrets_decrypt(app_configs, databases=None, **kwargs):
     if not databases:
         return []
-    from .lib.crypto import UndecryptableSecret, decrypt_str
-    from .models import ENCRYPTED_COLUMNS
-
     errors = []
     for model, field in ENCRYPTED_COLUMNS:
         try:

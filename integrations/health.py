@@ -8,17 +8,23 @@ starts, extends nor ends a streak.
 
 from __future__ import annotations
 
+import logging
+import time
 from datetime import datetime, timedelta
 
+from celery import shared_task
 from django.db import transaction
 from django.utils import timezone
 
-from . import webhooks
+from . import outbox, webhooks
 from .models import AuditEvent, AuthCheck, Integration, IntegrationState, WebhookEvent
 from .providers import Outcome
 from .providers.base import AuthResult
 
+log = logging.getLogger(__name__)
+
 INVALID_AFTER = timedelta(hours=72)
+RECHECK_INVALID_AFTER = timedelta(hours=23)  # an INVALID integration is re-checked once a day
 
 
 def apply_check_to_streak(integration: Integration, outcome: Outcome, at: datetime) -> None:
@@ -187,3 +193,48 @@ def delete_integration(integration: Integration, *, actor_user=None, actor_api_k
         )
         webhooks.emit(integration.environment_id, WebhookEvent.INTEGRATION_DELETED, data)
     return True
+
+
+# --- Checking -------------------------------------------------------------------------------------
+
+
+def check_and_record(integration: Integration, credentials: dict | None = None) -> AuthResult:
+    """Check the stored credentials (decrypted by the caller, or here) against the provider,
+    timed, through the health rule."""
+    started = time.monotonic()
+    result = integration.provider.check_auth(integration.get_credentials() if credentials is None else credentials)
+    record_auth_check(integration.pk, result, duration_ms=int((time.monotonic() - started) * 1000))
+    return result
+
+
+@shared_task(name="integrations.health.check_integration")
+def check_integration(integration_id: str) -> None:
+    """An auth check outside a sync (the daily re-check of INVALID integrations, "check now")."""
+    check_and_record(Integration.objects.get(pk=integration_id))
+
+
+def request_auth_check(integration: Integration, *, actor_user=None) -> None:
+    """An operator's "check authentication now": audited, run by a worker after commit."""
+    with transaction.atomic():
+        audit(integration, "auth_check.requested", actor_user=actor_user)
+        outbox.send_on_commit(outbox.CHECK_AUTH, [(integration.pk,)])
+
+
+def invalid_due_for_recheck(now: datetime | None = None, batch_size: int = 1000) -> list[str]:
+    now = now or timezone.now()
+    return list(
+        Integration.objects.filter(state=IntegrationState.INVALID, last_auth_check_at__lte=now - RECHECK_INVALID_AFTER)
+        .order_by("last_auth_check_at")
+        .values_list("pk", flat=True)[:batch_size]
+    )
+
+
+@shared_task(name="integrations.health.recheck_invalid_integrations")
+def recheck_invalid_integrations() -> int:
+    """Beat, hourly: re-check INVALID integrations (each once a day) so one whose customer fixed
+    the credentials heals by itself."""
+    with transaction.atomic():
+        ids = invalid_due_for_recheck()
+        outbox.send_on_commit(outbox.CHECK_AUTH, [(pk,) for pk in ids])
+    log.info("queued %d re-checks of INVALID integrations", len(ids))
+    return len(ids)

@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from .lib import crypto
 from .lib.tokens import hash_secret, new_secret, random_id
-from .providers import Category, Outcome, tool_choices
+from .providers import REGISTRY, Category, Outcome, get_provider, tool_choices
 
 
 def _public_id() -> str:
@@ -244,15 +244,11 @@ class Integration(models.Model):
     @property
     def tool_label(self) -> str:
         """The tool's label from the registry (cheaper than get_tool_display's callable choices)."""
-        from .providers import REGISTRY
-
         provider = REGISTRY.get(self.tool)
         return provider.label if provider else self.tool
 
     @property
     def provider(self):
-        from .providers import get_provider
-
         return get_provider(self.tool)
 
     def derived_state(self) -> str:
@@ -612,7 +608,7 @@ ENCRYPTED_COLUMNS: tuple[tuple[type[models.Model], str], ...] = (
 class OutboxMessage(models.Model):
     """A Celery task to publish, written in the transaction of the work it belongs to (see outbox.py)."""
 
-    task = models.CharField(max_length=200)  # registered task name, e.g. "integrations.tasks.run_sync"
+    task = models.CharField(max_length=200)  # registered task name, e.g. "integrations.syncs.run_sync"
     args = models.JSONField(default=list)
     created_at = models.DateTimeField(default=timezone.now)
     # Not published before this (webhook retries wait here, not in the broker).

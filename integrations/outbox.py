@@ -34,6 +34,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from celery import current_app, shared_task
+from celery.exceptions import NotRegistered
 from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
@@ -44,12 +45,15 @@ from .models import OutboxMessage
 log = logging.getLogger(__name__)
 
 # Registered task names, so the domain publishes without importing the task modules.
-RUN_SYNC = "integrations.tasks.run_sync"
-CHECK_AUTH = "integrations.tasks.check_integration_auth"
-DELIVER_WEBHOOK = "integrations.tasks.deliver_webhook"
+RUN_SYNC = "integrations.syncs.run_sync"
+CHECK_AUTH = "integrations.health.check_integration"
+DELIVER_WEBHOOK = "integrations.webhooks.attempt_delivery"
 
 # Longer than a publish can take (a broker that answers slowly is retried within this).
 CLAIM_LEASE = timedelta(seconds=30)
+# A message naming a task this code does not have (renamed or removed by an upgrade) waits this long
+# before it is tried again, so it never holds up the messages behind it.
+UNKNOWN_TASK_RETRY = timedelta(days=1)
 FLUSH_BATCH = 500
 
 
@@ -99,18 +103,28 @@ def _publish_claimed(candidates, limit: int) -> tuple[int, bool]:
         OutboxMessage.objects.filter(pk__in=[r.pk for r in rows]).update(claimed_until=now + CLAIM_LEASE)
     sent: list[int] = []
     error: Exception | None = None
+    unsent: list[int] = []
     try:
-        for row in rows:
+        for i, row in enumerate(rows):
             try:
                 publish(row.task, row.args)
             except (KombuError, OSError) as exc:  # broker down: stop, keep this row and the rest for the sweep
                 error = exc
+                unsent = [r.pk for r in rows[i:]]
                 break
+            except NotRegistered:
+                log.error("outbox: no task %r here; message %d set aside for a day", row.task, row.pk)
+                OutboxMessage.objects.filter(pk=row.pk).update(
+                    claimed_until=None,
+                    available_at=now + UNKNOWN_TASK_RETRY,
+                    attempts=F("attempts") + 1,
+                    last_error=f"no task named {row.task!r}",
+                )
+                continue
             sent.append(row.pk)
     finally:  # whatever else goes wrong, what was published is never published again
         OutboxMessage.objects.filter(pk__in=sent).delete()
     if error is not None:
-        unsent = [r.pk for r in rows[len(sent) :]]
         OutboxMessage.objects.filter(pk__in=unsent).update(
             claimed_until=None, attempts=F("attempts") + 1, last_error=f"{type(error).__name__}: {error}"[:500]
         )

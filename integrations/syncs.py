@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import logging
 import random
-import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
+from celery import shared_task
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Exists, OuterRef
@@ -18,7 +18,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from . import outbox, webhooks
-from .health import audit, describe_error, record_auth_check
+from .health import audit, check_and_record, describe_error
 from .models import (
     OPEN_SYNC_STATUSES,
     Integration,
@@ -30,7 +30,7 @@ from .models import (
     WebhookEvent,
 )
 from .providers import Outcome
-from .providers.base import AuthResult, ModelPermissionDenied, ProviderAuthFailed, ProviderError
+from .providers.base import ModelPermissionDenied, ProviderAuthFailed, ProviderError
 from .scopes import ScopeSpec
 
 log = logging.getLogger(__name__)
@@ -85,18 +85,12 @@ def queue_sync(
     return sync, False
 
 
-def request_auth_check(integration: Integration, *, actor_user=None) -> None:
-    """An operator's "check authentication now": audited, run by a worker after commit."""
-    with transaction.atomic():
-        audit(integration, "auth_check.requested", actor_user=actor_user)
-        outbox.send_on_commit(outbox.CHECK_AUTH, [(integration.pk,)])
-
-
 def next_sync_time(now: datetime, interval: timedelta, rng: random.Random | None = None) -> datetime:
     factor = 1 + (rng or random).uniform(-JITTER, JITTER)
     return now + interval * factor
 
 
+@shared_task(name="integrations.syncs.tick")
 def tick(
     now: datetime | None = None,
     batch_size: int = 500,
@@ -137,6 +131,7 @@ def tick(
         claimed += len(due)
         if len(due) < batch_size:
             break
+    log.info("scheduler tick claimed %d integrations", claimed)
     return claimed
 
 
@@ -203,6 +198,7 @@ def _finish_running(sync: Sync, status: str, error: str = "") -> bool:
     return True
 
 
+@shared_task(name="integrations.syncs.run_sync")
 def run_sync(sync_id: str) -> Sync | None:
     """Run one queued sync. Safe to call twice: only the call that moves it to RUNNING proceeds.
 
@@ -274,6 +270,7 @@ def upsert_records(integration: Integration, model: str, rows: list[dict]) -> in
     return len(rows)
 
 
+@shared_task(name="integrations.syncs.reap_stuck_syncs")
 def reap_stuck_syncs(now: datetime | None = None, batch_size: int = 1000) -> tuple[int, int]:
     """Fail syncs RUNNING for too long (each with its `sync-finished` webhook, like any other
     end); resend syncs whose task was lost while QUEUED."""
@@ -296,27 +293,5 @@ def reap_stuck_syncs(now: datetime | None = None, batch_size: int = 1000) -> tup
             )[:batch_size]
         )
         _enqueue(stale)
+    log.info("reaper failed %d stuck syncs, resent %d queued syncs", failed, len(stale))
     return failed, len(stale)
-
-
-def check_and_record(integration: Integration, credentials: dict | None = None) -> AuthResult:
-    """Check the stored credentials (decrypted by the caller, or here) against the provider,
-    timed, through the health rule."""
-    started = time.monotonic()
-    result = integration.provider.check_auth(integration.get_credentials() if credentials is None else credentials)
-    record_auth_check(integration.pk, result, duration_ms=int((time.monotonic() - started) * 1000))
-    return result
-
-
-def check_integration(integration_id: str) -> None:
-    """An auth check outside a sync (the daily re-check of INVALID integrations, "check now")."""
-    check_and_record(Integration.objects.get(pk=integration_id))
-
-
-def invalid_due_for_recheck(now: datetime | None = None, batch_size: int = 1000) -> list[str]:
-    now = now or timezone.now()
-    return list(
-        Integration.objects.filter(state=IntegrationState.INVALID, last_auth_check_at__lte=now - timedelta(hours=23))
-        .order_by("last_auth_check_at")
-        .values_list("pk", flat=True)[:batch_size]
-    )

@@ -1,4 +1,9 @@
-"""Celery tasks of the integrations app. Tasks take primary keys and re-check state."""
+"""Housekeeping tasks of the integrations app that belong to no other module.
+
+The other tasks live beside the code they run: syncs (run_sync, tick, reap_stuck_syncs), health
+(check_integration, recheck_invalid_integrations), webhooks (attempt_delivery,
+retry_due_webhooks), outbox (flush_outbox); config.settings.CELERY_IMPORTS lists those modules.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +12,9 @@ from datetime import timedelta
 
 from celery import shared_task
 from django.conf import settings
-from django.db import transaction
 from django.utils import timezone
 
-from . import outbox
-from .models import DeliveryStatus, RequestLog, WebhookDelivery
+from .models import RequestLog
 
 log = logging.getLogger(__name__)
 
@@ -36,73 +39,3 @@ def prune_request_logs() -> int:
 def ping() -> str:
     """Round trip through the broker (and result backend); used by health checks and tests."""
     return "pong"
-
-
-@shared_task
-def deliver_webhook(delivery_id: int) -> None:
-    from .webhooks import attempt_delivery
-
-    attempt_delivery(delivery_id)
-
-
-# A delivery still pending this long after it was due lost its task inside the broker (its
-# publish is the outbox's job); shorter would resend tasks that are merely waiting for a worker.
-LOST_DELIVERY_AFTER = timedelta(minutes=2)
-
-
-@shared_task
-def retry_due_webhooks(batch_size: int = 500) -> int:
-    """Safety net for deliveries whose task was lost inside the broker (e.g. a Redis restart)."""
-    with transaction.atomic():
-        ids = list(
-            WebhookDelivery.objects.filter(
-                status=DeliveryStatus.PENDING, next_attempt_at__lte=timezone.now() - LOST_DELIVERY_AFTER
-            )
-            .order_by("next_attempt_at")
-            .values_list("pk", flat=True)[:batch_size]
-        )
-        outbox.send_on_commit(outbox.DELIVER_WEBHOOK, [(pk,) for pk in ids])
-    return len(ids)
-
-
-@shared_task
-def scheduler_tick() -> int:
-    """Beat, every minute: claim due integrations and queue their syncs."""
-    from .syncs import tick
-
-    claimed = tick()
-    log.info("scheduler tick claimed %d integrations", claimed)
-    return claimed
-
-
-@shared_task
-def run_sync(sync_id: str) -> None:
-    from .syncs import run_sync as run
-
-    run(sync_id)
-
-
-@shared_task
-def reap_stuck_syncs() -> None:
-    from .syncs import reap_stuck_syncs as reap
-
-    failed, resent = reap()
-    log.info("reaper failed %d stuck syncs, resent %d queued syncs", failed, resent)
-
-
-@shared_task
-def check_integration_auth(integration_id: str) -> None:
-    from .syncs import check_integration
-
-    check_integration(integration_id)
-
-
-@shared_task
-def recheck_invalid_integrations() -> int:
-    """Daily: re-check INVALID integrations so one whose customer fixed the credentials heals."""
-    from .syncs import invalid_due_for_recheck
-
-    with transaction.atomic():
-        ids = invalid_due_for_recheck()
-        outbox.send_on_commit(outbox.CHECK_AUTH, [(pk,) for pk in ids])
-    return len(ids)

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
+from celery import shared_task
 from django.db import transaction
 from django.utils import timezone
 from standardwebhooks.webhooks import Webhook
@@ -125,6 +126,7 @@ def signed_request(delivery: WebhookDelivery, secret: str, now: datetime | None 
     return body.encode(), headers
 
 
+@shared_task(name="integrations.webhooks.attempt_delivery")
 def attempt_delivery(delivery_id: int) -> WebhookDelivery | None:
     """Send one due delivery once, record the attempt, and schedule the next one if it failed.
 
@@ -209,3 +211,23 @@ def send_test_event(endpoint: WebhookEndpoint) -> WebhookDelivery:
         )
         outbox.send_on_commit(outbox.DELIVER_WEBHOOK, [(delivery.pk,)])
     return delivery
+
+
+# A delivery still pending this long after it was due lost its task inside the broker (its
+# publish is the outbox's job); shorter would resend tasks that are merely waiting for a worker.
+LOST_DELIVERY_AFTER = timedelta(minutes=2)
+
+
+@shared_task(name="integrations.webhooks.retry_due_webhooks")
+def retry_due_webhooks(batch_size: int = 500) -> int:
+    """Safety net for deliveries whose task was lost inside the broker (e.g. a Redis restart)."""
+    with transaction.atomic():
+        ids = list(
+            WebhookDelivery.objects.filter(
+                status=DeliveryStatus.PENDING, next_attempt_at__lte=timezone.now() - LOST_DELIVERY_AFTER
+            )
+            .order_by("next_attempt_at")
+            .values_list("pk", flat=True)[:batch_size]
+        )
+        outbox.send_on_commit(outbox.DELIVER_WEBHOOK, [(pk,) for pk in ids])
+    return len(ids)

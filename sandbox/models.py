@@ -17,8 +17,7 @@ from django.utils import timezone
 from django.utils.text import slugify
 
 from integrations.lib.tokens import hash_secret, new_secret
-
-from .oauth_client import CLIENT_ID, client_secret
+from integrations.providers.sandbox_oauth import CLIENT_ID, client_secret
 
 SANDBOX_KEY_PREFIX = "sbx_"
 ALL_PERMISSIONS = ["employees:read", "compensation:read", "absences:read"]

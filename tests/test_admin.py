@@ -29,12 +29,12 @@ from integrations.models import (
     WebhookAttempt,
     WebhookDelivery,
 )
+from integrations.providers.sandbox_oauth import client_secret
 from sandbox.models import (
     SandboxAuthorizationCode,
     SandboxOAuthClient,
     SandboxOAuthGrant,
 )
-from sandbox.oauth_client import client_secret
 
 from . import factories
 
@@ -96,7 +96,7 @@ def data(environment, owner) -> Fixtures:
         endpoint,
         delivery,
         factories.WebhookAttemptFactory(delivery=delivery),
-        OutboxMessage.objects.create(task="integrations.tasks.deliver_webhook", args=[delivery.pk]),
+        OutboxMessage.objects.create(task="integrations.webhooks.attempt_delivery", args=[delivery.pk]),
         api_key,
         factories.RequestLogFactory(environment=environment, api_key=api_key, integration_id=integration.pk),
         factories.AuditEventFactory(environment=environment, integration_id=integration.pk, actor_api_key=api_key),

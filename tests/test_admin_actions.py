@@ -12,7 +12,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from connect_flow.models import ConnectionLink, LinkType
-from integrations import outbox, tasks
+from integrations import health, outbox
 from integrations.lib.tokens import hash_secret
 from integrations.models import AuditEvent, OutboxMessage
 
@@ -56,7 +56,7 @@ def test_check_authentication_now_enqueues_after_commit(
     integration = factories.IntegrationFactory(environment=environment)
     sent: list[str] = []
     monkeypatch.setattr(
-        tasks.check_integration_auth, "apply_async", lambda args=None, kwargs=None, **kw: sent.append(args[0])
+        health.check_integration, "apply_async", lambda args=None, kwargs=None, **kw: sent.append(args[0])
     )
 
     with django_capture_on_commit_callbacks(execute=True) as callbacks:

@@ -469,8 +469,8 @@ def test_work_accepted_during_a_broker_outage_runs_once_the_broker_is_back(tmp_p
         ), deliveries
         # Each task reached the worker once: the outbox published every row exactly once.
         worker_log = worker.log()
-        assert _received(worker_log, "integrations.tasks.run_sync") == len(all_syncs), worker.tail(6000)
-        assert _received(worker_log, "integrations.tasks.deliver_webhook") == len(deliveries), worker.tail(6000)
+        assert _received(worker_log, outbox.RUN_SYNC) == len(all_syncs), worker.tail(6000)
+        assert _received(worker_log, outbox.DELIVER_WEBHOOK) == len(deliveries), worker.tail(6000)
         assert not OutboxMessage.objects.exists()
 
         (tmp_path / "timings.json").write_text(json.dumps({"requests_s": timings, "back_to_sync_s": elapsed}))

@@ -227,3 +227,33 @@ def test_disabling_answers_while_the_cache_is_down(
     assert response.status_code == 302
     integration.refresh_from_db()
     assert integration.enabled is False
+
+
+def test_every_task_the_outbox_names_is_registered():
+    from config.celery import app
+
+    app.loader.import_default_modules()
+    for name in (outbox.RUN_SYNC, outbox.CHECK_AUTH, outbox.DELIVER_WEBHOOK, "integrations.outbox.flush_outbox"):
+        assert name in app.tasks, name
+
+
+def test_a_message_for_an_unknown_task_is_set_aside_and_holds_nothing_up(db, broker, monkeypatch, caplog):
+    from celery.exceptions import NotRegistered
+
+    def publish(task, args):
+        if task == "integrations.tasks.gone":
+            raise NotRegistered(task)
+        broker.sent.append((task, tuple(args)))
+
+    monkeypatch.setattr(outbox, "publish", publish)
+    now = timezone.now()
+    OutboxMessage.objects.create(task="integrations.tasks.gone", args=[1], available_at=now - timedelta(seconds=2))
+    OutboxMessage.objects.create(task=outbox.RUN_SYNC, args=["s1"], available_at=now - timedelta(seconds=1))
+
+    with caplog.at_level(logging.ERROR, logger="integrations.outbox"):
+        assert outbox.flush_outbox() == 1
+    assert broker.sent == [(outbox.RUN_SYNC, ("s1",))]
+    parked = OutboxMessage.objects.get()
+    assert parked.task == "integrations.tasks.gone" and parked.available_at > now + timedelta(hours=23)
+    assert "no task" in parked.last_error and "integrations.tasks.gone" in caplog.text
+    assert outbox.flush_outbox() == 0  # not retried at once

@@ -313,7 +313,7 @@ def test_bench_scheduler_claims_exactly_the_due_integrations(capsys):
 
 @pytest.mark.django_db(transaction=True)
 def test_the_daily_recheck_heals_an_invalid_integration_whose_key_works_again(sandbox):
-    from integrations.tasks import recheck_invalid_integrations
+    from integrations.health import recheck_invalid_integrations
 
     now = timezone.now()
     healed, _ = _integration(sandbox)

@@ -15,8 +15,7 @@ from urllib.parse import quote_plus, urlencode
 import httpx
 from django.conf import settings
 from django.utils import timezone
-
-from sandbox.oauth_client import CLIENT_ID, client_secret
+from django.utils.crypto import salted_hmac
 
 from ..lib.http import provider_client
 from .base import (
@@ -29,6 +28,17 @@ from .base import (
     register,
 )
 from .sandbox import SandboxProvider, sandbox_api_url
+
+# Relink's own registration as an OAuth client of Sandbox HR, shared by both sides: this adapter
+# and the sandbox's authorization server (sandbox.models).
+CLIENT_ID = "relink"
+
+
+def client_secret() -> str:
+    """SANDBOX_OAUTH_CLIENT_SECRET, else one derived from SECRET_KEY; read at call time so tests
+    and deployments can override it."""
+    return settings.SANDBOX_OAUTH_CLIENT_SECRET or salted_hmac("sandbox-oauth", "client").hexdigest()
+
 
 # Refresh this long before expiry, so a token cannot expire between the check and the sync's fetches.
 REFRESH_MARGIN = timedelta(seconds=60)
