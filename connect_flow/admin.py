@@ -7,12 +7,14 @@ from typing import Any
 from django.contrib import admin, messages
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest
+from django.template.response import TemplateResponse
 from django.utils import timezone
 
-from integrations.admin import RelatedWithoutSecretsMixin
+from integrations.admin import IntegrationAdmin, RelatedWithoutSecretsMixin
+from integrations.models import Integration
 
-from .links import revoke
-from .models import ConnectionLink, LinkStatus
+from .links import LinkInputError, create_relink_link, revoke
+from .models import ConnectionLink, LinkStatus, LinkType
 
 
 class LinkStatusFilter(admin.SimpleListFilter):
@@ -110,3 +112,41 @@ class ConnectionLinkAdmin(RelatedWithoutSecretsMixin, admin.ModelAdmin):
     @admin.display(description="status")
     def status(self, obj: ConnectionLink) -> str:
         return LinkStatus(obj.status).label
+
+
+# The integration admin with the link action: links are this app's, so the action lives here and
+# replaces the integrations app's registration (admin modules load in INSTALLED_APPS order).
+admin.site.unregister(Integration)
+
+
+@admin.register(Integration)
+class IntegrationWithLinksAdmin(IntegrationAdmin):
+    actions = (*IntegrationAdmin.actions, "create_magic_links")
+
+    @admin.action(description="Create a relink link (magic link, 1 year)", permissions=("change",))
+    def create_magic_links(self, request: HttpRequest, queryset: QuerySet) -> TemplateResponse:
+        """One magic link per integration, rendered on a page of its own and shown only there.
+
+        Not through `messages`: the default message storage keeps messages in a (signed, not
+        encrypted) cookie, and a link URL is a bearer secret.
+        """
+        integrations = queryset.select_related("environment", "scope_config").defer("credentials_encrypted")
+        rows, errors = [], []
+        for integration in integrations:
+            label = f"{integration.end_user_organization_name} ({integration.pk})"
+            try:
+                created = create_relink_link(integration, link_type=LinkType.MAGIC_LINK, user=request.user)
+            except LinkInputError as exc:
+                errors.append(f"No link created for {label}: {exc}.")
+                continue
+            rows.append({"label": label, "url": created.url, "expires_at": created.link.expires_at})
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Relink links created",
+            "rows": rows,
+            "errors": errors,
+            "opts": self.model._meta,
+        }
+        response = TemplateResponse(request, "admin/integrations/relink_links.html", context)
+        response["Cache-Control"] = "no-store"
+        return response

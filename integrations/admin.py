@@ -17,7 +17,6 @@ from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm
 from django.db import models
 from django.db.models import BooleanField, ExpressionWrapper, Q, QuerySet
 from django.http import HttpRequest
-from django.template.response import TemplateResponse
 
 from .health import request_auth_check, set_enabled
 from .models import (
@@ -272,7 +271,7 @@ class IntegrationAdmin(admin.ModelAdmin):
             .annotate(has_credentials=ExpressionWrapper(~Q(credentials_encrypted=""), output_field=BooleanField()))
         )
 
-    actions = ("check_auth_now", "enable_integrations", "disable_integrations", "create_magic_links")
+    actions: tuple[str, ...] = ("check_auth_now", "enable_integrations", "disable_integrations")
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -312,37 +311,6 @@ class IntegrationAdmin(admin.ModelAdmin):
     @admin.action(description="Disable", permissions=("change",))
     def disable_integrations(self, request: HttpRequest, queryset: QuerySet) -> None:
         self._set_enabled(request, queryset, False)
-
-    @admin.action(description="Create a relink link (magic link, 1 year)", permissions=("change",))
-    def create_magic_links(self, request: HttpRequest, queryset: QuerySet) -> TemplateResponse:
-        """One magic link per integration, rendered on a page of its own and shown only there.
-
-        Not through `messages`: the default message storage keeps messages in a (signed, not
-        encrypted) cookie, and a link URL is a bearer secret.
-        """
-        from connect_flow.links import LinkInputError, create_relink_link
-        from connect_flow.models import LinkType
-
-        integrations = queryset.select_related("environment", "scope_config").defer("credentials_encrypted")
-        rows, errors = [], []
-        for integration in integrations:
-            label = f"{integration.end_user_organization_name} ({integration.pk})"
-            try:
-                created = create_relink_link(integration, link_type=LinkType.MAGIC_LINK, user=request.user)
-            except LinkInputError as exc:
-                errors.append(f"No link created for {label}: {exc}.")
-                continue
-            rows.append({"label": label, "url": created.url, "expires_at": created.link.expires_at})
-        context = {
-            **self.admin_site.each_context(request),
-            "title": "Relink links created",
-            "rows": rows,
-            "errors": errors,
-            "opts": self.model._meta,
-        }
-        response = TemplateResponse(request, "admin/integrations/relink_links.html", context)
-        response["Cache-Control"] = "no-store"
-        return response
 
     @admin.display(description="credentials")
     def credentials(self, obj: Integration) -> str:

@@ -9,7 +9,6 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
-from integrations import demo
 from integrations.models import (
     AuditEvent,
     AuthCheck,
@@ -23,6 +22,7 @@ from integrations.models import (
     User,
 )
 from integrations.providers import Outcome, get_provider
+from sandbox import demo
 from sandbox.models import SandboxApiKey, SandboxCompany, SandboxEmployee
 
 COUNTED = (AuthCheck, Sync, SandboxCompany, SandboxEmployee, SandboxApiKey, AuditEvent, ScopeConfig, Membership, User)

@@ -22,10 +22,8 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
-from sandbox.models import SandboxCompany, SandboxEmployee
-
-from .health import apply_check_to_streak
-from .models import (
+from integrations.health import apply_check_to_streak
+from integrations.models import (
     AuditEvent,
     AuthCheck,
     Availability,
@@ -41,7 +39,9 @@ from .models import (
     User,
     new_integration_id,
 )
-from .providers import Category, Outcome, get_provider
+from integrations.providers import Category, Outcome, get_provider
+
+from .models import SandboxCompany, SandboxEmployee
 
 ENVIRONMENT_SLUG = "demo"
 ENVIRONMENT_NAME = "Demo production"
