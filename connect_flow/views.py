@@ -40,7 +40,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from integrations.models import RequestLog
 from integrations.providers import REGISTRY, AuthType, Outcome, get_provider, providers_of_category
-from integrations.providers.base import Provider, ProviderError
+from integrations.providers.base import OAuthProvider, Provider, ProviderError
 from integrations.scopes import ScopeSpec
 
 from . import links
@@ -276,7 +276,7 @@ def _ticked_opt_outs(link: ConnectionLink, form: ConnectForm) -> list[str]:
     """The customer's last answer, else (reconnect) the opt-outs they chose before, so a
     reconnect does not silently start sharing what they had kept back."""
     if form.is_bound:
-        return form.data.getlist("opt_out")
+        return form.data.getlist("opt_out")  # type: ignore[attr-defined]  # bound to request.POST, a QueryDict
     if link.kind == LinkKind.RECONNECT and link.integration_id:
         return list(link.integration.opted_out_fields or [])
     return []
@@ -461,7 +461,7 @@ def _submit(request: HttpRequest, link: ConnectionLink) -> HttpResponse:
         error = {"code": "INPUT_INVALID", "message": _("Please check the fields marked below."), "missing": []}
         return _page(request, link, provider, form=form, error=error, status=400)
     opted_out = form.opted_out()
-    if provider.auth_type is AuthType.OAUTH2:
+    if isinstance(provider, OAuthProvider):
         return HttpResponseRedirect(provider.authorize_url(_callback_url(), _oauth_state(link, provider, opted_out)))
 
     started = time.monotonic()
@@ -523,7 +523,7 @@ def _oauth_return(request: HttpRequest, link: ConnectionLink, state: dict[str, A
     if status not in LIVE_STATUSES:
         return _status_page(request, link, status)
     provider = _provider_for(link, state["tool"])
-    if provider is None or provider.id != state["tool"] or provider.auth_type is not AuthType.OAUTH2:
+    if not isinstance(provider, OAuthProvider) or provider.id != state["tool"]:
         return _forbidden(request, link)
     allowed = {item.value for item in optional_items(provider, _scope_spec(link))}
     opted_out = [value for value in state["opt_out"] if value in allowed]

@@ -8,6 +8,7 @@ operations: `check_auth(credentials)` and `fetch(model, credentials, fields)`.
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -138,6 +139,27 @@ class Provider:
         return [
             (f, data_model.fields.get(f, data_model.permission)) for f in fields if not any(f in row for row in rows)
         ]
+
+
+class OAuthProvider(Provider):
+    """A tool whose customers grant access through OAuth2's authorization-code flow: the hosted
+    connect page redirects to `authorize_url`, the callback exchanges the code it receives."""
+
+    auth_type = AuthType.OAUTH2
+
+    @classmethod
+    def authorize_url(cls, redirect_uri: str, state: str, scopes: Iterable[str] | None = None) -> str:
+        """Where to send the customer to grant access, coming back to `redirect_uri` with `state`."""
+        raise NotImplementedError
+
+    @classmethod
+    def exchange_code(cls, code: str, redirect_uri: str) -> dict[str, Any]:
+        """The credentials to store for the code the callback received.
+
+        Raises ProviderAuthFailed when the code is refused (wrong, used, expired) and
+        ProviderUnavailable when the tool cannot answer.
+        """
+        raise NotImplementedError
 
 
 REGISTRY: dict[str, Provider] = {}

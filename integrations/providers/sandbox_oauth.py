@@ -22,6 +22,7 @@ from .base import (
     AuthResult,
     AuthType,
     Category,
+    OAuthProvider,
     Outcome,
     ProviderAuthFailed,
     ProviderUnavailable,
@@ -66,7 +67,7 @@ class _RefreshFailed(Exception):
 
 
 @register
-class SandboxOAuthProvider(SandboxProvider):
+class SandboxOAuthProvider(SandboxProvider, OAuthProvider):
     id = "sandbox_oauth"
     label = "Sandbox HR (OAuth)"
     category = Category.HRIS
