@@ -19,7 +19,7 @@ from connect_flow.models import LinkType
 from integrations import health
 from integrations.models import IntegrationState, ScopeConfig, SyncType
 from integrations.providers import Category
-from integrations.syncs import queue_sync
+from integrations.syncs import NotSyncable, queue_sync
 
 from . import errors, shapes
 from .framework import ApiContext, api_view
@@ -99,22 +99,27 @@ def relink(ctx: ApiContext, integration_id: str) -> dict[str, Any]:
     return {"link": created.url}
 
 
+NOT_SYNCABLE: dict[str, str] = {
+    IntegrationState.INVALID: (
+        "The integration is INVALID: its authentication has been failing for three days, so its syncs are "
+        "paused. Create a reconnection link (POST /integrations/{id}/relink) for the customer to fix it."
+    ),
+    IntegrationState.INACTIVE: (
+        "The integration is INACTIVE: it was disabled. Enable it first (PUT /integrations/{id}/enabled)."
+    ),
+}
+
+
 def force_sync(ctx: ApiContext) -> dict[str, Any]:
     integration_id = ctx.request.headers.get("X-Integration-Id", "").strip()
     sync_type = ctx.body().string("type", default=SyncType.FULL, choices=tuple(SyncType.values))
     if not integration_id:
         raise errors.input_invalid("X-Integration-Id: this header is required and names the integration to sync.")
     integration = ctx.get_integration(integration_id)
-    if integration.state == IntegrationState.INVALID:
-        raise errors.input_invalid(
-            "The integration is INVALID: its authentication has been failing for three days, so its syncs are "
-            "paused. Create a reconnection link (POST /integrations/{id}/relink) for the customer to fix it."
-        )
-    if integration.state == IntegrationState.INACTIVE:
-        raise errors.input_invalid(
-            "The integration is INACTIVE: it was disabled. Enable it first (PUT /integrations/{id}/enabled)."
-        )
-    sync, already_queued = queue_sync(integration.pk, sync_type, actor_api_key=ctx.api_key)
+    try:
+        sync, already_queued = queue_sync(integration.pk, sync_type, actor_api_key=ctx.api_key)
+    except NotSyncable as exc:
+        raise errors.input_invalid(NOT_SYNCABLE[exc.state]) from None
     return {"already_queued": already_queued, "sync_id": sync.pk, "type": sync.type}
 
 

@@ -29,7 +29,7 @@ from integrations.models import (
 from integrations.providers import Outcome, get_provider
 from integrations.providers.base import ModelPermissionDenied, Provider, ProviderError
 from integrations.scopes import ScopeSpec
-from integrations.syncs import queue_sync
+from integrations.syncs import NotSyncable, queue_sync
 
 from .models import LINK_VALIDITY, LIVE_STATUSES, ConnectionLink, LinkKind, LinkStatus, LinkType
 
@@ -335,7 +335,11 @@ def complete(
         link.activation_token_hash = hash_secret(activation_token) if activation_token else ""
         link.save(update_fields=["completed_at", "integration", "activation_token_hash"])
         _audit(link, "link.completed")
-        queue_sync(integration.pk)
+        try:
+            queue_sync(integration.pk)
+        except NotSyncable:
+            pass  # disabled by an operator: the new credentials are stored, and nothing runs until enabled
+
     return Completion(integration, activation_token)
 
 

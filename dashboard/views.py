@@ -12,7 +12,7 @@ from integrations.health import request_auth_check
 from integrations.models import OPEN_SYNC_STATUSES, AuditEvent, Integration, IntegrationState, Role
 from integrations.providers import REGISTRY
 from integrations.scopes import ModelCoverage, ScopeSpec
-from integrations.syncs import queue_sync
+from integrations.syncs import NotSyncable, queue_sync
 
 from .access import SESSION_KEY, EnvAccess, get_env_access, remember_environment, user_memberships
 from .charts import auth_check_chart
@@ -140,10 +140,11 @@ def integration_syncs(request: DashboardRequest, env: str, integration_id: str) 
 def force_sync(request: DashboardRequest, env: str, integration_id: str) -> HttpResponse:
     access = get_env_access(request, env, Role.EDITOR)
     obj = _get_integration(access, integration_id)
-    if obj.state != IntegrationState.ACTIVE:
+    try:
+        sync, already = queue_sync(obj.pk, actor_user=request.user)
+    except NotSyncable:
         messages.error(request, f"Cannot sync: the integration is {obj.get_state_display().lower()}.")
     else:
-        sync, already = queue_sync(obj.pk, actor_user=request.user)
         if already:
             messages.info(request, f"A sync is already {sync.get_status_display().lower()}.")
         else:

@@ -40,6 +40,15 @@ STUCK_AFTER = timedelta(minutes=30)  # a RUNNING sync older than this is failed 
 REQUEUE_AFTER = timedelta(minutes=15)  # a QUEUED sync older than this had its task lost: resend
 
 
+class NotSyncable(Exception):
+    """Only ACTIVE integrations sync: an INVALID one waits for its customer to reconnect, an
+    INACTIVE one was disabled."""
+
+    def __init__(self, state: str) -> None:
+        super().__init__(f"the integration is {state}")
+        self.state = state
+
+
 def _enqueue(sync_ids: list[str]) -> None:
     """Run these syncs once the current transaction commits (through the outbox: never lost)."""
     outbox.send_on_commit(outbox.RUN_SYNC, [(sync_id,) for sync_id in sync_ids])
@@ -49,6 +58,7 @@ def queue_sync(
     integration_id: str, sync_type: str = SyncType.DELTA, *, actor_user=None, actor_api_key=None
 ) -> tuple[Sync, bool]:
     """Queue a sync now, or return the one already queued or running: (sync, already_queued).
+    Raises NotSyncable for an integration that is not ACTIVE.
 
     The integration row is locked so this never races the scheduler tick; the partial unique
     constraint on open syncs is the last line of defence. A new sync moves the next scheduled one
@@ -60,6 +70,8 @@ def queue_sync(
         integration = (
             Integration.objects.select_for_update(of=("self",)).select_related("environment").get(pk=integration_id)
         )
+        if integration.state != IntegrationState.ACTIVE:
+            raise NotSyncable(integration.state)
         existing = Sync.objects.filter(integration=integration, status__in=OPEN_SYNC_STATUSES).first()
         if existing:
             return existing, True

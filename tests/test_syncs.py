@@ -359,3 +359,14 @@ def test_a_queued_sync_moves_the_next_scheduled_one_an_interval_away(enqueued):
     assert sync.created_at + interval * 0.9 <= integration.next_sync_at <= sync.created_at + interval * 1.1
     syncs.run_sync(sync.pk)
     assert syncs.tick(now=now + timedelta(minutes=1), enqueue=lambda ids: None) == 0
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("state", ["INVALID", "INACTIVE"])
+def test_queue_sync_refuses_an_integration_that_may_not_sync(enqueued, state):
+    integration = IntegrationFactory(state=state, enabled=state != "INACTIVE")
+    with pytest.raises(syncs.NotSyncable) as raised:
+        syncs.queue_sync(integration.pk)
+    assert raised.value.state == state
+    assert not Sync.objects.filter(integration=integration).exists()
+    assert enqueued == []
