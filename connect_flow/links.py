@@ -13,12 +13,11 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from integrations import webhooks
+from integrations import audit, webhooks
 from integrations.health import state_changed
 from integrations.lib.tokens import hash_secret
 from integrations.models import (
     ApiKey,
-    AuditEvent,
     Environment,
     Integration,
     IntegrationState,
@@ -76,17 +75,16 @@ def get_link(pk: str) -> ConnectionLink | None:
     return ConnectionLink.objects.select_related(*PAGE_RELATED).filter(pk=pk).first()
 
 
-def _actor(user=None, api_key: ApiKey | None = None) -> dict[str, Any]:
-    return {"actor_user": user, "actor_api_key": api_key, "actor_label": "" if (user or api_key) else "end customer"}
-
-
 def _audit(link: ConnectionLink, action: str, *, user=None, api_key=None, **details: Any) -> None:
-    AuditEvent.objects.create(
-        environment_id=link.environment_id,
+    """A link's event: by the operator or API key that acted, else by the end customer."""
+    audit.record(
+        link.environment_id,
+        action,
+        audit.Actor.of(user, api_key, otherwise="end customer"),
         integration_id=link.integration_id or "",
-        action=action,
-        details={"link_id": link.id, "link_type": link.link_type, **details},
-        **_actor(user, api_key),
+        link_id=link.id,
+        link_type=link.link_type,
+        **details,
     )
 
 

@@ -6,7 +6,7 @@ from celery import shared_task
 from django.db import transaction
 from django.utils import timezone
 
-from integrations.models import AuditEvent
+from integrations import audit
 
 from .models import ConnectionLink
 
@@ -33,14 +33,15 @@ def record_expired_links(batch_size: int = 1000) -> int:
             .only("id", "environment_id", "integration_id", "link_type", "kind")[:batch_size]
         )
         ConnectionLink.objects.filter(pk__in=[link.pk for link in links]).update(expiry_recorded_at=now)
-        AuditEvent.objects.bulk_create(
-            AuditEvent(
-                environment_id=link.environment_id,
+        audit.record_many(
+            audit.event(
+                link.environment_id,
+                "link.expired",
                 integration_id=link.integration_id or "",
-                actor_label="system",
-                action="link.expired",
-                details={"link_id": link.id, "link_type": link.link_type, "kind": link.kind},
-                created_at=now,
+                at=now,
+                link_id=link.id,
+                link_type=link.link_type,
+                kind=link.kind,
             )
             for link in links
         )

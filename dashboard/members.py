@@ -15,7 +15,8 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from integrations.models import AuditEvent, Environment, Membership, Role, User
+from integrations import audit
+from integrations.models import Environment, Membership, Role, User
 
 from .access import EnvAccess, get_env_access, redirect_after_post
 from .htmx import DashboardRequest
@@ -59,11 +60,13 @@ def _render(request: DashboardRequest, access: EnvAccess, form: AddMemberForm) -
 
 
 def _audit(request: DashboardRequest, access: EnvAccess, action: str, membership: Membership, **details) -> None:
-    AuditEvent.objects.create(
-        environment=access.environment,
-        actor_user=request.user,
-        action=action,
-        details={"user_id": membership.user_id, "email": membership.user.email, **details},
+    audit.record(
+        access.environment.pk,
+        action,
+        audit.Actor(user=request.user),
+        user_id=membership.user_id,
+        email=membership.user.email,
+        **details,
     )
 
 

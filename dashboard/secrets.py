@@ -17,7 +17,8 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
-from integrations.models import ApiKey, AuditEvent, Role
+from integrations import audit
+from integrations.models import ApiKey, Role
 
 from .access import EnvAccess, get_env_access, redirect_after_post
 from .htmx import DashboardRequest
@@ -58,11 +59,13 @@ def _render(
 
 
 def _audit(request: DashboardRequest, access: EnvAccess, action: str, key: ApiKey) -> None:
-    AuditEvent.objects.create(
-        environment=access.environment,
-        actor_user=request.user,
-        action=action,
-        details={"api_key_id": key.pk, "name": key.name, "prefix": key.prefix},
+    audit.record(
+        access.environment.pk,
+        action,
+        audit.Actor(user=request.user),
+        api_key_id=key.pk,
+        name=key.name,
+        prefix=key.prefix,
     )
 
 

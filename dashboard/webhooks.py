@@ -16,7 +16,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.cache import add_never_cache_headers, patch_vary_headers
 from django.views.decorators.http import require_POST
 
-from integrations import webhooks
+from integrations import audit, webhooks
 from integrations.models import Role, WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookEvent
 
 from .access import EnvAccess, get_env_access
@@ -52,14 +52,13 @@ def new_endpoint(request: DashboardRequest, env: str) -> HttpResponse:
     access = get_env_access(request, env, Role.OWNER)
     form = EndpointForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        endpoint = WebhookEndpoint(
-            environment=access.environment,
-            url=form.cleaned_data["url"],
+        endpoint, secret = webhooks.create_endpoint(
+            access.environment.pk,
+            form.cleaned_data["url"],
+            audit.Actor(user=request.user),
             description=form.cleaned_data["description"],
             event_types=form.cleaned_data["event_types"],
         )
-        secret = endpoint.set_new_secret()
-        endpoint.save()
         # Rendered, not redirected: the secret exists only in this response.
         response = render(request, "dashboard/webhook_created.html", _ctx(access, endpoint=endpoint, secret=secret))
         add_never_cache_headers(response)
@@ -92,9 +91,7 @@ def toggle_endpoint(request: DashboardRequest, env: str, endpoint_id: str) -> Ht
     access = get_env_access(request, env, Role.OWNER)
     obj = access.get_or_404(WebhookEndpoint, pk=endpoint_id)
     want = request.POST.get("enabled") == "1"
-    if obj.enabled != want:
-        obj.enabled = want
-        obj.save(update_fields=["enabled"])
+    webhooks.set_endpoint_enabled(obj, want, audit.Actor(user=request.user))
     messages.success(request, f"Endpoint {'enabled' if want else 'disabled'}.")
     return redirect("dashboard:webhook", env=env, endpoint_id=obj.pk)
 
@@ -106,7 +103,7 @@ def delete_endpoint(request: DashboardRequest, env: str, endpoint_id: str) -> Ht
     if request.method != "POST":
         return render(request, "dashboard/webhook_delete.html", _ctx(access, endpoint=obj))
     url = obj.url
-    obj.delete()
+    webhooks.delete_endpoint(obj, audit.Actor(user=request.user))
     messages.success(request, f"Endpoint {url} deleted with its deliveries.")
     return redirect("dashboard:webhooks", env=env)
 

@@ -16,7 +16,9 @@ from celery import shared_task
 from django.db import transaction
 from django.utils import timezone
 
+from . import audit as audit_trail
 from . import outbox, webhooks
+from .audit import Actor
 from .models import AuditEvent, AuthCheck, Integration, IntegrationState, WebhookEvent
 from .providers import Outcome
 from .providers.base import AuthResult
@@ -104,18 +106,18 @@ def describe_error(result: AuthResult) -> str:
 
 
 def audit(
-    integration: Integration, action: str, *, actor_user=None, actor_api_key=None, actor_label: str = "", **details
+    integration: Integration,
+    action: str,
+    *,
+    actor_user=None,
+    actor_api_key=None,
+    actor_label: str = "system",
+    **details,
 ) -> AuditEvent:
-    """One line of the integration's audit trail (shown on its dashboard page)."""
-    return AuditEvent.objects.create(
-        environment_id=integration.environment_id,
-        integration_id=integration.pk,
-        actor_user=actor_user,
-        actor_api_key=actor_api_key,
-        actor_label=actor_label,
-        action=action,
-        details=details,
-    )
+    """One line of the integration's audit trail (shown on its dashboard page), through the
+    trail's one writer."""
+    actor = Actor.of(actor_user, actor_api_key, otherwise=actor_label)
+    return audit_trail.record(integration.environment_id, action, actor, integration_id=integration.pk, **details)
 
 
 def state_changed(

@@ -19,7 +19,7 @@ from django.db import transaction
 from django.utils import timezone
 from standardwebhooks.webhooks import Webhook
 
-from . import outbox
+from . import audit, outbox
 from .models import (
     DeliveryStatus,
     Integration,
@@ -110,6 +110,50 @@ def emit(environment_id: int, event_type: str, data: dict[str, Any]) -> list[Web
 
 def emit_integration_state_changed(integration: Integration) -> list[WebhookDelivery]:
     return emit(integration.environment_id, WebhookEvent.INTEGRATION_STATE_CHANGED, integration_data(integration))
+
+
+# --- Endpoints (each change audited) -----------------------------------------------------------
+
+
+def create_endpoint(
+    environment_id: int, url: str, actor: audit.Actor, *, description: str = "", event_types: list[str] | None = None
+) -> tuple[WebhookEndpoint, str]:
+    """A new endpoint and its `whsec_` signing secret (to show once)."""
+    endpoint = WebhookEndpoint(
+        environment_id=environment_id, url=url, description=description, event_types=sorted(set(event_types or []))
+    )
+    secret = endpoint.set_new_secret()
+    with transaction.atomic():
+        endpoint.save()
+        audit.record(
+            environment_id,
+            "webhook_endpoint.created",
+            actor,
+            endpoint_id=endpoint.pk,
+            url=url,
+            event_types=endpoint.event_types,
+        )
+    return endpoint, secret
+
+
+def set_endpoint_enabled(endpoint: WebhookEndpoint, enabled: bool, actor: audit.Actor) -> bool:
+    """Pause or resume an endpoint; False if it already was so (nothing written)."""
+    with transaction.atomic():
+        changed = WebhookEndpoint.objects.filter(pk=endpoint.pk, enabled=not enabled).update(enabled=enabled)
+        if changed:
+            action = "webhook_endpoint.enabled" if enabled else "webhook_endpoint.disabled"
+            audit.record(endpoint.environment_id, action, actor, endpoint_id=endpoint.pk, url=endpoint.url)
+    endpoint.enabled = enabled
+    return bool(changed)
+
+
+def delete_endpoint(endpoint: WebhookEndpoint, actor: audit.Actor) -> None:
+    """Delete an endpoint with its deliveries and their attempts."""
+    with transaction.atomic():
+        audit.record(
+            endpoint.environment_id, "webhook_endpoint.deleted", actor, endpoint_id=endpoint.pk, url=endpoint.url
+        )
+        endpoint.delete()
 
 
 def signed_request(delivery: WebhookDelivery, secret: str, now: datetime | None = None) -> tuple[bytes, dict[str, str]]:

@@ -22,6 +22,7 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
+from integrations import audit
 from integrations.health import apply_check_to_streak
 from integrations.models import (
     AuditEvent,
@@ -288,7 +289,7 @@ class Rows:
     def save(self) -> None:
         AuthCheck.objects.bulk_create(self.auth_checks)
         Sync.objects.bulk_create(self.syncs)
-        AuditEvent.objects.bulk_create(self.audit_events)
+        audit.record_many(self.audit_events)
 
 
 def create_integration(
@@ -405,30 +406,32 @@ def _add_audit_trail(integration: Integration, plan: Plan, operator: User, rows:
         invalid_since = plan.timeline.invalid_since
         reason = "auth check AUTH_FAILED"
         rows.audit_events.append(
-            _state_changed(integration, IntegrationState.INVALID, reason, invalid_since, actor_label="system")
+            _state_changed(integration, IntegrationState.INVALID, reason, invalid_since, audit.SYSTEM)
         )
     if plan.disabled_at:
         rows.audit_events += [
-            AuditEvent(
-                environment=integration.environment,
+            audit.event(
+                integration.environment_id,
+                "integration.disabled",
+                audit.Actor(user=operator),
                 integration_id=integration.id,
-                actor_user=operator,
-                action="integration.disabled",
-                created_at=plan.disabled_at,
+                at=plan.disabled_at,
             ),
-            _state_changed(integration, IntegrationState.INACTIVE, "disabled", plan.disabled_at, actor_user=operator),
+            _state_changed(
+                integration, IntegrationState.INACTIVE, "disabled", plan.disabled_at, audit.Actor(user=operator)
+            ),
         ]
 
 
-def _state_changed(integration: Integration, to: str, reason: str, at: datetime, **actor: object) -> AuditEvent:
+def _state_changed(integration: Integration, to: str, reason: str, at: datetime, actor: audit.Actor) -> AuditEvent:
     """Every seeded integration starts ACTIVE, so each change is away from ACTIVE."""
-    return AuditEvent(
-        environment=integration.environment,
+    return audit.event(
+        integration.environment_id,
+        "integration.state_changed",
+        actor,
         integration_id=integration.id,
-        action="integration.state_changed",
-        details={"from": IntegrationState.ACTIVE.value, "to": IntegrationState(to).value, "reason": reason},
-        created_at=at,
-        **actor,
+        at=at,
+        **{"from": IntegrationState.ACTIVE.value, "to": IntegrationState(to).value, "reason": reason},
     )
 
 

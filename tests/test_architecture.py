@@ -4,6 +4,7 @@ lib, and sandbox → integrations. Read from the source, so a new upward import 
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -76,3 +77,16 @@ def test_no_function_local_imports_of_project_modules_in_the_domain():
                 if isinstance(node, ast.ImportFrom) and (node.level > 0 or (node.module or "").split(".")[0] in APPS):
                     hidden.append(f"{path.relative_to(ROOT)}:{node.lineno} {func.name}")
     assert hidden == []
+
+
+def test_audit_rows_have_one_writer():
+    """Every AuditEvent is written by integrations/audit.py: one shape, one actor value."""
+    writers = []
+    for app in APPS:
+        for path in (ROOT / app).rglob("*.py"):
+            if "/migrations/" in str(path) or path == ROOT / "integrations" / "audit.py":
+                continue
+            text = path.read_text()
+            if re.search(r"(?<!class )AuditEvent\(|AuditEvent\.objects\.(create|bulk_create|get_or_create)", text):
+                writers.append(str(path.relative_to(ROOT)))
+    assert writers == []

@@ -402,3 +402,24 @@ def test_replay_is_post_only(client, owner, failed):
     client.force_login(owner)
     url = _url("webhook_replay", endpoint_id=failed.endpoint_id, delivery_id=failed.pk)
     assert client.get(url).status_code == 405
+
+
+def test_endpoint_changes_are_audited_with_the_owner_as_actor(client, owner, environment):
+    from integrations.models import AuditEvent
+
+    client.force_login(owner)
+    client.post(_url("webhook_new"), {"url": "https://hooks.acme.test/a", "description": "", "event_types": []})
+    endpoint = WebhookEndpoint.objects.get(url="https://hooks.acme.test/a")
+    client.post(_url("webhook_toggle", endpoint_id=endpoint.pk), {"enabled": "0"})
+    client.post(_url("webhook_toggle", endpoint_id=endpoint.pk), {"enabled": "0"})  # no change: no event
+    client.post(_url("webhook_delete", endpoint_id=endpoint.pk))
+
+    events = list(AuditEvent.objects.filter(environment=environment).order_by("created_at", "pk"))
+    assert [e.action for e in events] == [
+        "webhook_endpoint.created",
+        "webhook_endpoint.disabled",
+        "webhook_endpoint.deleted",
+    ]
+    assert {e.actor_user_id for e in events} == {owner.pk}
+    assert all(e.details["endpoint_id"] == endpoint.pk for e in events)
+    assert not WebhookEndpoint.objects.filter(pk=endpoint.pk).exists()

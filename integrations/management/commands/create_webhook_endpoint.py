@@ -2,7 +2,9 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.core.validators import URLValidator
 
-from integrations.models import Environment, WebhookEndpoint, WebhookEvent
+from integrations import webhooks
+from integrations.audit import Actor
+from integrations.models import Environment, WebhookEvent
 
 
 class Command(BaseCommand):
@@ -28,8 +30,6 @@ class Command(BaseCommand):
             URLValidator(schemes=["http", "https"])(url)
         except ValidationError:
             raise CommandError(f"{url!r} is not an http(s) URL.") from None
-        endpoint = WebhookEndpoint(environment=env, url=url, event_types=sorted(set(event)))
-        secret = endpoint.set_new_secret()
-        endpoint.save()
+        endpoint, secret = webhooks.create_endpoint(env.pk, url, Actor(label="command line"), event_types=event)
         self.stdout.write(f"Webhook endpoint {endpoint.id} for {env.name} → {url}. Signing secret (shown once):")
         self.stdout.write(secret)
