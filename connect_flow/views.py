@@ -38,6 +38,8 @@ from django.utils.translation import gettext as _
 from django.views.decorators.clickjacking import xframe_options_exempt
 from django.views.decorators.csrf import csrf_exempt
 
+from integrations import requestlogs
+from integrations.lib.redaction import REDACTED
 from integrations.models import RequestLog
 from integrations.providers import REGISTRY, AuthType, Outcome, get_provider, providers_of_category
 from integrations.providers.base import OAuthProvider, Provider, ProviderError
@@ -56,7 +58,6 @@ OAUTH_STATE_MAX_AGE = 60 * 60
 
 # Request logs name the page, never the token (it would let anyone reading logs use the link).
 LOG_PATH = "/connect/<token>/"
-REDACTED = "[redacted]"
 
 # Everything the pages load comes from this origin; no inline script or style, so a strict policy
 # costs nothing. No form-action: the OAuth "Continue" POST redirects to the provider's origin.
@@ -330,9 +331,9 @@ def _log(
     response_body: dict[str, Any] | None = None,
     integration_id: str = "",
 ) -> None:
-    RequestLog.objects.create(
+    requestlogs.write(
+        RequestLog.Source.CONNECT_FLOW,
         environment_id=link.environment_id,
-        source=RequestLog.Source.CONNECT_FLOW,
         method=method,
         path=path,
         status_code=status,

@@ -90,3 +90,15 @@ def test_audit_rows_have_one_writer():
             if re.search(r"(?<!class )AuditEvent\(|AuditEvent\.objects\.(create|bulk_create|get_or_create)", text):
                 writers.append(str(path.relative_to(ROOT)))
     assert writers == []
+
+
+def test_request_logs_have_one_writer():
+    """Every RequestLog row is written by integrations/requestlogs.py: one redaction, one failure policy."""
+    writers = []
+    for app in APPS:
+        for path in (ROOT / app).rglob("*.py"):
+            if "/migrations/" in str(path) or path == ROOT / "integrations" / "requestlogs.py":
+                continue
+            if re.search(r"RequestLog\.objects\.(create|bulk_create)|(?<!class )RequestLog\(", path.read_text()):
+                writers.append(str(path.relative_to(ROOT)))
+    assert writers == []

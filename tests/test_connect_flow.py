@@ -234,7 +234,7 @@ def test_a_rejected_key_leaves_the_integration_untouched_and_says_so_in_german(s
     assert log.source == RequestLog.Source.CONNECT_FLOW
     assert (log.environment_id, log.integration_id) == (environment.pk, integration.pk)
     assert (log.method, log.path, log.status_code, log.error_code) == ("POST", LOG_PATH, 400, "AUTH_FAILED")
-    assert log.request_body["api_key"] == "[redacted]"
+    assert log.request_body["api_key"] == "[REDACTED]"
     assert created.token not in repr(log.__dict__) and raw not in repr(log.__dict__)
 
     delivery = WebhookDelivery.objects.get(event_type="connection-flow-failed")
@@ -313,7 +313,7 @@ def test_a_successful_reconnect_applies_the_new_scope_and_queues_a_sync(sandbox,
     assert fresh.syncs.filter(status="QUEUED").count() == 1
     assert ConnectionLink.objects.get(pk=created.link.pk).status == "COMPLETED"
     log = RequestLog.objects.get()
-    assert (log.status_code, log.error_code, log.request_body["api_key"]) == (200, "", "[redacted]")
+    assert (log.status_code, log.error_code, log.request_body["api_key"]) == (200, "", "[REDACTED]")
     assert "data-activation-token" not in response.content.decode(), "a magic link has no frame to tell"
 
 
