@@ -43,7 +43,7 @@ from integrations.lib.redaction import REDACTED
 from integrations.models import RequestLog
 from integrations.providers import REGISTRY, AuthType, Outcome, get_provider, providers_of_category
 from integrations.providers.base import OAuthProvider, Provider, ProviderError
-from integrations.scopes import ScopeSpec
+from integrations.scopes import Permission, ScopeSpec, permissions_needed
 
 from . import links
 from .forms import ConnectForm, optional_items
@@ -215,14 +215,13 @@ def _scope_spec(link: ConnectionLink) -> ScopeSpec:
     return ScopeSpec.parse(scope.spec if scope else {})
 
 
-def _permissions(link: ConnectionLink, provider: Provider, spec: ScopeSpec) -> list[dict[str, Any]]:
-    """What the target scope config needs, each marked `new` if the current scope config did not."""
-    required = spec.required_permissions(provider)
-    reconnect = link.kind == LinkKind.RECONNECT and link.integration_id
-    current: set[str] = set()
-    if reconnect and link.integration.scope_config_id:
-        current = ScopeSpec.parse(link.integration.scope_config.spec).required_permissions(provider)
-    return [{"name": p, "new": bool(reconnect) and p not in current} for p in sorted(required)]
+def _permissions(link: ConnectionLink, provider: Provider, spec: ScopeSpec) -> list[Permission]:
+    """What the target scope config needs; on a reconnect, each marked `new` if the current scope
+    config did not need it."""
+    if link.kind != LinkKind.RECONNECT or not link.integration_id:
+        return permissions_needed(spec, provider)
+    current = link.integration.scope_config
+    return permissions_needed(spec, provider, before=ScopeSpec.parse(current.spec if current else None))
 
 
 def _base_context(link: ConnectionLink) -> dict[str, Any]:
@@ -265,7 +264,7 @@ def _page(
         tool_label=provider.label,
         oauth=provider.auth_type is AuthType.OAUTH2,
         permissions=permissions,
-        has_new_permissions=any(p["new"] for p in permissions),
+        has_new_permissions=any(p.new for p in permissions),
         form=form,
         opted_out=_ticked_opt_outs(link, form),
         form_token=_form_token(link),

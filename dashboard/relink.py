@@ -29,8 +29,7 @@ from django_htmx.http import trigger_client_event
 from connect_flow.links import CreatedLink, LinkInputError, create_relink_link, revoke
 from connect_flow.models import LINK_VALIDITY, LIVE_STATUSES, ConnectionLink, LinkType
 from integrations.models import Environment, Integration, Role, ScopeConfig
-from integrations.providers.base import Provider
-from integrations.scopes import DISABLED, ScopeSpec
+from integrations.scopes import ScopeDiff, scope_diff
 
 from .access import EnvAccess, get_env_access
 from .htmx import DashboardRequest
@@ -41,78 +40,6 @@ TEMPLATE = "dashboard/integration.html"
 LINKS_SHOWN = 50
 # The event a link mutation sends; the links table listens with `linksChanged from:body`.
 LINKS_CHANGED = "linksChanged"
-
-
-# --- The scope diff ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Permission:
-    name: str
-    new: bool  # not needed by the current scope config
-
-
-@dataclass(frozen=True)
-class AvailabilityChange:
-    path: str  # "hris_employees" or "hris_employees.salary"
-    before: str  # ENABLED, OPTIONAL or DISABLED
-    after: str
-    offered: bool  # the integration's tool reads this model or field
-
-
-@dataclass(frozen=True)
-class ScopeDiff:
-    current: ScopeConfig | None
-    target: ScopeConfig
-    required: list[Permission]  # everything the target needs for the tool, new ones marked
-    removed: list[str]  # needed now, no longer needed with the target
-    changes: list[AvailabilityChange]
-
-    @property
-    def added(self) -> list[str]:
-        return [p.name for p in self.required if p.new]
-
-    @property
-    def unchanged(self) -> bool:
-        return not (self.added or self.removed or self.changes)
-
-
-def scope_diff(current: ScopeConfig | None, target: ScopeConfig, provider: Provider) -> ScopeDiff:
-    """What moving an integration of `provider` from `current` to `target` changes."""
-    before = ScopeSpec.parse(current.spec if current else None)
-    after = ScopeSpec.parse(target.spec)
-    had = before.required_permissions(provider)
-    needs = after.required_permissions(provider)
-    offered = _tool_paths(provider)
-    changes = []
-    for path in dict.fromkeys([*offered, *_spec_paths(before), *_spec_paths(after)]):
-        old, new = _availability(before, path), _availability(after, path)
-        if old != new:
-            changes.append(AvailabilityChange(path, old, new, path in offered))
-    return ScopeDiff(
-        current=current,
-        target=target,
-        required=[Permission(name, name not in had) for name in sorted(needs)],
-        removed=sorted(had - needs),
-        changes=changes,
-    )
-
-
-def _tool_paths(provider: Provider) -> list[str]:
-    """The tool's models and fields, in the tool's own order (each model before its fields)."""
-    return [path for m in provider.models for path in (m.name, *(f"{m.name}.{f}" for f in m.fields))]
-
-
-def _spec_paths(spec: ScopeSpec) -> list[str]:
-    return [path for m in spec.models.values() for path in (m.name, *(f"{m.name}.{f}" for f in m.fields))]
-
-
-def _availability(spec: ScopeSpec, path: str) -> str:
-    model, _, field_name = path.partition(".")
-    scope = spec.models.get(model)
-    if scope is None:
-        return DISABLED
-    return scope.fields.get(field_name, DISABLED) if field_name else scope.availability
 
 
 def validity_label(link_type: str) -> str:
