@@ -11,9 +11,8 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied
 from django.db.models import Model, QuerySet
-from django.http import Http404, HttpResponse
-from django.shortcuts import get_object_or_404, redirect
-from django_htmx.http import HttpResponseClientRedirect
+from django.http import Http404
+from django.shortcuts import get_object_or_404
 
 from dashboard.htmx import DashboardRequest
 from integrations.models import Environment, Membership, Role
@@ -75,8 +74,3 @@ def remember_environment(request: DashboardRequest, environment: Environment) ->
     """The environment `/` sends the operator back to; the session is written only on change."""
     if request.session.get(SESSION_KEY) != environment.slug:
         request.session[SESSION_KEY] = environment.slug
-
-
-def redirect_after_post(request: DashboardRequest, url: str) -> HttpResponse:
-    """After a POST: htmx follows HX-Redirect with a full page load, a plain form a 302."""
-    return HttpResponseClientRedirect(url) if request.htmx else redirect(url)

@@ -6,17 +6,14 @@ built here carry only the cleaned, non-default values.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, fields
 from urllib.parse import urlencode
 
 from django.db.models import F, OrderBy, Q, QuerySet
 from django.http import HttpResponse, QueryDict
-from django.shortcuts import render
-from django.utils.cache import patch_vary_headers
 from django_htmx.http import push_url
 
-from dashboard.htmx import DashboardRequest
+from dashboard.htmx import DashboardRequest, render_region, wants_partial
 from integrations.models import IntegrationState
 from integrations.providers import tool_choices
 
@@ -43,25 +40,6 @@ TABLE_COLUMNS = [
     "failing_since",
     "created",
 ]
-
-
-def wants_partial(request: DashboardRequest) -> bool:
-    """An htmx swap, not a history restore (Back after hx-push-url, which needs the whole page)."""
-    return bool(request.htmx) and not request.htmx.history_restore_request
-
-
-def render_region(
-    request: DashboardRequest, template: str, region: str, ctx: dict, page_ctx: Callable[[], dict] | None = None
-) -> HttpResponse:
-    """Only the `region` partial of `template` for an htmx swap, else the whole page (rendered
-    with `page_ctx()` when the page needs more than the region). The response varies on
-    HX-Request so a cache never serves the fragment as the page."""
-    if wants_partial(request):
-        response = render(request, f"{template}#{region}", ctx)
-    else:
-        response = render(request, template, page_ctx() if page_ctx else ctx)
-    patch_vary_headers(response, ["HX-Request"])
-    return response
 
 
 def render_list(request: DashboardRequest, template: str, ctx: dict, region: str = "table") -> HttpResponse:

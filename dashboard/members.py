@@ -18,8 +18,8 @@ from django.views.decorators.http import require_POST
 from integrations import audit
 from integrations.models import Environment, Membership, Role, User
 
-from .access import EnvAccess, get_env_access, redirect_after_post
-from .htmx import DashboardRequest
+from .access import EnvAccess, get_env_access
+from .htmx import DashboardRequest, redirect_after_post
 
 TEMPLATE = "dashboard/members.html"
 LAST_OWNER = "An environment needs at least one owner: make someone else an owner first."

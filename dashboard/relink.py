@@ -32,9 +32,8 @@ from integrations.models import Environment, Integration, Role, ScopeConfig
 from integrations.scopes import ScopeDiff, scope_diff
 
 from .access import EnvAccess, get_env_access
-from .htmx import DashboardRequest
-from .listing import render_region
-from .views import _get_integration, integration_page_context
+from .htmx import DashboardRequest, render_region
+from .integration import get_integration, integration_page_context
 
 TEMPLATE = "dashboard/integration.html"
 LINKS_SHOWN = 50
@@ -163,7 +162,7 @@ def _render(
 def section(request: DashboardRequest, env: str, integration_id: str) -> HttpResponse:
     """The section as an htmx fragment, or (plain) the whole page with it."""
     access = get_env_access(request, env)
-    obj = _get_integration(access, integration_id)
+    obj = get_integration(access, integration_id)
     return _render(request, access, obj, "relink", RelinkSection(access.environment, obj, request.GET))
 
 
@@ -173,7 +172,7 @@ def scope_diff_view(request: DashboardRequest, env: str, integration_id: str) ->
     """The permission changes `?scope_config=` implies: the scope selector's htmx target, and
     the "Preview changes" submit without JavaScript."""
     access = get_env_access(request, env)
-    obj = _get_integration(access, integration_id)
+    obj = get_integration(access, integration_id)
     return _render(request, access, obj, "scope-diff", RelinkSection(access.environment, obj, request.GET))
 
 
@@ -182,7 +181,7 @@ def scope_diff_view(request: DashboardRequest, env: str, integration_id: str) ->
 def links(request: DashboardRequest, env: str, integration_id: str) -> HttpResponse:
     """The integration's links table, refreshed by htmx whenever `linksChanged` fires."""
     access = get_env_access(request, env)
-    obj = _get_integration(access, integration_id)
+    obj = get_integration(access, integration_id)
     return _render(request, access, obj, "relink-links", RelinkSection(access.environment, obj, {}))
 
 
@@ -196,7 +195,7 @@ def create_link(request: DashboardRequest, env: str, integration_id: str) -> Htt
     stored, so a redirected page could not show the link any more.
     """
     access = get_env_access(request, env, Role.EDITOR)
-    obj = _get_integration(access, integration_id)
+    obj = get_integration(access, integration_id)
     created, error = None, ""
     raw_scope = request.POST.get("scope_config", "")
     # Look the id up inside the environment only, so another environment's id reads as unknown;
@@ -228,7 +227,7 @@ def create_link(request: DashboardRequest, env: str, integration_id: str) -> Htt
 @require_POST
 def revoke_link(request: DashboardRequest, env: str, integration_id: str, link_id: str) -> HttpResponse:
     access = get_env_access(request, env, Role.EDITOR)
-    obj = _get_integration(access, integration_id)
+    obj = get_integration(access, integration_id)
     link = get_object_or_404(ConnectionLink, pk=link_id, integration=obj)
     revoked = revoke(link, user=request.user)  # audits; False if it was no longer usable
     if request.htmx:

@@ -20,8 +20,8 @@ from django.views.decorators.http import require_POST
 from integrations import audit
 from integrations.models import ApiKey, Role
 
-from .access import EnvAccess, get_env_access, redirect_after_post
-from .htmx import DashboardRequest
+from .access import EnvAccess, get_env_access
+from .htmx import DashboardRequest, redirect_after_post
 
 TEMPLATE = "dashboard/api_keys.html"
 

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import logs, members, overview, relink, scopes, secrets, views, webhooks
+from . import integration, logs, members, overview, relink, scopes, secrets, views, webhooks
 
 app_name = "dashboard"
 
@@ -8,12 +8,16 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("env/<slug:env>/", views.integrations, name="integrations"),
     path("env/<slug:env>/overview/", overview.overview, name="overview"),
-    path("env/<slug:env>/integrations/<str:integration_id>/", views.integration, name="integration"),
-    path("env/<slug:env>/integrations/<str:integration_id>/syncs/", views.integration_syncs, name="integration_syncs"),
-    path("env/<slug:env>/integrations/<str:integration_id>/force-sync/", views.force_sync, name="force_sync"),
-    path("env/<slug:env>/integrations/<str:integration_id>/check-now/", views.check_now, name="check_now"),
-    path("env/<slug:env>/integrations/<str:integration_id>/enabled/", views.set_enabled, name="set_enabled"),
-    path("env/<slug:env>/integrations/<str:integration_id>/delete/", views.delete, name="delete"),
+    path("env/<slug:env>/integrations/<str:integration_id>/", integration.integration, name="integration"),
+    path(
+        "env/<slug:env>/integrations/<str:integration_id>/syncs/",
+        integration.integration_syncs,
+        name="integration_syncs",
+    ),
+    path("env/<slug:env>/integrations/<str:integration_id>/force-sync/", integration.force_sync, name="force_sync"),
+    path("env/<slug:env>/integrations/<str:integration_id>/check-now/", integration.check_now, name="check_now"),
+    path("env/<slug:env>/integrations/<str:integration_id>/enabled/", integration.set_enabled, name="set_enabled"),
+    path("env/<slug:env>/integrations/<str:integration_id>/delete/", integration.delete, name="delete"),
     path("env/<slug:env>/integrations/<str:integration_id>/relink/", relink.section, name="relink"),
     path(
         "env/<slug:env>/integrations/<str:integration_id>/relink/scope-diff/",

@@ -1,30 +1,18 @@
 from __future__ import annotations
 
-from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
-from django.utils import timezone
-from django.views.decorators.http import require_POST
 
-from integrations import health
-from integrations.health import request_auth_check
-from integrations.models import OPEN_SYNC_STATUSES, AuditEvent, Integration, IntegrationState, Role
-from integrations.providers import REGISTRY
-from integrations.scopes import ModelCoverage, ScopeSpec
-from integrations.syncs import NotSyncable, queue_sync
+from integrations.models import Integration, IntegrationState
 
-from .access import SESSION_KEY, EnvAccess, get_env_access, remember_environment, user_memberships
-from .charts import auth_check_chart
-from .health import describe_event, describe_health
+from .access import SESSION_KEY, get_env_access, remember_environment, user_memberships
 from .htmx import DashboardRequest
 from .listing import ListFilters, render_list, tool_options
 from .paginator import CachedCountPaginator
 from .signals import integration_count_namespace
 
 PAGE_SIZE = 50
-CHECKS_SHOWN = 30
-AUDIT_SHOWN = 30
 
 
 @login_required
@@ -61,130 +49,3 @@ def integrations(request: DashboardRequest, env: str) -> HttpResponse:
         "columns": filters.sort_columns(),
     }
     return render_list(request, "dashboard/integrations.html", ctx)
-
-
-def _get_integration(access: EnvAccess, integration_id: str) -> Integration:
-    """The integration if it belongs to the operator's environment, else 404."""
-    return access.get_or_404(
-        Integration.objects.select_related("scope_config", "environment").defer("credentials_encrypted"),
-        pk=integration_id,
-    )
-
-
-def _syncs_context(integration: Integration) -> dict:
-    recent = list(integration.syncs.select_related("scope_config").order_by("-created_at")[:20])
-    return {"syncs": recent, "sync_open": any(s.status in OPEN_SYNC_STATUSES for s in recent)}
-
-
-def scope_coverage(integration: Integration) -> list[ModelCoverage] | None:
-    """What the integration's scope config makes a sync read from its tool, with the customer's
-    opt-outs; None when the stored scope config cannot be read (the page still renders)."""
-    provider = REGISTRY.get(integration.tool)
-    if provider is None:
-        return []
-    try:
-        spec = ScopeSpec.parse(integration.scope_config.spec if integration.scope_config else None)
-    except ValueError:
-        return None
-    return spec.coverage(provider, integration.opted_out_fields or ())
-
-
-def audit_trail(integration: Integration) -> list[dict]:
-    events = (
-        AuditEvent.objects.filter(integration_id=integration.pk)
-        .select_related("actor_user", "actor_api_key")
-        .order_by("-created_at", "-pk")[:AUDIT_SHOWN]
-    )
-    return [{"event": e, "text": describe_event(e)} for e in events]
-
-
-def integration_page_context(access: EnvAccess, obj: Integration, **extra) -> dict:
-    """Everything the integration page renders; the Relink section views reuse it."""
-    from .relink import RelinkSection
-
-    return {
-        "access": access,
-        "env": access.environment,
-        "integration": obj,
-        "health": describe_health(obj),
-        "chart": auth_check_chart(obj.auth_checks.all(), timezone.localdate()),
-        "checks": obj.auth_checks.order_by("-checked_at")[:CHECKS_SHOWN],
-        "coverage": scope_coverage(obj),
-        "audit": audit_trail(obj),
-        "can_edit": access.can(Role.EDITOR),
-        "relink": RelinkSection(access.environment, obj, {}),
-        **_syncs_context(obj),
-        **extra,
-    }
-
-
-@login_required
-def integration(request: DashboardRequest, env: str, integration_id: str) -> HttpResponse:
-    access = get_env_access(request, env)
-    obj = _get_integration(access, integration_id)
-    return render(request, "dashboard/integration.html", integration_page_context(access, obj))
-
-
-@login_required
-def integration_syncs(request: DashboardRequest, env: str, integration_id: str) -> HttpResponse:
-    """The sync history fragment, polled by htmx while a sync is queued or running."""
-    access = get_env_access(request, env)
-    obj = _get_integration(access, integration_id)
-    ctx = {"env": access.environment, "integration": obj, **_syncs_context(obj)}
-    # Once no sync is open the fragment comes without its hx-trigger, which ends the polling.
-    return render(request, "dashboard/integration.html#syncs", ctx)
-
-
-@login_required
-@require_POST
-def force_sync(request: DashboardRequest, env: str, integration_id: str) -> HttpResponse:
-    access = get_env_access(request, env, Role.EDITOR)
-    obj = _get_integration(access, integration_id)
-    try:
-        sync, already = queue_sync(obj.pk, actor_user=request.user)
-    except NotSyncable:
-        messages.error(request, f"Cannot sync: the integration is {obj.get_state_display().lower()}.")
-    else:
-        if already:
-            messages.info(request, f"A sync is already {sync.get_status_display().lower()}.")
-        else:
-            messages.success(request, "Sync queued.")
-    return redirect("dashboard:integration", env=env, integration_id=obj.pk)
-
-
-@login_required
-@require_POST
-def check_now(request: DashboardRequest, env: str, integration_id: str) -> HttpResponse:
-    access = get_env_access(request, env, Role.EDITOR)
-    obj = _get_integration(access, integration_id)
-    request_auth_check(obj, actor_user=request.user)
-    messages.success(request, "Authentication check started; refresh in a few seconds.")
-    return redirect("dashboard:integration", env=env, integration_id=obj.pk)
-
-
-@login_required
-@require_POST
-def set_enabled(request: DashboardRequest, env: str, integration_id: str) -> HttpResponse:
-    """Enable or disable (editor+). Credentials are kept; a disabled integration runs nothing."""
-    access = get_env_access(request, env, Role.EDITOR)
-    obj = _get_integration(access, integration_id)
-    enable = request.POST.get("enabled") == "true"
-    updated = health.set_enabled(obj.pk, enable, actor_user=request.user)
-    messages.success(
-        request, f"Integration {'enabled' if enable else 'disabled'}: it is now {updated.get_state_display().lower()}."
-    )
-    return redirect("dashboard:integration", env=env, integration_id=obj.pk)
-
-
-@login_required
-def delete(request: DashboardRequest, env: str, integration_id: str) -> HttpResponse:
-    """GET asks for confirmation; POST deletes (editor+), with the `integration-deleted` webhook."""
-    access = get_env_access(request, env, Role.EDITOR)
-    obj = _get_integration(access, integration_id)
-    if request.method == "POST":
-        health.delete_integration(obj, actor_user=request.user)
-        messages.success(request, f"Integration for {obj.end_user_organization_name} deleted.")
-        return redirect("dashboard:integrations", env=env)
-    return render(
-        request, "dashboard/integration_delete.html", {"access": access, "env": access.environment, "integration": obj}
-    )
