@@ -9,34 +9,26 @@ Django's cookie-based CSRF protection nor session-stored OAuth state can work in
 state the flow needs travels with the request instead:
 
 - the link token in the URL: 256 random bits only the customer was given, the capability itself;
-- a signed form token in a hidden field (`_form_token`), in place of the CSRF cookie;
-- a signed OAuth `state` (`_oauth_state`), in place of a session entry.
+- a signed form token in a hidden field (`signed.form_token`), in place of the CSRF cookie;
+- a signed OAuth `state` (`signed.oauth_state`), in place of a session entry.
 
 Every response carries `Referrer-Policy: no-referrer` (the token in the URL must not leak to the
 provider's consent page or anywhere else), `Cache-Control: no-store`, and a frame policy: an
 EMBEDDED link's pages may be framed by the environment's allowed origins only, everything else by
-nobody.
+nobody (headers.py).
 """
 
 from __future__ import annotations
 
-import re
-import secrets
 import time
-from collections.abc import Callable
-from functools import wraps
 from typing import Any
-from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.core import signing
-from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect, JsonResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils import translation
 from django.utils.translation import gettext as _
-from django.views.decorators.clickjacking import xframe_options_exempt
-from django.views.decorators.csrf import csrf_exempt
 
 from integrations import requestlogs
 from integrations.lib.redaction import REDACTED
@@ -45,145 +37,13 @@ from integrations.providers import REGISTRY, AuthType, Outcome, get_provider, pr
 from integrations.providers.base import OAuthProvider, Provider, ProviderError
 from integrations.scopes import Permission, ScopeSpec, permissions_needed
 
-from . import links
+from . import links, signed
 from .forms import ConnectForm, optional_items
+from .headers import ViewResult, connect_view, frame_origins
 from .models import LIVE_STATUSES, ConnectionLink, LinkKind, LinkStatus, LinkType
-
-FORM_TOKEN_SALT = "relink-connect-form"
-# Long enough for a customer who opens the page, goes to find an API key and comes back.
-FORM_TOKEN_MAX_AGE = 3 * 60 * 60
-OAUTH_STATE_SALT = "relink-oauth"
-# Consent pages are quick; an hour covers a customer who first has to sign in to the tool.
-OAUTH_STATE_MAX_AGE = 60 * 60
 
 # Request logs name the page, never the token (it would let anyone reading logs use the link).
 LOG_PATH = "/connect/<token>/"
-
-# Everything the pages load comes from this origin; no inline script or style, so a strict policy
-# costs nothing. No form-action: the OAuth "Continue" POST redirects to the provider's origin.
-CSP = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "object-src 'none'; base-uri 'none'; frame-ancestors {ancestors}"
-)
-_HOST_RE = re.compile(r"[A-Za-z0-9.\-]+(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?")
-
-
-# --- Response headers ----------------------------------------------------------------------------
-
-
-def allowed_frame_origins(raw: Any) -> list[str]:
-    """The well-formed http(s) origins of an environment's `allowed_origins`.
-
-    Anything else is dropped: a stored value with a space or `;` must not add a CSP directive.
-    """
-    origins: list[str] = []
-    for value in raw if isinstance(raw, list) else []:
-        if not isinstance(value, str):
-            continue
-        parts = urlsplit(value.strip())
-        if parts.scheme not in ("http", "https") or parts.path.strip("/") or parts.query or parts.fragment:
-            continue
-        if not _HOST_RE.fullmatch(parts.netloc):
-            continue
-        origin = f"{parts.scheme}://{parts.netloc}".lower()
-        if origin not in origins:
-            origins.append(origin)
-    return origins
-
-
-def _frame_origins(link: ConnectionLink | None) -> list[str]:
-    if link is None or link.link_type != LinkType.EMBEDDED:
-        return []
-    return allowed_frame_origins(link.environment.allowed_origins)
-
-
-def _protect(response: HttpResponse, link: ConnectionLink | None) -> HttpResponse:
-    """The headers every connect-flow response carries (see the module docstring)."""
-    response["Referrer-Policy"] = "no-referrer"
-    response["Cache-Control"] = "no-store"
-    origins = _frame_origins(link)
-    if origins:
-        ancestors = " ".join(origins)
-    else:
-        # The views are xframe_options_exempt so EMBEDDED pages can be framed; everything else
-        # says DENY itself (the middleware leaves a response that already has the header alone).
-        response["X-Frame-Options"] = "DENY"
-        ancestors = "'none'"
-    response["Content-Security-Policy"] = CSP.format(ancestors=ancestors)
-    return response
-
-
-ViewResult = tuple[HttpResponse, ConnectionLink | None]
-
-
-def connect_view(methods: tuple[str, ...]) -> Callable:
-    """Decorate a view returning (response, link): method check, no CSRF cookie, frame policy, headers.
-
-    csrf_exempt: the cookie Django's CSRF check needs never reaches a cross-site iframe; the POST
-    checks the signed form token instead (`_form_token_valid`).
-    """
-
-    def decorator(view: Callable[..., ViewResult]) -> Callable[..., HttpResponse]:
-        @wraps(view)
-        def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-            if request.method not in methods:
-                return _protect(HttpResponseNotAllowed(methods), None)
-            response, link = view(request, *args, **kwargs)
-            return _protect(response, link)
-
-        return csrf_exempt(xframe_options_exempt(wrapper))
-
-    return decorator
-
-
-# --- Signed values -------------------------------------------------------------------------------
-
-
-def _form_token(link: ConnectionLink) -> str:
-    """The hidden field that stands in for the CSRF cookie.
-
-    Bound to this link and valid for FORM_TOKEN_MAX_AGE, it shows the POST comes from a form this
-    server rendered for this link a short while ago, not from a blind or replayed request (the
-    URL's link token already keeps out anyone who was not given the link).
-    """
-    return signing.dumps({"link": link.pk}, salt=FORM_TOKEN_SALT)
-
-
-def _form_token_valid(value: str, link: ConnectionLink) -> bool:
-    try:
-        data = signing.loads(value, salt=FORM_TOKEN_SALT, max_age=FORM_TOKEN_MAX_AGE)
-    except signing.BadSignature:  # also SignatureExpired
-        return False
-    return isinstance(data, dict) and data.get("link") == link.pk
-
-
-def _oauth_state(link: ConnectionLink, provider: Provider, opted_out: list[str]) -> str:
-    """The OAuth `state`: which link and tool, the customer's opt-outs, and a random nonce, signed.
-
-    The usual pattern keeps a random state in the session and compares it in the callback. The
-    embedded flow has no session (no cookies in a cross-site iframe), so the state carries its own
-    proof instead: the signature means only this server can have made it, `max_age` bounds its
-    life, and the link id binds it to one link. Someone without the link token cannot obtain a
-    state for that link, so a forged callback cannot complete someone else's link; the provider's
-    code is single use, and `links.complete` completes a link only once.
-    """
-    payload = {"link": link.pk, "tool": provider.id, "opt_out": list(opted_out), "nonce": secrets.token_urlsafe(16)}
-    return signing.dumps(payload, salt=OAUTH_STATE_SALT, compress=True)
-
-
-def _read_oauth_state(value: str) -> dict[str, Any] | None:
-    try:
-        data = signing.loads(value, salt=OAUTH_STATE_SALT, max_age=OAUTH_STATE_MAX_AGE)
-    except signing.BadSignature:  # tampered, truncated, missing or expired
-        return None
-    if not isinstance(data, dict):
-        return None
-    opt_out = data.get("opt_out")
-    if not isinstance(data.get("link"), str) or not isinstance(data.get("tool"), str):
-        return None
-    if not isinstance(opt_out, list) or not all(isinstance(v, str) for v in opt_out):
-        return None
-    return data
 
 
 def _callback_url() -> str:
@@ -225,7 +85,7 @@ def _permissions(link: ConnectionLink, provider: Provider, spec: ScopeSpec) -> l
 
 
 def _base_context(link: ConnectionLink) -> dict[str, Any]:
-    origins = _frame_origins(link)
+    origins = frame_origins(link)
     return {
         "embedded": link.link_type == LinkType.EMBEDDED,
         "target_origins": " ".join(origins),
@@ -267,7 +127,7 @@ def _page(
         has_new_permissions=any(p.new for p in permissions),
         form=form,
         opted_out=_ticked_opt_outs(link, form),
-        form_token=_form_token(link),
+        form_token=signed.form_token(link),
     )
     return render(request, "connect_flow/link.html", ctx, status=status)
 
@@ -450,7 +310,7 @@ def _link_page(request: HttpRequest, link: ConnectionLink) -> HttpResponse:
 
 def _submit(request: HttpRequest, link: ConnectionLink) -> HttpResponse:
     """The customer's POST: credentials (verify, then complete) or "Continue" to the OAuth consent."""
-    if not _form_token_valid(request.POST.get("form_token", ""), link):
+    if not signed.form_token_valid(request.POST.get("form_token", ""), link):
         return _forbidden(request, link)
     provider = _provider_for(link, request.POST.get("tool", ""))
     if provider is None:
@@ -462,7 +322,9 @@ def _submit(request: HttpRequest, link: ConnectionLink) -> HttpResponse:
         return _page(request, link, provider, form=form, error=error, status=400)
     opted_out = form.opted_out()
     if isinstance(provider, OAuthProvider):
-        return HttpResponseRedirect(provider.authorize_url(_callback_url(), _oauth_state(link, provider, opted_out)))
+        return HttpResponseRedirect(
+            provider.authorize_url(_callback_url(), signed.oauth_state(link, provider, opted_out))
+        )
 
     started = time.monotonic()
     body = _redacted_body(request.POST, provider)
@@ -485,7 +347,7 @@ def link_handoff(request: HttpRequest, token: str) -> ViewResult:
     link = links.find_link(token, related=("environment",))  # polled: only what the headers need
     if link is None:
         return JsonResponse({"status": "invalid"}, status=404), None
-    if not _form_token_valid(request.POST.get("form_token", ""), link):
+    if not signed.form_token_valid(request.POST.get("form_token", ""), link):
         return JsonResponse({"status": "forbidden"}, status=403), link
     status = link.status
     if status in LIVE_STATUSES:
@@ -506,7 +368,7 @@ def oauth_callback(request: HttpRequest) -> ViewResult:
     language: stop at a used link before touching the code → exchange the code → verify the
     credentials against the target scope → complete, or record the failure and offer a retry.
     """
-    state = _read_oauth_state(request.GET.get("state", ""))
+    state = signed.read_oauth_state(request.GET.get("state", ""))
     if state is None:
         return _forbidden(request, None), None
     link = links.get_link(state["link"])
@@ -546,6 +408,6 @@ def _oauth_return(request: HttpRequest, link: ConnectionLink, state: dict[str, A
     if not verification.ok:
         # No link token here (only its hash is stored), so the retry is a fresh authorization
         # with a new signed state rather than the form.
-        retry_url = provider.authorize_url(_callback_url(), _oauth_state(link, provider, opted_out))
+        retry_url = provider.authorize_url(_callback_url(), signed.oauth_state(link, provider, opted_out))
         return _failed(request, link, provider, verification, retry_url=retry_url, **kwargs)
     return _completed(request, link, provider, verification, opted_out, via_oauth_callback=True, **kwargs)

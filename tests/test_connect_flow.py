@@ -23,8 +23,9 @@ from django.test import Client, override_settings
 from django.utils import timezone
 
 from connect_flow import links
+from connect_flow.headers import allowed_frame_origins
 from connect_flow.models import ConnectionLink
-from connect_flow.views import LOG_PATH, allowed_frame_origins
+from connect_flow.views import LOG_PATH
 from integrations import syncs
 from integrations.models import Integration, RequestLog, WebhookDelivery
 from sandbox.models import SandboxCompany
