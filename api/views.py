@@ -19,6 +19,7 @@ from connect_flow.models import LinkType
 from integrations import health
 from integrations.models import IntegrationState, ScopeConfig, SyncType
 from integrations.providers import Category
+from integrations.scopes import find_scope_config
 from integrations.syncs import NotSyncable, queue_sync
 
 from . import errors, shapes
@@ -41,8 +42,8 @@ def _scope_config(ctx: ApiContext, scope_config_id: str | None) -> ScopeConfig |
     """The environment's scope config with this id; any other id (unknown, another environment's) is a 400."""
     if not scope_config_id:
         return None
-    scope_config = ScopeConfig.objects.filter(environment=ctx.environment, pk=scope_config_id[:24]).first()
-    if scope_config is None or scope_config.pk != scope_config_id:
+    scope_config = find_scope_config(ctx.environment.pk, scope_config_id)
+    if scope_config is None:
         raise errors.input_invalid("scope_config_id: no scope config with this id exists in this environment.")
     return scope_config
 

@@ -29,7 +29,7 @@ from django_htmx.http import trigger_client_event
 from connect_flow.links import CreatedLink, LinkInputError, create_relink_link, revoke
 from connect_flow.models import LINK_VALIDITY, LIVE_STATUSES, ConnectionLink, LinkType
 from integrations.models import Environment, Integration, Role, ScopeConfig
-from integrations.scopes import ScopeDiff, scope_diff
+from integrations.scopes import ScopeDiff, find_scope_config, scope_diff
 
 from .access import EnvAccess, get_env_access
 from .htmx import DashboardRequest, render_region
@@ -198,11 +198,8 @@ def create_link(request: DashboardRequest, env: str, integration_id: str) -> Htt
     obj = get_integration(access, integration_id)
     created, error = None, ""
     raw_scope = request.POST.get("scope_config", "")
-    # Look the id up inside the environment only, so another environment's id reads as unknown;
-    # create_relink_link checks environment and category again.
-    scope_config = None
-    if raw_scope:
-        scope_config = ScopeConfig.objects.filter(environment=access.environment, pk=raw_scope).first()
+    # Another environment's id reads as unknown; create_relink_link checks the category.
+    scope_config = find_scope_config(access.environment.pk, raw_scope)
     if raw_scope and scope_config is None:
         error = f"No link created: choose one of this environment's {obj.category} scope configs."
     else:

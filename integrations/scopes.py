@@ -205,3 +205,11 @@ def permissions_needed(after: ScopeSpec, provider: Provider, *, before: ScopeSpe
     needs = after.required_permissions(provider)
     had = needs if before is None else before.required_permissions(provider)
     return [Permission(name, name not in had) for name in sorted(needs)]
+
+
+def find_scope_config(environment_id: int, scope_config_id: str) -> ScopeConfig | None:
+    """The environment's scope config with exactly this id, else None: another environment's id
+    reads as unknown, so callers cannot tell it exists."""
+    if not scope_config_id or len(scope_config_id) > 24:
+        return None
+    return ScopeConfig.objects.filter(environment_id=environment_id, pk=scope_config_id).first()
