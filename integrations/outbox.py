@@ -8,9 +8,10 @@ commit would send tasks for work that may roll back. So:
 
 1. `send_on_commit(task, args_list)` writes one OutboxMessage per task **in the caller's
    transaction**: a message exists exactly when its work was committed.
-2. After the commit the same process publishes them at once (`_publish_claimed`): it claims the
-   rows (a short lease, so the sweep leaves them alone), publishes, deletes them. A broker error
-   is logged as a warning and goes no further; the caller answers with what it committed.
+2. After the commit the same process publishes them at once and deletes them. They are written
+   already claimed by it (a short lease), so the sweep leaves them alone unless the lease runs out
+   (the process died) or the publish failed (the claim is released). A broker error is logged as a
+   warning and goes no further; the caller answers with what it committed.
 3. Beat runs `flush_outbox` every OUTBOX_FLUSH_SECONDS (10 s): it publishes what is due and
    unclaimed (a failed publish, a process that died after its commit, a retry whose time came),
    oldest first. After an outage the work goes out at beat's first flush once beat and the
@@ -62,12 +63,14 @@ def send_on_commit(task: str, args_list: Iterable[Sequence[Any]], *, available_a
     commits (at once, or by the sweep if the broker is down, or at `available_at`)."""
     now = timezone.now()
     when = available_at or now
+    immediate = when <= now
+    lease = now + CLAIM_LEASE if immediate else None  # this process publishes them after the commit
     messages = OutboxMessage.objects.bulk_create(
-        OutboxMessage(task=task, args=list(args), created_at=now, available_at=when) for args in args_list
+        OutboxMessage(task=task, args=list(args), created_at=now, available_at=when, claimed_until=lease)
+        for args in args_list
     )
-    if messages and when <= now:
-        ids = [m.pk for m in messages]
-        transaction.on_commit(lambda: _publish_after_commit(ids))
+    if messages and immediate:
+        transaction.on_commit(lambda: _publish_after_commit(messages))
 
 
 def publish(task: str, args: Sequence[Any]) -> None:
@@ -78,29 +81,37 @@ def publish(task: str, args: Sequence[Any]) -> None:
     app.tasks[task].apply_async(tuple(args))
 
 
-def _publish_after_commit(ids: list[int]) -> None:
+def _publish_after_commit(messages: list[OutboxMessage]) -> None:
     try:
-        _publish_claimed(OutboxMessage.objects.filter(pk__in=ids), limit=len(ids))
+        _publish(messages)
     except Exception:  # the work is committed: never turn it into the caller's error
         if current_app.conf.task_always_eager:
             raise  # eager (tests): the task ran right here, and its error is the test's to see
-        log.warning("outbox: could not publish %d task(s) after commit; flush_outbox will", len(ids), exc_info=True)
+        log.warning(
+            "outbox: could not publish %d task(s) after commit; flush_outbox will", len(messages), exc_info=True
+        )
 
 
-def _publish_claimed(candidates, limit: int) -> tuple[int, bool]:
-    """Claim up to `limit` due, unclaimed rows of `candidates`, publish them in order, delete the
-    published ones. Returns (published, broker_ok)."""
+def _claim(limit: int) -> list[OutboxMessage]:
+    """Up to `limit` due, unclaimed messages, oldest first, claimed for this process (SKIP LOCKED:
+    concurrent sweeps take different rows)."""
     now = timezone.now()
     with transaction.atomic():
         rows = list(
-            candidates.select_for_update(skip_locked=True)
+            OutboxMessage.objects.select_for_update(skip_locked=True)
             .filter(available_at__lte=now)
             .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
             .order_by("available_at", "pk")[:limit]
         )
-        if not rows:
-            return 0, True
-        OutboxMessage.objects.filter(pk__in=[r.pk for r in rows]).update(claimed_until=now + CLAIM_LEASE)
+        if rows:
+            OutboxMessage.objects.filter(pk__in=[r.pk for r in rows]).update(claimed_until=now + CLAIM_LEASE)
+    return rows
+
+
+def _publish(rows: list[OutboxMessage]) -> tuple[int, bool]:
+    """Publish claimed messages in order and delete the published ones; on a broker error, stop and
+    release the claim on the rest. Returns (published, broker_ok)."""
+    now = timezone.now()
     sent: list[int] = []
     error: Exception | None = None
     unsent: list[int] = []
@@ -142,9 +153,12 @@ def flush_outbox(batch_size: int = FLUSH_BATCH, max_batches: int = 20) -> int:
     """Beat, every few seconds: publish what is due and was not published after its commit."""
     total = 0
     for _ in range(max_batches):
-        published, broker_ok = _publish_claimed(OutboxMessage.objects.all(), limit=batch_size)
+        rows = _claim(batch_size)
+        if not rows:
+            break
+        published, broker_ok = _publish(rows)
         total += published
-        if not broker_ok or published < batch_size:
+        if not broker_ok or len(rows) < batch_size:
             break
     if total:
         log.info("outbox: published %d task(s)", total)

@@ -257,3 +257,15 @@ def test_a_message_for_an_unknown_task_is_set_aside_and_holds_nothing_up(db, bro
     assert parked.task == "integrations.tasks.gone" and parked.available_at > now + timedelta(hours=23)
     assert "no task" in parked.last_error and "integrations.tasks.gone" in caplog.text
     assert outbox.flush_outbox() == 0  # not retried at once
+
+
+def test_a_message_is_its_writers_to_publish_until_its_lease_ends(environment, broker):
+    """Written claimed: a sweep running before the writer's after-commit publish leaves it alone,
+    and takes it over only if the writer never publishes (it died)."""
+    integration = factories.IntegrationFactory(environment=environment)
+    outbox.send_on_commit(outbox.CHECK_AUTH, [(integration.pk,)])  # the test's transaction never commits
+
+    assert outbox.flush_outbox() == 0
+    with time_machine.travel(timezone.now() + outbox.CLAIM_LEASE + timedelta(seconds=1)):
+        assert outbox.flush_outbox() == 1
+    assert broker.sent == [(outbox.CHECK_AUTH, (integration.pk,))]
