@@ -33,7 +33,7 @@ from django.utils.translation import gettext as _
 from integrations import requestlogs
 from integrations.lib.redaction import REDACTED
 from integrations.models import RequestLog
-from integrations.providers import REGISTRY, AuthType, Outcome, get_provider, providers_of_category
+from integrations.providers import REGISTRY, Outcome, get_provider, providers_of_category
 from integrations.providers.base import OAuthProvider, Provider, ProviderError
 from integrations.scopes import Permission, ScopeSpec, permissions_needed
 
@@ -122,7 +122,7 @@ def _page(
     ctx.update(
         provider=provider,
         tool_label=provider.label,
-        oauth=provider.auth_type is AuthType.OAUTH2,
+        oauth=isinstance(provider, OAuthProvider),
         permissions=permissions,
         has_new_permissions=any(p.new for p in permissions),
         form=form,

@@ -87,11 +87,32 @@ def _clear_cache():
     cache.clear()
 
 
+class Broker:
+    """Stands in at the outbox's one publishing choke point: records (task name, args) instead of
+    running them, and with `down` set refuses like kombu does when Redis is unreachable."""
+
+    def __init__(self) -> None:
+        self.down = False
+        self.sent: list[tuple[str, tuple]] = []
+
+    def __call__(self, task: str, args) -> None:
+        from kombu.exceptions import OperationalError
+
+        if self.down:
+            raise OperationalError("Error 111 connecting to 127.0.0.1:6399. Connection refused.")
+        self.sent.append((task, tuple(args)))
+
+
 @pytest.fixture
-def published(monkeypatch) -> list[tuple[str, tuple]]:
-    """What reached the broker (task name, args), instead of running it: the outbox's one choke point."""
+def broker(monkeypatch) -> Broker:
     from integrations import outbox
 
-    sent: list[tuple[str, tuple]] = []
-    monkeypatch.setattr(outbox, "publish", lambda task, args: sent.append((task, tuple(args))))
-    return sent
+    fake = Broker()
+    monkeypatch.setattr(outbox, "publish", fake)
+    return fake
+
+
+@pytest.fixture
+def published(broker) -> list[tuple[str, tuple]]:
+    """What reached the broker (task name, args), instead of running it."""
+    return broker.sent

@@ -24,26 +24,6 @@ from integrations.models import ApiKey, AuditEvent, OutboxMessage, Sync, SyncSta
 from . import factories
 
 
-class Broker:
-    """The outbox's publishing choke point, with a switch: down, publishes raise like kombu does."""
-
-    def __init__(self) -> None:
-        self.down = False
-        self.sent: list[tuple[str, tuple]] = []
-
-    def __call__(self, task: str, args) -> None:
-        if self.down:
-            raise OperationalError("Error 111 connecting to 127.0.0.1:6399. Connection refused.")
-        self.sent.append((task, tuple(args)))
-
-
-@pytest.fixture
-def broker(monkeypatch) -> Broker:
-    fake = Broker()
-    monkeypatch.setattr(outbox, "publish", fake)
-    return fake
-
-
 @pytest.fixture
 def api_key(environment):
     key, raw = ApiKey.create(environment, "Backend")

@@ -1,6 +1,7 @@
 """Production settings refuse to start without their secrets."""
 
 import os
+import secrets
 import subprocess
 import sys
 from pathlib import Path
@@ -11,17 +12,27 @@ ROOT = Path(__file__).resolve().parent.parent
 GOOD_FERNET = "dGVzdC1mZXJuZXQta2V5LTAwMDAwMDAwMDAwMDAwMDA="
 
 
-def _start(**env_vars: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k not in {"SECRET_KEY", "FERNET_KEYS", "DEBUG"}}
+def _run(argv: list[str], **env_vars: str) -> subprocess.CompletedProcess:
+    """`argv` in a fresh process with the real settings and only the given secrets. Not the test
+    process's DJANGO_* variables (the browser tests set DJANGO_ALLOW_ASYNC_UNSAFE)."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"SECRET_KEY", "FERNET_KEYS", "DEBUG"} and not k.startswith("DJANGO_")
+    }
     env.update(DJANGO_SETTINGS_MODULE="config.settings", **env_vars)
     return subprocess.run(
-        [sys.executable, "-c", "import django; django.setup(); print('started')"],
+        [sys.executable, *argv],
         cwd=ROOT,
         env=env,
         capture_output=True,
         text=True,
         timeout=60,
     )
+
+
+def _start(**env_vars: str) -> subprocess.CompletedProcess:
+    return _run(["-c", "import django; django.setup(); print('started')"], **env_vars)
 
 
 @pytest.mark.parametrize(
@@ -56,29 +67,13 @@ def test_debug_mode_starts_with_development_defaults():
 
 
 def test_an_https_deployment_passes_check_deploy_without_warnings():
-    # Not the test process's DJANGO_* variables (the browser tests set DJANGO_ALLOW_ASYNC_UNSAFE).
-    env = {k: v for k, v in os.environ.items() if k != "DEBUG" and not k.startswith("DJANGO_")}
-    env.update(
-        DJANGO_SETTINGS_MODULE="config.settings",
+    result = _run(
+        ["manage.py", "check", "--deploy", "--fail-level", "WARNING"],
         DEBUG="false",
-        SECRET_KEY=secrets_token(),
+        SECRET_KEY=secrets.token_urlsafe(50),
         FERNET_KEYS=GOOD_FERNET,
         BASE_URL="https://relink.localhost",
         ALLOWED_HOSTS="relink.localhost",
     )
-    result = subprocess.run(
-        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
-
-
-def secrets_token() -> str:
-    import secrets
-
-    return secrets.token_urlsafe(50)

@@ -49,10 +49,6 @@ class SandboxProvider(Provider):
         CredentialField("api_key", "API key", secret=True, help_text="Create one in your Sandbox HR admin."),
     )
 
-    @classmethod
-    def is_available(cls) -> bool:
-        return settings.SANDBOX_ENABLED  # Relink serves Sandbox HR itself, under /sandbox/
-
     models = (
         DataModel(
             "hris_employees",
@@ -73,6 +69,10 @@ class SandboxProvider(Provider):
             fields={"employee_id": "absences:read", "start_date": "absences:read", "end_date": "absences:read"},
         ),
     )
+
+    @classmethod
+    def is_available(cls) -> bool:
+        return settings.SANDBOX_ENABLED  # Relink serves Sandbox HR itself, under /sandbox/
 
     def _get(self, path: str, credentials: dict[str, Any], params: dict | None = None) -> httpx.Response:
         headers = {"Authorization": f"Bearer {credentials.get('api_key', '')}"}
