@@ -26,7 +26,7 @@ from integrations.models import (
     WebhookEvent,
 )
 from integrations.providers import Outcome, get_provider
-from integrations.providers.base import ModelPermissionDenied, Provider, ProviderError
+from integrations.providers.base import ModelPermissionDenied, OAuthProvider, Provider, ProviderError
 from integrations.scopes import ScopeSpec
 from integrations.syncs import NotSyncable, queue_sync
 
@@ -249,13 +249,17 @@ def verify_credentials(
         except ModelPermissionDenied as exc:
             missing.append(exc.permission)
         except ProviderError as exc:
-            return Verification(False, "UNAVAILABLE" if exc.outcome is Outcome.UNAVAILABLE else "AUTH_FAILED", str(exc))
+            return _provider_failure(exc)
         else:
             missing += [permission for _, permission in provider.withheld_fields(model, fields, rows)]
     if missing:
         missing = list(dict.fromkeys(missing))
         return Verification(False, "PERMISSION_MISSING", "", missing_permissions=missing, credentials=credentials)
     return Verification(True, credentials=credentials)
+
+
+def _provider_failure(exc: ProviderError) -> Verification:
+    return Verification(False, "UNAVAILABLE" if exc.outcome is Outcome.UNAVAILABLE else "AUTH_FAILED", str(exc))
 
 
 def record_failed_attempt(link: ConnectionLink, verification: Verification, tool: str) -> None:
@@ -381,6 +385,76 @@ def _create_integration(
     integration.save()
     webhooks.emit(link.environment_id, WebhookEvent.INTEGRATION_CREATED, webhooks.integration_data(integration))
     return integration
+
+
+# --- A customer's attempt, end to end ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """What became of one attempt: `completion` when it connected; otherwise `verification` says
+    why not, or `unusable` holds the link's status when another attempt used the link first."""
+
+    verification: Verification
+    completion: Completion | None = None
+    unusable: str = ""
+
+
+def attempt(
+    link: ConnectionLink,
+    provider: Provider,
+    credentials: dict[str, Any],
+    opted_out: list[str],
+    *,
+    issue_activation_token: bool = True,
+) -> Attempt:
+    """The hosted form's credentials: verify against the link's target scope, then record the
+    failure (audit + `connection-flow-failed`) or complete the link, exactly once."""
+    verification = verify_credentials(provider, credentials, target_scope(link), opted_out)
+    return _settle(link, provider, verification, opted_out, issue_activation_token)
+
+
+def attempt_oauth(
+    link: ConnectionLink,
+    provider: OAuthProvider,
+    *,
+    code: str,
+    error: str,
+    redirect_uri: str,
+    opted_out: list[str],
+    issue_activation_token: bool = True,
+) -> Attempt:
+    """The provider's redirect back: a refused consent or a failed code exchange is a failed
+    attempt like rejected credentials; exchanged credentials are verified and completed as `attempt`."""
+    if error or not code:
+        verification = Verification(False, "ACCESS_DENIED" if error == "access_denied" else "OAUTH_ERROR", error)
+    else:
+        try:
+            credentials = provider.exchange_code(code, redirect_uri)
+        except ProviderError as exc:
+            verification = _provider_failure(exc)
+        else:
+            verification = verify_credentials(provider, credentials, target_scope(link), opted_out)
+    return _settle(link, provider, verification, opted_out, issue_activation_token)
+
+
+def _settle(
+    link: ConnectionLink, provider: Provider, verification: Verification, opted_out: list[str], issue_token: bool
+) -> Attempt:
+    if not verification.ok:
+        record_failed_attempt(link, verification, provider.id)
+        return Attempt(verification)
+    try:
+        done = complete(
+            link.pk,
+            credentials=verification.credentials,
+            opted_out_fields=opted_out,
+            tool=provider.id,
+            issue_activation_token=issue_token,
+        )
+    except LinkUnusable as exc:
+        return Attempt(verification, unusable=exc.status)
+    return Attempt(verification, completion=done)
 
 
 def hand_off_activation_token(link: ConnectionLink) -> str | None:

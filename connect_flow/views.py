@@ -20,7 +20,9 @@ nobody (headers.py).
 
 from __future__ import annotations
 
+import functools
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
@@ -33,8 +35,8 @@ from django.utils.translation import gettext as _
 from integrations import requestlogs
 from integrations.lib.redaction import REDACTED
 from integrations.models import RequestLog
-from integrations.providers import REGISTRY, Outcome, get_provider, providers_of_category
-from integrations.providers.base import OAuthProvider, Provider, ProviderError
+from integrations.providers import REGISTRY, get_provider, providers_of_category
+from integrations.providers.base import OAuthProvider, Provider
 from integrations.scopes import Permission, ScopeSpec, permissions_needed
 
 from . import links, signed
@@ -214,74 +216,57 @@ def _redacted_body(data: Any, provider: Provider) -> dict[str, Any]:
     return body
 
 
-# --- Outcomes of an attempt ----------------------------------------------------------------------
+# --- The page for an attempt's outcome -----------------------------------------------------------
 
 
-def _failed(
+@dataclass(frozen=True)
+class LoggedRequest:
+    """The request as its request log keeps it (method, path, redacted body, when it started)."""
+
+    method: str
+    path: str
+    body: dict[str, Any]
+    started: float
+
+
+def _outcome_page(
     request: HttpRequest,
     link: ConnectionLink,
     provider: Provider,
-    verification: links.Verification,
+    result: links.Attempt,
+    logged: LoggedRequest,
     *,
-    method: str,
-    path: str,
-    body: dict[str, Any],
-    started: float,
     form: ConnectForm | None = None,
     retry_url: str = "",
+    in_other_tab: bool = False,
 ) -> HttpResponse:
-    """A rejected attempt: audit + webhook (domain), request log, the page again. The integration is untouched."""
-    links.record_failed_attempt(link, verification, provider.id)
-    _log(
-        link,
-        method=method,
-        path=path,
+    """Log the request and render what `links.attempt` decided: success, the link's status page
+    (another attempt used it first), or the form again with the reason.
+
+    An EMBEDDED link completed in the tab the OAuth consent opened in (`in_other_tab`) cannot
+    message the frame: the frame collects the activation token itself (`link_handoff`).
+    """
+    log = functools.partial(
+        _log, link, method=logged.method, path=logged.path, body=logged.body, started=logged.started
+    )
+    if result.completion is not None:
+        log(status=200, integration_id=result.completion.integration.pk)
+        ctx = {**_base_context(link), "tool_label": provider.label, "in_other_tab": in_other_tab}
+        if link.link_type == LinkType.EMBEDDED:
+            # Posted to the framing page, which exchanges it through /v1/connect/integration-by-token.
+            ctx["activation_token"] = result.completion.activation_token
+        return render(request, "connect_flow/success.html", ctx)
+    if result.unusable:
+        log(status=409, error_code=f"LINK_{result.unusable}")
+        return _status_page(request, link, result.unusable)
+    verification = result.verification
+    log(
         status=400,
-        body=body,
-        started=started,
         error_code=verification.error_code,
         response_body={"error_code": verification.error_code, "missing_permissions": verification.missing_permissions},
     )
     error = _error(verification.error_code, provider.label, verification.missing_permissions)
     return _page(request, link, provider, form=form, error=error, retry_url=retry_url, status=400)
-
-
-def _completed(
-    request: HttpRequest,
-    link: ConnectionLink,
-    provider: Provider,
-    verification: links.Verification,
-    opted_out: list[str],
-    *,
-    method: str,
-    path: str,
-    body: dict[str, Any],
-    started: float,
-    via_oauth_callback: bool = False,
-) -> HttpResponse:
-    """Verified: complete the link (exactly once; a second submit finds it COMPLETED) and say so.
-
-    An EMBEDDED link completed by the OAuth callback is in the tab the consent opened in, which
-    cannot message the frame: the frame collects the activation token itself (`link_handoff`).
-    """
-    in_other_tab = via_oauth_callback and link.link_type == LinkType.EMBEDDED
-    try:
-        done = links.complete(
-            link.pk,
-            credentials=verification.credentials,
-            opted_out_fields=opted_out,
-            tool=provider.id,
-            issue_activation_token=not in_other_tab,
-        )
-    except links.LinkUnusable as exc:
-        _log(link, method=method, path=path, status=409, body=body, started=started, error_code=f"LINK_{exc.status}")
-        return _status_page(request, link, exc.status)
-    _log(link, method=method, path=path, status=200, body=body, started=started, integration_id=done.integration.pk)
-    ctx = {**_base_context(link), "tool_label": provider.label, "in_other_tab": in_other_tab}
-    if link.link_type == LinkType.EMBEDDED:
-        # Posted to the framing page, which exchanges it through /v1/connect/integration-by-token.
-        ctx["activation_token"] = done.activation_token
-    return render(request, "connect_flow/success.html", ctx)
 
 
 # --- Views ---------------------------------------------------------------------------------------
@@ -326,13 +311,9 @@ def _submit(request: HttpRequest, link: ConnectionLink) -> HttpResponse:
             provider.authorize_url(_callback_url(), signed.oauth_state(link, provider, opted_out))
         )
 
-    started = time.monotonic()
-    body = _redacted_body(request.POST, provider)
-    verification = links.verify_credentials(provider, form.credentials(), links.target_scope(link), opted_out)
-    kwargs = {"method": "POST", "path": LOG_PATH, "body": body, "started": started}
-    if not verification.ok:
-        return _failed(request, link, provider, verification, form=form, **kwargs)
-    return _completed(request, link, provider, verification, opted_out, **kwargs)
+    logged = LoggedRequest("POST", LOG_PATH, _redacted_body(request.POST, provider), time.monotonic())
+    result = links.attempt(link, provider, form.credentials(), opted_out)
+    return _outcome_page(request, link, provider, result, logged, form=form)
 
 
 @connect_view(("POST",))
@@ -390,24 +371,23 @@ def _oauth_return(request: HttpRequest, link: ConnectionLink, state: dict[str, A
     allowed = {item.value for item in optional_items(provider, _scope_spec(link))}
     opted_out = [value for value in state["opt_out"] if value in allowed]
     code, error = request.GET.get("code", ""), request.GET.get("error", "")
-    started = time.monotonic()
     body = {"tool": provider.id, "opt_out": opted_out, "code": REDACTED if code else "", "error": error[:100]}
-
-    if error or not code:
-        verification = links.Verification(False, "ACCESS_DENIED" if error == "access_denied" else "OAUTH_ERROR", error)
-    else:
-        try:
-            credentials = provider.exchange_code(code, _callback_url())
-        except ProviderError as exc:
-            outcome = "UNAVAILABLE" if exc.outcome is Outcome.UNAVAILABLE else "AUTH_FAILED"
-            verification = links.Verification(False, outcome, str(exc))
-        else:
-            verification = links.verify_credentials(provider, credentials, links.target_scope(link), opted_out)
-
-    kwargs = {"method": "GET", "path": reverse("connect_flow:oauth_callback"), "body": body, "started": started}
-    if not verification.ok:
-        # No link token here (only its hash is stored), so the retry is a fresh authorization
-        # with a new signed state rather than the form.
-        retry_url = provider.authorize_url(_callback_url(), signed.oauth_state(link, provider, opted_out))
-        return _failed(request, link, provider, verification, retry_url=retry_url, **kwargs)
-    return _completed(request, link, provider, verification, opted_out, via_oauth_callback=True, **kwargs)
+    logged = LoggedRequest("GET", reverse("connect_flow:oauth_callback"), body, time.monotonic())
+    in_other_tab = link.link_type == LinkType.EMBEDDED
+    result = links.attempt_oauth(
+        link,
+        provider,
+        code=code,
+        error=error,
+        redirect_uri=_callback_url(),
+        opted_out=opted_out,
+        issue_activation_token=not in_other_tab,
+    )
+    # No link token here (only its hash is stored), so a retry is a fresh authorization with a
+    # new signed state rather than the form.
+    retry_url = (
+        ""
+        if result.completion
+        else provider.authorize_url(_callback_url(), signed.oauth_state(link, provider, opted_out))
+    )
+    return _outcome_page(request, link, provider, result, logged, retry_url=retry_url, in_other_tab=in_other_tab)

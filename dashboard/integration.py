@@ -8,6 +8,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
@@ -25,6 +26,13 @@ from .htmx import DashboardRequest
 
 CHECKS_SHOWN = 30
 AUDIT_SHOWN = 30
+
+
+def integration_path(integration: Integration) -> str:
+    """The page's path; registered with the domain for the links it sends (a webhook's `log_url`)."""
+    return reverse(
+        "dashboard:integration", kwargs={"env": integration.environment.slug, "integration_id": integration.pk}
+    )
 
 
 def get_integration(access: EnvAccess, integration_id: str) -> Integration:

@@ -8,20 +8,21 @@ from dataclasses import dataclass, field
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.db import IntegrityError, transaction
 from django.db.models import Count
 from django.http import HttpResponse, QueryDict
 from django.shortcuts import redirect, render
 
+from integrations import audit
 from integrations.models import Availability, Integration, Role, ScopeConfig
 from integrations.providers import REGISTRY, Category
-from integrations.scopes import ScopeSpec
+from integrations.scopes import ScopeConfigNameTaken, ScopeSpec, save_scope_config
 
 from .access import EnvAccess, get_env_access
 from .htmx import DashboardRequest
 
 AVAILABILITIES = [a.value for a in Availability]
 CATEGORIES = [c.value for c in Category]
+NAME_TAKEN = "Another scope config in this environment already has this name."
 
 
 @dataclass
@@ -106,11 +107,6 @@ class ScopeConfigForm(forms.Form):
         name = self.cleaned_data["name"].strip()
         if not name:
             raise forms.ValidationError("This field is required.")
-        others = ScopeConfig.objects.filter(environment=self.environment, name__iexact=name)
-        if self.instance is not None:
-            others = others.exclude(pk=self.instance.pk)
-        if others.exists():
-            raise forms.ValidationError("Another scope config in this environment already has this name.")
         return name
 
 
@@ -149,22 +145,20 @@ def _form_view(request: DashboardRequest, access: EnvAccess, obj: ScopeConfig | 
         picker = build_picker(category, obj.spec if obj else {}, request.POST)
         picker_error = _picker_error(picker)
         if form.is_valid() and not picker_error:
-            spec = spec_from_picker(picker, obj.spec if obj else {})
-            ScopeSpec.parse(spec)  # the shape every reader uses; raises on a bad value
+            verb = "saved" if obj else "created"
             try:
-                with transaction.atomic():
-                    if obj is None:
-                        obj = ScopeConfig.objects.create(
-                            environment=environment, name=form.cleaned_data["name"], category=category, spec=spec
-                        )
-                        messages.success(request, f"Scope config {obj.name} created.")
-                    else:
-                        obj.name, obj.spec = form.cleaned_data["name"], spec
-                        obj.save(update_fields=["name", "spec", "updated_at"])
-                        messages.success(request, f"Scope config {obj.name} saved.")
-            except IntegrityError:  # a concurrent save took the name
-                form.add_error("name", "Another scope config in this environment already has this name.")
+                obj = save_scope_config(
+                    environment.pk,
+                    audit.Actor(user=request.user),
+                    name=form.cleaned_data["name"],
+                    spec=spec_from_picker(picker, obj.spec if obj else {}),
+                    category=category,
+                    instance=obj,
+                )
+            except ScopeConfigNameTaken:
+                form.add_error("name", NAME_TAKEN)
             else:
+                messages.success(request, f"Scope config {obj.name} {verb}.")
                 return redirect("dashboard:scope_config", env=environment.slug, scope_config_id=obj.pk)
     else:
         form = ScopeConfigForm(

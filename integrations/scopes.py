@@ -10,6 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.db import IntegrityError, transaction
+
+from . import audit
 from .models import Availability, ScopeConfig
 from .providers.base import Provider
 
@@ -213,3 +216,44 @@ def find_scope_config(environment_id: int, scope_config_id: str) -> ScopeConfig 
     if not scope_config_id or len(scope_config_id) > 24:
         return None
     return ScopeConfig.objects.filter(environment_id=environment_id, pk=scope_config_id).first()
+
+
+class ScopeConfigNameTaken(ValueError):
+    """Another scope config of the environment already has this name (names are unique, case-insensitively)."""
+
+
+def save_scope_config(
+    environment_id: int,
+    actor: audit.Actor,
+    *,
+    name: str,
+    spec: dict[str, Any],
+    category: str = "",
+    instance: ScopeConfig | None = None,
+) -> ScopeConfig:
+    """Create a scope config (`category` required) or rename/re-scope `instance`, audited.
+
+    The spec is parsed first (a bad availability raises ValueError, nothing written); the category
+    of an existing config never changes, since integrations of that category use it.
+    """
+    ScopeSpec.parse(spec)
+    others = ScopeConfig.objects.filter(environment_id=environment_id, name__iexact=name)
+    if instance is not None:
+        others = others.exclude(pk=instance.pk)
+    if others.exists():
+        raise ScopeConfigNameTaken(name)
+    try:
+        with transaction.atomic():
+            if instance is None:
+                instance = ScopeConfig.objects.create(
+                    environment_id=environment_id, name=name, category=category, spec=spec
+                )
+                action = "scope_config.created"
+            else:
+                instance.name, instance.spec = name, spec
+                instance.save(update_fields=["name", "spec", "updated_at"])
+                action = "scope_config.updated"
+            audit.record(environment_id, action, actor, scope_config_id=instance.pk, name=name)
+    except IntegrityError:  # a concurrent save took the name
+        raise ScopeConfigNameTaken(name) from None
+    return instance

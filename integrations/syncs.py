@@ -11,10 +11,8 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from celery import shared_task
-from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Exists, OuterRef
-from django.urls import reverse
 from django.utils import timezone
 
 from . import outbox, webhooks
@@ -29,6 +27,7 @@ from .models import (
     SyncType,
     WebhookEvent,
 )
+from .pages import integration_url
 from .providers import Outcome
 from .providers.base import ModelPermissionDenied, ProviderAuthFailed, ProviderError
 from .scopes import ScopeSpec
@@ -160,14 +159,6 @@ def _save_next_sync_times(integrations: list[Integration]) -> None:
         )
 
 
-def sync_log_url(sync: Sync) -> str:
-    path = reverse(
-        "dashboard:integration",
-        kwargs={"env": sync.integration.environment.slug, "integration_id": sync.integration_id},
-    )
-    return f"{settings.BASE_URL}{path}"
-
-
 def _finish(sync: Sync, status: str, error: str = "") -> Sync:
     _finish_running(sync, status, error)
     return sync
@@ -205,7 +196,9 @@ def _finish_running(sync: Sync, status: str, error: str = "") -> bool:
         # `sync.integration` (with its environment) was loaded by the caller; the webhook reads
         # only fields a sync does not change.
         webhooks.emit(
-            sync.integration.environment_id, WebhookEvent.SYNC_FINISHED, webhooks.sync_data(sync, sync_log_url(sync))
+            sync.integration.environment_id,
+            WebhookEvent.SYNC_FINISHED,
+            webhooks.sync_data(sync, integration_url(sync.integration)),
         )
     return True
 

@@ -100,3 +100,14 @@ def test_request_logs_have_one_writer():
     """Every RequestLog row is written by integrations/requestlogs.py: one redaction, one failure policy."""
     pattern = r"(?<!class )RequestLog\(|RequestLog\.objects\.(create|bulk_create)"
     assert _writers(pattern, "integrations/requestlogs.py") == []
+
+
+def test_the_domain_reverses_no_page_urls():
+    """A URL name is an import in disguise: integrations links to operator pages through
+    integrations.pages, which the dashboard fills in at start-up."""
+    reversing = [
+        f"{path.relative_to(ROOT)} reverses {name}"
+        for path in (ROOT / "integrations").rglob("*.py")
+        for name in re.findall(r"reverse\(\s*[\"']([\w:]+)", path.read_text())
+    ]
+    assert reversing == []

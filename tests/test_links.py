@@ -14,6 +14,15 @@ from connect_flow import links
 from connect_flow.models import ConnectionLink
 from integrations import syncs
 from integrations.models import AuditEvent, Integration, WebhookDelivery
+from integrations.providers.base import (
+    AuthResult,
+    AuthType,
+    Category,
+    OAuthProvider,
+    Outcome,
+    Provider,
+    ProviderAuthFailed,
+)
 
 from . import factories
 
@@ -156,3 +165,72 @@ def test_two_concurrent_completions_apply_once(integration):
     assert AuditEvent.objects.filter(action="link.completed").count() == 1
     assert Integration.objects.get(pk=integration.pk).syncs.count() == 1
     assert ConnectionLink.objects.get(pk=created.link.pk).completed_at is not None
+
+
+class _KeyProvider(Provider):
+    """Accepts the key "good", refuses anything else; no models to probe."""
+
+    id, label, category, auth_type = "keytool", "Key Tool", Category.HRIS, AuthType.API_KEY
+
+    def check_auth(self, credentials):
+        ok = credentials.get("api_key") == "good"
+        return AuthResult(Outcome.OK if ok else Outcome.AUTH_FAILED, message="" if ok else "bad key")
+
+
+class _CodeProvider(_KeyProvider, OAuthProvider):
+    id = "codetool"
+
+    @classmethod
+    def exchange_code(cls, code, redirect_uri):
+        if code != "valid-code":
+            raise ProviderAuthFailed("invalid_grant")
+        return {"api_key": "good"}
+
+
+def test_a_refused_attempt_is_recorded_and_changes_nothing(integration):
+    created = links.create_relink_link(integration)
+    result = links.attempt(created.link, _KeyProvider(), {"api_key": "wrong"}, [])
+    assert result.completion is None and result.verification.error_code == "AUTH_FAILED"
+    integration.refresh_from_db()
+    assert integration.get_credentials() == {"api_key": "old"}
+    assert AuditEvent.objects.filter(action="link.attempt_failed", details__error_code="AUTH_FAILED").count() == 1
+    assert links.find_link(created.token).status == "PENDING"  # the customer may try again
+
+
+def test_an_accepted_attempt_completes_once_and_a_second_finds_the_link_used(integration):
+    created = links.create_relink_link(integration)
+    first = links.attempt(created.link, _KeyProvider(), {"api_key": "good"}, [])
+    assert first.completion is not None and first.completion.activation_token
+    second = links.attempt(created.link, _KeyProvider(), {"api_key": "good"}, [])
+    assert second.completion is None and second.unusable == "COMPLETED"
+    integration.refresh_from_db()
+    assert integration.get_credentials() == {"api_key": "good"}
+
+
+@pytest.mark.parametrize(
+    ("code", "error", "expected"),
+    [("", "access_denied", "ACCESS_DENIED"), ("", "server_error", "OAUTH_ERROR"), ("stale", "", "AUTH_FAILED")],
+)
+def test_a_refused_consent_or_code_is_a_failed_attempt(integration, code, error, expected):
+    created = links.create_relink_link(integration)
+    result = links.attempt_oauth(
+        created.link, _CodeProvider(), code=code, error=error, redirect_uri="http://127.0.0.1/cb", opted_out=[]
+    )
+    assert result.completion is None and result.verification.error_code == expected
+    assert WebhookDelivery.objects.filter(event_type="connection-flow-failed").count() == 0  # no endpoint
+    assert AuditEvent.objects.filter(action="link.attempt_failed", details__error_code=expected).exists()
+
+
+def test_an_exchanged_code_completes_the_link(integration):
+    created = links.create_relink_link(integration)
+    result = links.attempt_oauth(
+        created.link,
+        _CodeProvider(),
+        code="valid-code",
+        error="",
+        redirect_uri="http://127.0.0.1/cb",
+        opted_out=[],
+        issue_activation_token=False,
+    )
+    assert result.completion is not None and result.completion.activation_token == ""
+    assert links.find_link(created.token).status == "COMPLETED"

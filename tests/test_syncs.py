@@ -7,6 +7,7 @@ from datetime import timedelta
 
 import pytest
 import time_machine
+from django.conf import settings
 from django.db import connection, connections
 from django.utils import timezone
 from standardwebhooks.webhooks import Webhook
@@ -277,6 +278,10 @@ def test_the_reaper_fails_stuck_syncs_and_resends_lost_ones(enqueued):
     # The reaped sync ends like any other: one sync-finished webhook, last_sync_at moved.
     (delivery,) = WebhookDelivery.objects.filter(event_type="sync-finished")
     assert delivery.payload["data"]["sync_id"] == stuck.pk and delivery.payload["data"]["sync_state"] == "FAILED"
+    # Its log_url opens the integration's page in the dashboard (registered by the dashboard app).
+    integration = stuck.integration
+    page = f"/env/{integration.environment.slug}/integrations/{integration.pk}/"
+    assert delivery.payload["data"]["log_url"] == f"{settings.BASE_URL}{page}"
     assert Integration.objects.get(pk=stuck.integration_id).last_sync_at is not None
 
 
