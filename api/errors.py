@@ -81,6 +81,21 @@ def rate_limited(limit: int, retry_after: int) -> ApiError:
     )
 
 
+def rate_limited_unauthenticated(limit: int, retry_after: int) -> ApiError:
+    return ApiError(
+        RATE_LIMIT_EXCEEDED,
+        f"This address may make {limit} requests per minute without a valid API key; retry in {retry_after} seconds.",
+        headers={"Retry-After": str(retry_after)},
+    )
+
+
+def unusable_characters(where: str) -> ApiError:
+    """A string of the JSON body (a key or a value, at `where`) holds NUL or an unpaired surrogate."""
+    return input_invalid(
+        f"{where}: must not contain NUL characters (\\u0000) or unpaired surrogates (\\ud800 to \\udfff)."
+    )
+
+
 def unknown_error() -> ApiError:
     return ApiError(
         UNKNOWN_ERROR,

@@ -1,8 +1,10 @@
 """The one wrapper every /v1 endpoint goes through.
 
-Per request: bearer-key authentication (scoped to the key's environment), the per-key rate limit,
-method dispatch, the JSON body, the error envelope, `Cache-Control: no-store`, and one RequestLog
-row with redacted bodies — whatever the outcome, including unknown paths and unexpected errors.
+Per request: bearer-key authentication (scoped to the key's environment), the per-key rate limit
+and, for requests without a valid key, the per-address one; method dispatch, the JSON body (no
+string in it may hold NUL or an unpaired surrogate, which PostgreSQL cannot store), the error
+envelope, `Cache-Control: no-store`, and one RequestLog row with redacted bodies — whatever the
+outcome and whatever the body, including unknown paths and unexpected errors.
 Handlers take an `ApiContext` and return the `data` of a success answer (or an HttpResponse).
 """
 
@@ -10,7 +12,9 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
+from collections import deque
 from collections.abc import Callable
 from datetime import timedelta
 from functools import wraps
@@ -19,6 +23,7 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http.request import RawPostDataException
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
@@ -36,6 +41,7 @@ log = logging.getLogger("api")
 
 LAST_USED_PRECISION = timedelta(minutes=1)  # last_used_at is written at most once a minute per key
 MAX_LOGGED_BODY = 64 * 1024  # bodies above this size are not stored in the request log
+UNUSABLE = re.compile("[\x00\ud800-\udfff]")  # NUL and surrogates: PostgreSQL cannot store them
 
 Handler = Callable[..., Any]
 
@@ -84,9 +90,62 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
-def loads(raw: bytes) -> Any:
+def loads(raw: bytes | str) -> Any:
     """Strict JSON: NaN and Infinity, which Python would accept, are invalid."""
     return json.loads(raw, parse_constant=_reject_constant)
+
+
+def _shown(name: str) -> str:
+    """A JSON key as a message may show it: unusable characters replaced, at most 80 characters."""
+    return UNUSABLE.sub("\ufffd", name)[:80]
+
+
+def unusable_string_at(data: Any) -> str | None:
+    """Where the first string of decoded JSON holding NUL or an unpaired surrogate is (`name`,
+    `a.b`, `list[2]`, `(body)`), or None: level by level, each in document order, a key before its
+    value. Iterative, so any depth is fine."""
+    if isinstance(data, str):
+        return "(body)" if UNUSABLE.search(data) else None
+    if not isinstance(data, (dict, list)):
+        return None
+    queue: deque[tuple[Any, str]] = deque([(data, "(body)")])
+    while queue:
+        container, where = queue.popleft()
+        if isinstance(container, dict):
+            items = (
+                (key, item, _shown(str(key)) if where == "(body)" else f"{where}.{_shown(str(key))}")
+                for key, item in container.items()
+            )
+        else:
+            items = (("", item, f"{where}[{index}]") for index, item in enumerate(container))
+        for key, item, name in items:
+            if UNUSABLE.search(str(key)) or (isinstance(item, str) and UNUSABLE.search(item)):
+                return name
+            if isinstance(item, (dict, list)):
+                queue.append((item, name))
+    return None
+
+
+def reject_unusable_strings(data: Any) -> None:
+    where = unusable_string_at(data)
+    if where is not None:
+        raise errors.unusable_characters(where)
+
+
+def check_body_strings(request: HttpRequest) -> None:
+    """400 if the body is JSON with a string PostgreSQL cannot store, whatever the endpoint does
+    with it (even one that reads no body). Other bodies are left to `ApiContext.body`."""
+    try:
+        raw = request.body
+    except (RequestDataTooBig, RawPostDataException):
+        return
+    if not raw.strip():
+        return
+    try:
+        data = loads(raw)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return
+    reject_unusable_strings(data)
 
 
 def parse_json_object(request: HttpRequest) -> dict[str, Any]:
@@ -94,14 +153,17 @@ def parse_json_object(request: HttpRequest) -> dict[str, Any]:
         raw = request.body
     except RequestDataTooBig:
         raise errors.input_invalid("The request body is too large.") from None
+    except RawPostDataException:  # read as a form already: it was no JSON body
+        raise errors.input_invalid("The request body must be a JSON object.") from None
     if not raw.strip():
         return {}
     try:
         data = loads(raw)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
-        raise errors.input_invalid(f"The request body is not valid JSON: {exc}.") from None
+        raise errors.input_invalid(f"The request body is not valid JSON: {_shown(str(exc))}.") from None
     if not isinstance(data, dict):
         raise errors.input_invalid("The request body must be a JSON object.")
+    reject_unusable_strings(data)
     return data
 
 
@@ -149,13 +211,16 @@ def dispatch(
     error: ApiError | None = None
     try:
         if auth:
-            api_key = authenticate(ctx)
+            api_key = authenticate_limited(ctx)
             retry_after = ratelimit.hit(api_key.key_hash[:32])
             if retry_after is not None:
                 raise errors.rate_limited(ratelimit.limit_per_minute(), retry_after)
+        else:
+            limit_unauthenticated(request)
         handler = fallback or handlers.get(request.method or "")
         if handler is None:
             raise errors.method_not_allowed(request.method or "", list(handlers))
+        check_body_strings(request)
         result = handler(ctx, **kwargs)
         response = result if isinstance(result, HttpResponse) else success(result)
     except ApiError as exc:
@@ -170,6 +235,25 @@ def dispatch(
     response["Cache-Control"] = "no-store"
     write_request_log(ctx, response, error, int((time.monotonic() - started) * 1000))
     return response
+
+
+def limit_unauthenticated(request: HttpRequest) -> None:
+    """Count a request not authenticated by a valid key against its client address: 429 beyond
+    API_UNAUTHENTICATED_RATE_LIMIT_PER_MINUTE in the current minute."""
+    limit = ratelimit.unauthenticated_limit_per_minute()
+    retry_after = ratelimit.hit(ratelimit.address_bucket(request.META.get("REMOTE_ADDR") or ""), limit)
+    if retry_after is not None:
+        raise errors.rate_limited_unauthenticated(limit, retry_after)
+
+
+def authenticate_limited(ctx: ApiContext) -> ApiKey:
+    """`authenticate`; a missing or invalid key also counts against the client address, and is a
+    429 instead of a 401 once the address is over its limit."""
+    try:
+        return authenticate(ctx)
+    except ApiError:
+        limit_unauthenticated(ctx.request)
+        raise
 
 
 def authenticate(ctx: ApiContext) -> ApiKey:
@@ -202,19 +286,26 @@ def log_url(ctx: ApiContext) -> str | None:
 
 
 def _logged_request_body(ctx: ApiContext) -> Any:
+    """The body as the request log keeps it. Strings holding NUL or surrogates are kept (the
+    request log's writer replaces those characters with U+FFFD), and so is JSON in invalid UTF-8,
+    decoded with U+FFFD for the bytes that are not; other bodies are described, not stored."""
     try:
         raw = ctx.request.body
     except RequestDataTooBig:
         return {"_note": "request body too large to log"}
+    except RawPostDataException:
+        return {"_note": "request body read as a form; not logged"}
     if not raw:
         return None
     if len(raw) > MAX_LOGGED_BODY:
         return {"_note": f"request body of {len(raw)} bytes not logged"}
     try:
-        data = loads(raw)
+        try:
+            return loads(raw)
+        except UnicodeDecodeError:
+            return loads(raw.decode("utf-8", errors="replace"))
     except (ValueError, UnicodeDecodeError, RecursionError):
         return {"_note": f"request body of {len(raw)} bytes is not valid JSON; not logged"}
-    return data
 
 
 def _logged_path(ctx: ApiContext) -> str:
@@ -238,6 +329,15 @@ def _logged_response_body(ctx: ApiContext, response: HttpResponse) -> Any:
         return None
 
 
+def _guarded(describe: Callable[[ApiContext], Any], ctx: ApiContext) -> Any:
+    """`describe(ctx)`, or a placeholder if describing the body failed: the row is written anyway."""
+    try:
+        return describe(ctx)
+    except Exception:
+        log.exception("could not read the request body for request log %s", ctx.log_id)
+        return {"_note": "request body could not be read; not logged"}
+
+
 def write_request_log(ctx: ApiContext, response: HttpResponse, error: ApiError | None, duration_ms: int) -> None:
     """One RequestLog row per request, through the request log's one writer (which redacts, and
     never lets a logging failure change the answer)."""
@@ -250,7 +350,7 @@ def write_request_log(ctx: ApiContext, response: HttpResponse, error: ApiError |
         status_code=response.status_code,
         api_key=ctx.api_key,
         integration_id=ctx.integration_id,
-        request_body=_logged_request_body(ctx),
+        request_body=_guarded(_logged_request_body, ctx),
         response_body=_logged_response_body(ctx, response),
         error_code=(error.code or "") if error else "",
         duration_ms=duration_ms,

@@ -1,12 +1,17 @@
-"""Per-API-key rate limit: a fixed one-minute window counted in Django's cache (Redis in production).
+"""Rate limits: a fixed one-minute window counted in Django's cache (Redis in production).
+
+Two buckets: each API key (API_RATE_LIMIT_PER_MINUTE), and each client address for requests
+that are not authenticated by a valid key (API_UNAUTHENTICATED_RATE_LIMIT_PER_MINUTE), so guessing
+keys or hammering the API without one is slowed down per address.
 
 `cache.add` creates the window's counter once (atomic on Redis and locmem), `cache.incr` counts
-(atomic too), so concurrent workers share one count per key and minute.
+(atomic too), so concurrent workers share one count per bucket and minute.
 """
 
 from __future__ import annotations
 
 import math
+import re
 import time
 
 from django.conf import settings
@@ -15,6 +20,7 @@ from django.core.cache import cache
 from config.cache import warn_unavailable
 
 WINDOW_SECONDS = 60
+_NOT_IN_ADDRESS = re.compile(r"[^0-9A-Za-z.:]")
 
 
 def _now() -> float:
@@ -25,9 +31,20 @@ def limit_per_minute() -> int:
     return settings.API_RATE_LIMIT_PER_MINUTE
 
 
-def hit(bucket: str) -> int | None:
-    """Count one request for `bucket`. Returns None if allowed, else the seconds until the window ends."""
-    limit = limit_per_minute()
+def unauthenticated_limit_per_minute() -> int:
+    return settings.API_UNAUTHENTICATED_RATE_LIMIT_PER_MINUTE
+
+
+def address_bucket(address: str) -> str:
+    """The bucket of a client address (REMOTE_ADDR): `addr:` and the address, kept to safe characters."""
+    return "addr:" + (_NOT_IN_ADDRESS.sub("_", address)[:64] or "unknown")
+
+
+def hit(bucket: str, limit: int | None = None) -> int | None:
+    """Count one request for `bucket`. Returns None if allowed (at most `limit`, by default the
+    per-key limit, in this window), else the seconds until the window ends."""
+    if limit is None:
+        limit = limit_per_minute()
     now = _now()
     window = int(now // WINDOW_SECONDS)
     key = f"relink:api-rate:{bucket}:{window}"

@@ -5,9 +5,6 @@ Authentication, rate limiting, errors and the request log live in api.framework.
 
 from __future__ import annotations
 
-import json
-from functools import lru_cache
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -23,9 +20,9 @@ from integrations.scopes import find_scope_config
 from integrations.syncs import NotSyncable, queue_sync
 
 from . import errors, shapes
+from . import openapi as openapi_document
 from .framework import ApiContext, api_view
 
-OPENAPI_PATH = Path(__file__).with_name("openapi.json")
 # Categories the reference API knows; Relink ships tools for those in integrations.providers.Category.
 API_CATEGORIES = ("HRIS", "ATS", "ASSESSMENT", "LMS")
 SUPPORTED_CATEGORIES = tuple(c.value for c in Category)
@@ -170,9 +167,12 @@ def create_link(ctx: ApiContext) -> dict[str, Any]:
 
 
 def integration_by_token(ctx: ApiContext, token: str) -> dict[str, Any]:
-    integration = links.find_by_activation_token(ctx.environment, token)
+    integration = links.exchange_activation_token(ctx.environment, token)
     if integration is None:
-        raise errors.integration_not_found("No integration was connected with this token in this environment.")
+        raise errors.integration_not_found(
+            "No integration was connected with this token in this environment, or the token was already "
+            "exchanged or has expired: an activation token works once, within 10 minutes of the connection."
+        )
     ctx.integration_id = integration.pk
     return shapes.integration_by_token(integration)
 
@@ -180,15 +180,11 @@ def integration_by_token(ctx: ApiContext, token: str) -> dict[str, Any]:
 # --- The OpenAPI document and unknown paths ----------------------------------------------------
 
 
-@lru_cache(maxsize=1)
-def _openapi_document() -> dict[str, Any]:
-    return json.loads(OPENAPI_PATH.read_text(encoding="utf-8"))
-
-
 def openapi(ctx: ApiContext) -> JsonResponse:
     # A shallow copy: only the top-level "servers" differs from the cached document.
     servers = [{"url": f"{settings.BASE_URL}/v1", "description": "This Relink installation"}]
-    return JsonResponse({**_openapi_document(), "servers": servers})
+    # The reference's document, narrowed to what Relink accepts (api/openapi.py).
+    return JsonResponse({**openapi_document.served_document(), "servers": servers})
 
 
 def unknown_path(ctx: ApiContext, **kwargs: Any) -> None:

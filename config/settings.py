@@ -11,7 +11,9 @@ from typing import Any
 import environ
 from celery.schedules import crontab
 from cryptography.fernet import Fernet
+from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
+from kombu import Queue
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
@@ -63,6 +65,8 @@ CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[BASE_URL])
 INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",
+    "axes",
+    "csp",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
@@ -79,6 +83,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "config.middleware.InputGuardMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
@@ -87,7 +92,10 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # Last: turns a locked-out login (django-axes) into the "too many attempts" page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -175,6 +183,29 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SOFT_TIME_LIMIT = 240
 CELERY_TASK_TIME_LIMIT = 300
+# A message taken by a worker that then vanished (kill -9 of the whole worker, a lost machine)
+# goes back to its queue after this long on Redis (kombu's default is an hour). Longer than
+# the hard time limit, so a task still running is never handed out twice; a running sync's own
+# lease brings it back sooner (SYNC_LEASE_SECONDS below).
+if REDIS_URL:
+    CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"] = CELERY_TASK_TIME_LIMIT + 60
+# Queues, so that no kind of work can hold up another: syncs, webhook deliveries (a slow
+# receiver waits out its timeout there), interactive work an operator or a customer is waiting
+# for (Check now), and the default queue for the short periodic jobs. A worker started without
+# -Q consumes them all; production runs one worker for `webhooks` and others for the rest
+# (README, "Running in production").
+CELERY_TASK_DEFAULT_QUEUE = "celery"
+CELERY_TASK_QUEUES = [Queue(name) for name in ("celery", "syncs", "webhooks", "interactive")]
+CELERY_TASK_ROUTES = {
+    "integrations.syncs.run_sync": {"queue": "syncs"},
+    "integrations.webhooks.attempt_delivery": {"queue": "webhooks"},
+    "integrations.health.check_integration": {"queue": "interactive"},
+}
+# A running sync renews its lease every SYNC_HEARTBEAT_SECONDS; one not renewed for
+# SYNC_LEASE_SECONDS lost its worker and is run again by the reaper, every SYNC_REAP_SECONDS.
+SYNC_HEARTBEAT_SECONDS = env.int("SYNC_HEARTBEAT_SECONDS", default=10)
+SYNC_LEASE_SECONDS = env.int("SYNC_LEASE_SECONDS", default=40)
+SYNC_REAP_SECONDS = env.int("SYNC_REAP_SECONDS", default=15)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Workers and beat reconnect to a lost broker for as long as it takes (kombu backs off 2 s, 4 s, …
 # up to 30 s between tries), instead of exiting after 100 tries (~45 minutes).
@@ -205,11 +236,12 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": timedelta(seconds=SCHEDULER_TICK_SECONDS),
         "options": {"expires": SCHEDULER_TICK_SECONDS},
     },
-    # Fail syncs stuck RUNNING; resend QUEUED syncs whose task was lost inside the broker.
+    # Run again syncs whose worker died; fail syncs stuck RUNNING; resend QUEUED syncs whose
+    # task was lost inside the broker.
     "reap-stuck-syncs": {
         "task": "integrations.syncs.reap_stuck_syncs",
-        "schedule": timedelta(minutes=5),
-        "options": {"expires": 300},
+        "schedule": timedelta(seconds=SYNC_REAP_SECONDS),
+        "options": {"expires": SYNC_REAP_SECONDS},
     },
     # Re-check INVALID integrations once a day each (the task selects those checked > 23 h ago).
     "recheck-invalid-integrations": {
@@ -238,6 +270,42 @@ CELERY_BEAT_SCHEDULE = {
 }
 
 # --- Auth, sessions, security -------------------------------------------------------------------
+# Login throttling (django-axes): after LOGIN_FAILURE_LIMIT wrong passwords for one account, or
+# from one client address, that account or address is refused for LOGIN_LOCKOUT_MINUTES — even
+# with the right password. Applies to the dashboard's and the admin's sign-in. Unlock early in
+# Django admin (Axes → Access attempts: delete the rows) or `manage.py axes_reset_username <email>`.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("LOGIN_LOCKOUT_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]  # either one locks
+AXES_USERNAME_CALLABLE = "config.throttle.login_username"
+AXES_RESET_ON_SUCCESS = True
+AXES_DISABLE_ACCESS_LOG = True  # failed attempts are kept; successful sign-ins are not logged
+AXES_LOCKOUT_CALLABLE = "config.throttle.locked_out"
+AXES_SENSITIVE_PARAMETERS = ["password"]
+# Behind N reverse proxies, the client address is the Nth from the right of X-Forwarded-For.
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
+if TRUSTED_PROXY_COUNT:
+    AXES_IPWARE_PROXY_COUNT = TRUSTED_PROXY_COUNT
+    AXES_IPWARE_META_PRECEDENCE_ORDER = ("HTTP_X_FORWARDED_FOR", "REMOTE_ADDR")
+
+# Content-Security-Policy for the dashboard, admin and API: this origin only, no inline script or
+# style (htmx's indicator style is in relink.css; base.html turns off its injected <style>). The
+# hosted connect pages send their own, with the environment's allowed frame ancestors
+# (connect_flow/headers.py); the middleware leaves a response that already has one alone.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "img-src": [SELF, "data:"],
+        "object-src": [NONE],
+        "base-uri": [NONE],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    }
+}
+
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "dashboard:home"
 LOGOUT_REDIRECT_URL = "login"
@@ -288,12 +356,18 @@ WHITENOISE_USE_FINDERS = env.bool("WHITENOISE_USE_FINDERS", default=True)
 if WHITENOISE_USE_FINDERS:
     STORAGES["staticfiles"]["BACKEND"] = "django.contrib.staticfiles.storage.StaticFilesStorage"
 
+# Every log record is redacted where it is made (tokens in paths, credentials): config/logsafe.py.
+LOGGING_CONFIG = "config.logsafe.configure"
+DEFAULT_EXCEPTION_REPORTER = "config.logsafe.SafeExceptionReporter"
+DEFAULT_EXCEPTION_REPORTER_FILTER = "config.logsafe.SafeReporterFilter"
 LOGGING: dict[str, Any] = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    # django-axes announces its configuration at every start; lockouts (WARNING) still show.
+    "loggers": {"axes.apps": {"level": "WARNING"}},
 }
 
 # --- Relink -----------------------------------------------------------------------------------
@@ -308,6 +382,7 @@ BAMBOOHR_BASE_URL = env.str("BAMBOOHR_BASE_URL", default="https://api.bamboohr.c
 HIBOB_BASE_URL = env.str("HIBOB_BASE_URL", default="https://api.hibob.com/v1")
 # /v1 API: requests per minute per API key, and the customer id check-api-key reports.
 API_RATE_LIMIT_PER_MINUTE = env.int("API_RATE_LIMIT_PER_MINUTE", default=600)
+API_UNAUTHENTICATED_RATE_LIMIT_PER_MINUTE = env.int("API_UNAUTHENTICATED_RATE_LIMIT_PER_MINUTE", default=60)
 API_CUSTOMER_ID = env.str("API_CUSTOMER_ID", default="")
 # Sandbox HR's OAuth: access-token lifetime (minutes); the client secret defaults to one derived
 # from SECRET_KEY, used only between Relink and its own sandbox.

@@ -3,6 +3,10 @@
 Built per tool from the provider's `credential_fields`, so every tool gets its form from the one
 registry. Labels are translated at construction time, so build the form inside
 `translation.override(link.language)`.
+
+Credential values (API keys, tokens, client ids, subdomains) are printable ASCII: anything else
+(an umlaut, a typographic quote, a character pasted from a PDF) is a form error, before anything is
+sent to the tool, whose HTTP headers could not carry it.
 """
 
 from __future__ import annotations
@@ -74,6 +78,14 @@ def optional_items(provider: Provider, spec: ScopeSpec) -> list[OptionalItem]:
     return items
 
 
+def printable_ascii(value: str) -> None:
+    """The validator of every credential field: printable ASCII (space to tilde) only."""
+    if any(not " " <= character <= "~" for character in value):
+        raise forms.ValidationError(
+            gettext("This value contains characters that cannot be part of a key."), code="not_printable_ascii"
+        )
+
+
 class ConnectForm(forms.Form):
     """Credential fields (secret ones never rendered back) and the OPTIONAL items to opt out of."""
 
@@ -88,6 +100,7 @@ class ConnectForm(forms.Form):
                 help_text=gettext(field.help_text) if field.help_text else "",
                 widget=widget,
                 max_length=2000,
+                validators=[printable_ascii],
             )
         self.fields["opt_out"] = forms.MultipleChoiceField(
             required=False,

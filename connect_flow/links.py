@@ -30,7 +30,15 @@ from integrations.providers.base import ModelPermissionDenied, OAuthProvider, Pr
 from integrations.scopes import ScopeSpec
 from integrations.syncs import NotSyncable, queue_sync
 
-from .models import LINK_VALIDITY, LIVE_STATUSES, ConnectionLink, LinkKind, LinkStatus, LinkType
+from .models import (
+    ACTIVATION_TOKEN_VALIDITY,
+    LINK_VALIDITY,
+    LIVE_STATUSES,
+    ConnectionLink,
+    LinkKind,
+    LinkStatus,
+    LinkType,
+)
 
 LANGUAGE_CODES = [code for code, _ in settings.LANGUAGES]
 
@@ -335,7 +343,8 @@ def complete(
         link.completed_at = now
         link.integration = integration
         link.activation_token_hash = hash_secret(activation_token) if activation_token else ""
-        link.save(update_fields=["completed_at", "integration", "activation_token_hash"])
+        link.activation_token_expires_at = now + ACTIVATION_TOKEN_VALIDITY if activation_token else None
+        link.save(update_fields=["completed_at", "integration", "activation_token_hash", "activation_token_expires_at"])
         _audit(link, "link.completed")
         try:
             queue_sync(integration.pk)
@@ -466,20 +475,31 @@ def hand_off_activation_token(link: ConnectionLink) -> str | None:
     if link.link_type != LinkType.EMBEDDED:
         return None
     token = secrets.token_urlsafe(32)
+    now = timezone.now()
     issued = ConnectionLink.objects.filter(
         pk=link.pk,
-        completed_at__gte=timezone.now() - LINK_VALIDITY[LinkType.EMBEDDED],
+        completed_at__gte=now - LINK_VALIDITY[LinkType.EMBEDDED],
         activation_token_hash="",
-    ).update(activation_token_hash=hash_secret(token))
+    ).update(activation_token_hash=hash_secret(token), activation_token_expires_at=now + ACTIVATION_TOKEN_VALIDITY)
     return token if issued else None
 
 
-def find_by_activation_token(environment: Environment, token: str) -> Integration | None:
+def exchange_activation_token(environment: Environment, token: str) -> Integration | None:
+    """The integration an activation token was issued for — once: like an OAuth2 code, the token
+    is spent by its first exchange (a conditional UPDATE: of two concurrent exchanges one wins)
+    and is void ACTIVATION_TOKEN_VALIDITY after it was issued. None for an unknown, spent or
+    expired token, or one of another environment."""
     if not token or len(token) > 100:
         return None
-    link = (
-        ConnectionLink.objects.select_related("integration")
-        .filter(environment=environment, activation_token_hash=hash_secret(token), completed_at__isnull=False)
-        .first()
+    now = timezone.now()
+    spendable = ConnectionLink.objects.filter(
+        environment=environment,
+        activation_token_hash=hash_secret(token),
+        completed_at__isnull=False,
+        activation_token_expires_at__gt=now,
+        activation_token_used_at__isnull=True,
     )
-    return link.integration if link else None
+    link = spendable.only("pk").first()
+    if link is None or not spendable.filter(pk=link.pk).update(activation_token_used_at=now):
+        return None
+    return ConnectionLink.objects.select_related("integration").get(pk=link.pk).integration

@@ -16,6 +16,8 @@ from integrations.models import ApiKey, Environment, Integration, ScopeConfig
 from integrations.providers import Category
 
 LINK_VALIDITY = {"EMBEDDED": timedelta(hours=1), "MAGIC_LINK": timedelta(days=365)}
+# The activation token a completed embedded link hands to the framing page: single use, short-lived.
+ACTIVATION_TOKEN_VALIDITY = timedelta(minutes=10)
 
 
 def _public_id() -> str:
@@ -71,6 +73,9 @@ class ConnectionLink(models.Model):
     # Handed to the embedding page on completion (postMessage), exchanged by the customer's
     # backend through /v1/connect/integration-by-token; only its SHA-256 is stored.
     activation_token_hash = models.CharField(max_length=64, blank=True, db_index=True, editable=False)
+    # Like an OAuth2 code: exchangeable once, within ACTIVATION_TOKEN_VALIDITY of being issued.
+    activation_token_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
+    activation_token_used_at = models.DateTimeField(null=True, blank=True, editable=False)
     # Set by the periodic bookkeeping once the link's expiry has been written to the audit trail.
     expiry_recorded_at = models.DateTimeField(null=True, blank=True)
 

@@ -2,6 +2,11 @@
 
 Owners add existing operators by email (accounts are created by admins, not here), change roles
 and remove members. An environment always keeps at least one owner.
+
+Concurrency: a role change or a removal first locks the environment's row (`_lock_environment`),
+then the memberships. Every such request takes the locks in that one order, so two owners
+demoting each other at once run one after the other instead of deadlocking; the second one then
+sees the first one's change (the actor may no longer be an owner, the target may be the last one).
 """
 
 from __future__ import annotations
@@ -9,6 +14,7 @@ from __future__ import annotations
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
@@ -82,6 +88,15 @@ def _after_change(request: DashboardRequest, access: EnvAccess) -> HttpResponse:
     return redirect("dashboard:home")
 
 
+def _lock_environment(request: DashboardRequest, access: EnvAccess) -> None:
+    """Serialize the environment's membership changes: lock its row (inside a transaction), before
+    any membership row. Then re-check, under the lock, that the operator is still an owner: a
+    concurrent change may have demoted or removed them since the access check."""
+    list(Environment.objects.select_for_update(no_key=True).filter(pk=access.environment.pk).values_list("pk"))
+    if not Membership.objects.filter(environment=access.environment, user_id=request.user.pk, role=Role.OWNER).exists():
+        raise PermissionDenied("This needs the owner role.")
+
+
 def _is_last_owner(access: EnvAccess, membership: Membership) -> bool:
     """Whether `membership` is the environment's only owner. Call inside a transaction: locks the owners."""
     owners = list(
@@ -128,7 +143,10 @@ def change_role(request: DashboardRequest, env: str, member_id: int) -> HttpResp
         messages.error(request, "Choose a role: viewer, editor or owner.")
         return redirect("dashboard:members", env=access.environment.slug)
     with transaction.atomic():
-        membership = access.get_or_404(Membership.objects.select_for_update().select_related("user"), pk=member_id)
+        _lock_environment(request, access)
+        membership = access.get_or_404(
+            Membership.objects.select_for_update(of=("self",)).select_related("user"), pk=member_id
+        )
         if membership.role == role:
             messages.info(request, f"{membership.user.email} is already {membership.get_role_display().lower()}.")
             return redirect("dashboard:members", env=access.environment.slug)
@@ -148,7 +166,10 @@ def change_role(request: DashboardRequest, env: str, member_id: int) -> HttpResp
 def remove_member(request: DashboardRequest, env: str, member_id: int) -> HttpResponse:
     access = get_env_access(request, env, Role.OWNER)
     with transaction.atomic():
-        membership = access.get_or_404(Membership.objects.select_for_update().select_related("user"), pk=member_id)
+        _lock_environment(request, access)
+        membership = access.get_or_404(
+            Membership.objects.select_for_update(of=("self",)).select_related("user"), pk=member_id
+        )
         if membership.role == Role.OWNER and _is_last_owner(access, membership):
             messages.error(request, f"{membership.user.email} is the last owner and cannot be removed. {LAST_OWNER}")
             return redirect_after_post(request, reverse("dashboard:members", kwargs={"env": access.environment.slug}))

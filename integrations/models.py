@@ -323,12 +323,23 @@ class Sync(models.Model):
     records_per_model = models.JSONField(default=dict, blank=True)  # {"hris_employees": 42}
     warnings = models.JSONField(default=list, blank=True)  # ["permission ... not granted"]
     error_message = models.CharField(max_length=500, blank=True)
+    # The lease of the run in progress: which attempt holds it (a claim increments it), which
+    # process runs it ("host:pid") and when that run last proved it was alive. A RUNNING sync
+    # whose heartbeat is older than SYNC_LEASE_SECONDS, or whose process is gone, lost its
+    # worker and is run again (syncs.run_sync, syncs.reap_stuck_syncs).
+    attempts = models.PositiveSmallIntegerField(default=0)
+    run_by = models.CharField(max_length=200, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
         indexes = [
             # Sync history per integration: WHERE integration=? ORDER BY created_at DESC.
             models.Index(fields=["integration", "-created_at"], name="sync_history_idx"),
+            # The reaper, every few seconds: RUNNING syncs by heartbeat, QUEUED ones by age —
+            # small partial indexes, so the scan never touches the history.
+            models.Index(fields=["heartbeat_at"], condition=Q(status="RUNNING"), name="sync_running_idx"),
+            models.Index(fields=["created_at"], condition=Q(status="QUEUED"), name="sync_queued_idx"),
         ]
         constraints = [
             # At most one open (queued or running) sync per integration; force sync relies on it.

@@ -3,13 +3,21 @@ written here, with one redaction and one failure policy.
 
 Redaction: bodies go through `lib.redaction.redact` (secret-named keys replaced, the given raw
 secrets masked wherever they appear, NUL characters replaced), paths and short fields through
-`mask`/`clean`. Failure: a row that cannot be written is logged and dropped, inside a savepoint,
-so a logging failure never changes the answer nor breaks the caller's transaction.
+`mask`/`clean`. What PostgreSQL cannot store is then made storable: NUL and unpaired surrogates
+(U+D800 to U+DFFF) in any string or key become U+FFFD, and numbers JSON has no form for
+(Infinity, NaN) become strings.
+
+Failure: every request gets its row. A body that cannot be made storable, or a row whose insert
+fails, is written again with placeholder bodies; only if that fails too is the row logged and
+dropped. Each insert runs in a savepoint, so a logging failure never changes the answer nor
+breaks the caller's transaction.
 """
 
 from __future__ import annotations
 
 import logging
+import math
+import re
 from typing import Any
 
 from django.db import transaction
@@ -18,6 +26,39 @@ from .lib.redaction import clean, mask, redact
 from .models import ApiKey, RequestLog
 
 log = logging.getLogger(__name__)
+
+UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+REPLACEMENT = "\ufffd"
+NOT_STORED = {"_note": "body could not be stored in the request log"}
+
+
+def text(value: str) -> str:
+    """`value` with NUL and unpaired surrogates replaced by U+FFFD."""
+    return UNSTORABLE.sub(REPLACEMENT, value)
+
+
+def storable(value: Any) -> Any:
+    """A copy of a decoded JSON value that PostgreSQL's jsonb (and SQLite's JSON) can store."""
+    if isinstance(value, str):
+        return text(value)
+    if isinstance(value, dict):
+        return {text(str(key)): storable(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [storable(item) for item in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return value
+
+
+def _body(value: Any, secrets: list[str] | tuple[str, ...]) -> Any:
+    try:
+        return storable(redact(value, secrets))
+    except Exception:  # e.g. RecursionError on a body nested deeper than the stack allows
+        return dict(NOT_STORED)
+
+
+def _short(value: str, limit: int) -> str:
+    return text(clean(value))[:limit]
 
 
 def write(
@@ -37,24 +78,34 @@ def write(
     log_id: str | None = None,
 ) -> RequestLog | None:
     """Write one row; `secrets` are raw values (a bearer key, a link token) masked everywhere."""
+    logged_path = _short(mask(path, secrets), 500)
+    fields: dict[str, Any] = {
+        "environment_id": environment_id,
+        "source": source,
+        "method": _short(method, 10),
+        "path": logged_path,
+        "status_code": status_code,
+        "api_key": api_key,
+        "integration_id": _short(integration_id, 80),
+        "request_body": _body(request_body, secrets),
+        "response_body": _body(response_body, secrets),
+        "error_code": _short(error_code, 60),
+        "duration_ms": duration_ms,
+    }
+    if log_id:
+        fields["id"] = log_id
     try:
-        fields: dict[str, Any] = {
-            "environment_id": environment_id,
-            "source": source,
-            "method": clean(method)[:10],
-            "path": clean(mask(path, secrets))[:500],
-            "status_code": status_code,
-            "api_key": api_key,
-            "integration_id": clean(integration_id)[:80],
-            "request_body": redact(request_body, secrets),
-            "response_body": redact(response_body, secrets),
-            "error_code": clean(error_code)[:60],
-            "duration_ms": duration_ms,
-        }
-        if log_id:
-            fields["id"] = log_id
         with transaction.atomic():  # a savepoint: a failed insert must not break an outer transaction
             return RequestLog.objects.create(**fields)
     except Exception:
-        log.exception("could not write the %s request log for %s", source, clean(mask(path, secrets))[:200])
+        log.warning("could not store the %s request log's bodies; writing it with placeholders", source, exc_info=True)
+    try:
+        placeholders = {
+            "request_body": None if request_body is None else dict(NOT_STORED),
+            "response_body": None if response_body is None else dict(NOT_STORED),
+        }
+        with transaction.atomic():
+            return RequestLog.objects.create(**{**fields, **placeholders})
+    except Exception:
+        log.exception("could not write the %s request log for %s", source, logged_path[:200])
         return None

@@ -6,17 +6,24 @@ Every sync starts with an auth check that goes through the health rule (health.r
 from __future__ import annotations
 
 import logging
+import os
 import random
-from collections.abc import Callable
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 
 from celery import shared_task
-from django.db import IntegrityError, connection, transaction
-from django.db.models import Exists, OuterRef
+from django.conf import settings
+from django.db import IntegrityError, connection, connections, transaction
+from django.db.models import Exists, F, OuterRef, Q
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from . import outbox, webhooks
 from .health import audit, check_and_record, describe_error
+from .lib.crypto import UndecryptableSecret
 from .models import (
     OPEN_SYNC_STATUSES,
     Integration,
@@ -37,6 +44,7 @@ log = logging.getLogger(__name__)
 JITTER = 0.1  # next sync at interval ± 10 %, so a fleet connected at once spreads out
 STUCK_AFTER = timedelta(minutes=30)  # a RUNNING sync older than this is failed by the reaper
 REQUEUE_AFTER = timedelta(minutes=15)  # a QUEUED sync older than this had its task lost: resend
+MAX_ATTEMPTS = 3  # a sync whose worker died this many times is failed rather than run again
 
 
 class NotSyncable(Exception):
@@ -72,6 +80,11 @@ def queue_sync(
         if integration.state != IntegrationState.ACTIVE:
             raise NotSyncable(integration.state)
         existing = Sync.objects.filter(integration=integration, status__in=OPEN_SYNC_STATUSES).first()
+        if existing and Sync.objects.filter(_dead_run(timezone.now()), pk=existing.pk).exists():
+            # Its worker died: run it again (not "already queued"), or fail it after MAX_ATTEMPTS.
+            if _revive(existing):
+                return existing, False
+            existing = None
         if existing:
             return existing, True
         try:
@@ -168,13 +181,14 @@ def _finish_running(sync: Sync, status: str, error: str = "") -> bool:
     """RUNNING → `status`, once: the integration's last sync time, its data freshness and the
     `sync-finished` webhook, in one transaction.
 
-    Conditional on the sync still RUNNING, so a run and the reaper never both finish it: a run
-    that outlived the reaper's deadline keeps the records it wrote, but its late result changes
-    nothing else and sends no second webhook.
+    Conditional on the sync still RUNNING under the same attempt, so a run and the reaper never
+    both finish it, nor does a run presumed dead finish its successor's attempt: a run that
+    outlived its lease keeps the records it wrote, but its late result changes nothing else and
+    sends no second webhook.
     """
     ended_at = timezone.now()
     with transaction.atomic():
-        finished = Sync.objects.filter(pk=sync.pk, status=SyncStatus.RUNNING).update(
+        finished = Sync.objects.filter(pk=sync.pk, status=SyncStatus.RUNNING, attempts=sync.attempts).update(
             status=status,
             ended_at=ended_at,
             error_message=error[:500],
@@ -203,18 +217,128 @@ def _finish_running(sync: Sync, status: str, error: str = "") -> bool:
     return True
 
 
+def _lease() -> timedelta:
+    return timedelta(seconds=settings.SYNC_LEASE_SECONDS)
+
+
+def _dead_run(now: datetime) -> Q:
+    """RUNNING, but its worker stopped proving it is alive (killed, lost its database, …)."""
+    cutoff = now - _lease()
+    return Q(status=SyncStatus.RUNNING) & (
+        Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, started_at__lt=cutoff)
+    )
+
+
+def _this_process() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _process_gone(run_by: str) -> bool:
+    """`run_by` names a process of this host that no longer exists: a worker's pool process was
+    killed mid-run and its task, requeued by the worker, came back here. No need to wait out
+    the lease then. (Another host's process cannot be checked: the lease decides.)"""
+    host, _, pid = run_by.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit() or int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # exists, another user's
+        return False
+    return False
+
+
+@contextmanager
+def _heartbeat(sync: Sync) -> Iterator[None]:
+    """While the run is in progress, a thread renews its lease every SYNC_HEARTBEAT_SECONDS (on
+    its own database connection), so a long provider call never looks like a dead worker; when
+    the worker dies, the heartbeats stop and the lease runs out."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        try:
+            while not stop.wait(settings.SYNC_HEARTBEAT_SECONDS):
+                Sync.objects.filter(pk=sync.pk, status=SyncStatus.RUNNING, attempts=sync.attempts).update(
+                    heartbeat_at=timezone.now()
+                )
+        except Exception:  # the run goes on; at worst its lease runs out and it is run again
+            log.exception("heartbeat of sync %s stopped", sync.pk)
+        finally:
+            connections.close_all()  # this thread's connections only
+
+    thread = threading.Thread(target=beat, name=f"sync-heartbeat-{sync.pk}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+
+
+def _revive(sync: Sync) -> bool:
+    """A dead run back to QUEUED and its task sent again; after MAX_ATTEMPTS, FAILED instead.
+    True if it was requeued. Conditional on the attempt, so two reapers requeue it once."""
+    if sync.attempts >= MAX_ATTEMPTS:
+        _finish_running(sync, SyncStatus.FAILED, f"failed: its worker stopped {sync.attempts} times")
+        return False
+    with transaction.atomic():
+        requeued = Sync.objects.filter(pk=sync.pk, status=SyncStatus.RUNNING, attempts=sync.attempts).update(
+            status=SyncStatus.QUEUED, heartbeat_at=None
+        )
+        if requeued:
+            log.warning("sync %s lost its worker (attempt %d); queued again", sync.pk, sync.attempts)
+            sync.status = SyncStatus.QUEUED
+            _enqueue([sync.pk])
+    return bool(requeued)
+
+
 @shared_task(name="integrations.syncs.run_sync")
 def run_sync(sync_id: str) -> Sync | None:
-    """Run one queued sync. Safe to call twice: only the call that moves it to RUNNING proceeds.
+    """Run one queued sync. Safe to call twice: only the call that claims it proceeds.
 
-    Steps: claim (QUEUED → RUNNING); auth check through the health rule; fetch each model of
-    the scope config the sync was queued with; upsert records; finish with a final status and
-    the `sync-finished` webhook.
+    Steps: claim (QUEUED → RUNNING, or a RUNNING sync whose lease ran out: the redelivered task of
+    a dead worker); auth check through the health rule; fetch each model of the scope config the
+    sync was queued with; upsert records (idempotent, so a rerun duplicates nothing); finish with
+    a final status and the `sync-finished` webhook. A heartbeat renews the lease meanwhile.
     """
     now = timezone.now()
-    if not Sync.objects.filter(pk=sync_id, status=SyncStatus.QUEUED).update(status=SyncStatus.RUNNING, started_at=now):
+    claimable = Q(status=SyncStatus.QUEUED) | _dead_run(now)
+    current = Sync.objects.filter(pk=sync_id).values("status", "run_by", "attempts").first()
+    if current and current["status"] == SyncStatus.RUNNING and _process_gone(current["run_by"]):
+        claimable |= Q(status=SyncStatus.RUNNING, run_by=current["run_by"], attempts=current["attempts"])
+    claimed = (
+        Sync.objects.filter(claimable, pk=sync_id)
+        .exclude(attempts__gte=MAX_ATTEMPTS, status=SyncStatus.RUNNING)
+        .update(
+            status=SyncStatus.RUNNING,
+            started_at=Coalesce(F("started_at"), now),
+            run_by=_this_process(),
+            heartbeat_at=now,
+            attempts=F("attempts") + 1,
+            models_done=0,
+            records_per_model={},
+            warnings=[],
+        )
+    )
+    if not claimed:
         return None
     sync = Sync.objects.select_related("integration__environment", "scope_config").get(pk=sync_id)
+    with _heartbeat(sync):
+        try:
+            return _run(sync)
+        except UndecryptableSecret:
+            return _finish(
+                sync, SyncStatus.FAILED, "the stored credentials cannot be decrypted with the configured FERNET_KEYS"
+            )
+        except Exception:
+            # Never leave it RUNNING for a bug: fail it, then let Celery log the traceback. (If the
+            # database itself is gone, this fails too and the lease brings the sync back.)
+            _finish(sync, SyncStatus.FAILED, "internal error while syncing; see the worker log")
+            raise
+
+
+def _run(sync: Sync) -> Sync:
     integration = sync.integration
     if integration.state != IntegrationState.ACTIVE:
         return _finish(sync, SyncStatus.CANCELLED, f"integration is {integration.state}")
@@ -277,18 +401,22 @@ def upsert_records(integration: Integration, model: str, rows: list[dict]) -> in
 
 @shared_task(name="integrations.syncs.reap_stuck_syncs")
 def reap_stuck_syncs(now: datetime | None = None, batch_size: int = 1000) -> tuple[int, int]:
-    """Fail syncs RUNNING for too long (each with its `sync-finished` webhook, like any other
-    end); resend syncs whose task was lost while QUEUED."""
+    """Every SYNC_REAP_SECONDS: run again the syncs whose worker died (lease expired), fail those
+    RUNNING for too long anyway (each with its `sync-finished` webhook, like any other end), and
+    resend syncs whose task was lost while QUEUED. Returns (failed, sent again)."""
     now = now or timezone.now()
-    stuck = (
-        Sync.objects.filter(status=SyncStatus.RUNNING, started_at__lt=now - STUCK_AFTER)
-        .select_related("integration__environment")
-        .order_by("started_at")
-    )
+    running = Sync.objects.select_related("integration__environment")
+    stuck = running.filter(status=SyncStatus.RUNNING, started_at__lt=now - STUCK_AFTER).order_by("started_at")
     failed = sum(
         _finish_running(sync, SyncStatus.FAILED, "timed out: no progress, failed by the reaper")
         for sync in stuck[:batch_size]
     )
+    revived = 0
+    for sync in running.filter(_dead_run(now)).order_by("heartbeat_at")[:batch_size]:
+        if _revive(sync):
+            revived += 1
+        else:
+            failed += sync.status == SyncStatus.FAILED
     # QUEUED this long although its task was published: the message was lost inside the broker
     # (e.g. a Redis restart without persistence). A publish that failed is the outbox's, not this.
     with transaction.atomic():
@@ -298,5 +426,5 @@ def reap_stuck_syncs(now: datetime | None = None, batch_size: int = 1000) -> tup
             )[:batch_size]
         )
         _enqueue(stale)
-    log.info("reaper failed %d stuck syncs, resent %d queued syncs", failed, len(stale))
-    return failed, len(stale)
+    log.info("reaper: %d syncs failed, %d lost their worker, %d resent", failed, revived, len(stale))
+    return failed, revived + len(stale)

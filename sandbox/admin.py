@@ -20,8 +20,13 @@ from .models import (
 
 @admin.register(SandboxCompany)
 class SandboxCompanyAdmin(admin.ModelAdmin):
-    list_display = ("name", "slug", "created_at")
+    """`environment` decides who sees the company's HR admin pages (sandbox.access); empty: staff only."""
+
+    list_display = ("name", "slug", "environment", "created_at")
+    list_filter = (("environment", admin.RelatedOnlyFieldListFilter),)
+    list_select_related = ("environment",)
     search_fields = ("name", "slug")
+    autocomplete_fields = ("environment",)
     prepopulated_fields = {"slug": ("name",)}
     readonly_fields = ("created_at",)
 

@@ -1,10 +1,11 @@
 """Demo data: one environment, two logins, three scope configs and ~40 sandbox integrations.
 
-Each integration is for a fictional customer with its own sandbox company, employees and API key,
-and carries five days of auth-check and sync history played out under the three-day rule of
-DESIGN "Integration state", so the dashboard opens on a believable mix of healthy, failing,
-paused and disabled integrations. The failures are real: the keys behind them are revoked, so a
-live check against /sandbox answers 401.
+Each integration is for a fictional customer with its own sandbox company (owned by the demo
+environment, so its members manage it), employees and API key, and carries five days of
+auth-check and sync history played out under the three-day rule of DESIGN "Integration state",
+so the dashboard opens on a believable mix of healthy, failing, paused and disabled integrations.
+The failures are real: the keys behind them are revoked, so a live check against /sandbox
+answers 401.
 
 Everything derives from fixed lists, a `random.Random` seeded per customer and one anchor time.
 Objects are looked up by natural key (environment slug, email, scope config name, origin id) and
@@ -295,7 +296,7 @@ class Rows:
 def create_integration(
     plan: Plan, environment: Environment, scope_config: ScopeConfig, operator: User, rows: Rows
 ) -> Integration:
-    company, employee_count = _sandbox_company(plan)
+    company, employee_count = _sandbox_company(plan, environment)
     integration = Integration(
         id=new_integration_id(TOOL),
         environment=environment,
@@ -319,15 +320,26 @@ def create_integration(
     return integration
 
 
-def _sandbox_company(plan: Plan) -> tuple[SandboxCompany, int]:
-    """The customer's HR system; one left behind by a deleted demo integration is reused as is."""
-    company, created = SandboxCompany.objects.get_or_create(
-        name=plan.name, defaults={"created_at": plan.created_at - timedelta(days=180)}
+def _sandbox_company(plan: Plan, environment: Environment) -> tuple[SandboxCompany, int]:
+    """The customer's HR system, in the demo environment; one left behind by a deleted demo
+    integration is reused as is, and one without an environment (from before companies had one)
+    joins the demo environment. A company of that name owned by another environment is never
+    touched: the demo gets its own, its name suffixed with the environment's slug."""
+    name = plan.name
+    existing = SandboxCompany.objects.filter(name=name).first()
+    if existing is not None and existing.environment_id not in (None, environment.pk):
+        name = f"{plan.name} ({environment.slug})"
+        existing = SandboxCompany.objects.filter(name=name, environment=environment).first()
+    if existing is not None:
+        if existing.environment_id is None:
+            existing.environment = environment
+            existing.save(update_fields=["environment"])
+        return existing, existing.employees.count()
+    company = SandboxCompany.objects.create(
+        name=name, environment=environment, created_at=plan.created_at - timedelta(days=180)
     )
-    if created:
-        SandboxEmployee.objects.bulk_create(SandboxEmployee(company=company, **e) for e in plan.employees)
-        return company, len(plan.employees)
-    return company, company.employees.count()
+    SandboxEmployee.objects.bulk_create(SandboxEmployee(company=company, **e) for e in plan.employees)
+    return company, len(plan.employees)
 
 
 def _sandbox_key(company: SandboxCompany, plan: Plan) -> str:

@@ -3,6 +3,10 @@
 Its companies have employees and API keys; the sandbox adapter calls its JSON API over HTTP.
 It is also an OAuth 2.0 authorization server (clients, grants, codes, access tokens) for the
 `sandbox_oauth` adapter.
+
+Every company belongs to one environment, whose members (and staff) alone see and manage its
+HR admin pages (sandbox.access); a company with no environment (left over from before companies
+had one) is staff only.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from django.utils import timezone
 from django.utils.text import slugify
 
 from integrations.lib.tokens import hash_secret, new_secret
+from integrations.models import Environment, User
 from integrations.providers.sandbox_oauth import CLIENT_ID, client_secret
 
 SANDBOX_KEY_PREFIX = "sbx_"
@@ -27,10 +32,26 @@ def _all_permissions() -> list[str]:
     return list(ALL_PERMISSIONS)
 
 
+class SandboxCompanyQuerySet(models.QuerySet["SandboxCompany"]):
+    def visible_to(self, user: User) -> SandboxCompanyQuerySet:
+        """The companies `user` may see: all for staff, else those of the user's environments."""
+        if not user.is_active:
+            return self.none()
+        if user.is_staff:
+            return self
+        return self.filter(environment__memberships__user_id=user.pk)
+
+
 class SandboxCompany(models.Model):
     name = models.CharField(max_length=200, unique=True)
     slug = models.SlugField(max_length=200, unique=True)
+    # The environment whose members manage this company; null: staff only (see the module docstring).
+    environment = models.ForeignKey(
+        Environment, null=True, blank=True, on_delete=models.CASCADE, related_name="sandbox_companies"
+    )
     created_at = models.DateTimeField(default=timezone.now)
+
+    objects = SandboxCompanyQuerySet.as_manager()
 
     class Meta:
         verbose_name = "sandbox company"

@@ -5,8 +5,9 @@ from . import views
 app_name = "sandbox"
 
 urlpatterns = [
-    # The HR admin's pages.
+    # The HR admin's pages (sandbox.access: members of the company's environment and staff).
     path("", views.companies, name="companies"),
+    path("new/", views.create_company, name="create_company"),
     path("companies/<slug:slug>/", views.company, name="company"),
     path("companies/<slug:slug>/keys/", views.create_key, name="create_key"),
     path("companies/<slug:slug>/keys/<int:key_id>/revoke/", views.revoke_key, name="revoke_key"),

@@ -1,9 +1,11 @@
 """The fake HR system: an admin page per company (API keys, connected apps), a small JSON API
 and an OAuth 2.0 authorization server.
 
-The admin pages need a signed-in Relink user; the JSON API authenticates with a company's
-API key or an OAuth access token as a bearer token and answers 401 for an unknown, expired or
-revoked one, like a real HR system.
+The admin pages need a signed-in Relink user and go through sandbox.access: a company is seen
+by the members of its environment and by staff, changed by its editors and owners and by staff,
+and is a 404 for everyone else. The JSON API authenticates with a company's API key or an OAuth
+access token as a bearer token and answers 401 for an unknown, expired or revoked one, like a
+real HR system.
 """
 
 from __future__ import annotations
@@ -16,14 +18,26 @@ from urllib.parse import parse_qsl, unquote_plus, urlencode, urlsplit, urlunspli
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.db import IntegrityError, transaction
 from django.db.models import Count, Q
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
+from django.utils.text import slugify
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from integrations.lib import crypto
+
+from .access import (
+    MANAGE_ROLE,
+    environments_to_create_in,
+    get_company_access,
+    get_environment_to_create_in,
+    manageable_companies,
+    visible_companies,
+)
 from .models import (
     ACCESS_TOKEN_PREFIX,
     ALL_PERMISSIONS,
@@ -40,36 +54,89 @@ from .models import (
 Caller = SandboxApiKey | SandboxOAuthGrant
 
 
-@login_required
-def companies(request: HttpRequest) -> HttpResponse:
-    rows = SandboxCompany.objects.annotate(
-        employee_count=Count("employees", distinct=True),
-        active_key_count=Count("api_keys", filter=Q(api_keys__revoked_at__isnull=True), distinct=True),
-    ).order_by("name")
-    return render(request, "sandbox/companies.html", {"companies": rows})
-
-
-def _pop_new_key(request: HttpRequest, slug: str) -> str | None:
-    """The key created a moment ago for this company, shown once; never on another company's page."""
-    pending = request.session.get("sandbox_new_key")
-    if not pending or pending.get("company") != slug:
-        return None
-    del request.session["sandbox_new_key"]
-    return pending["key"]
-
-
 @never_cache
 @login_required
+def companies(request: HttpRequest) -> HttpResponse:
+    rows = (
+        visible_companies(request)
+        .select_related("environment")
+        .annotate(
+            employee_count=Count("employees", distinct=True),
+            active_key_count=Count("api_keys", filter=Q(api_keys__revoked_at__isnull=True), distinct=True),
+        )
+        .order_by("name")
+    )
+    ctx = {"companies": rows, "create_environments": environments_to_create_in(request)}
+    return render(request, "sandbox/companies.html", ctx)
+
+
+@login_required
+@require_POST
+def create_company(request: HttpRequest) -> HttpResponse:
+    """A new, empty company in an environment where the user is at least an editor (or staff)."""
+    environment = get_environment_to_create_in(request, request.POST.get("environment", ""))
+    name = " ".join(request.POST.get("name", "").split())[:200]
+    slug = slugify(name)[:200]
+    if not slug:
+        messages.error(request, "Give the new company a name with at least one letter or digit.")
+        return redirect("sandbox:companies")
+    # Names and slugs are unique across environments; the message does not say whose it is.
+    taken = "That name is not available: choose another one."
+    if SandboxCompany.objects.filter(Q(name=name) | Q(slug=slug)).exists():
+        messages.error(request, taken)
+        return redirect("sandbox:companies")
+    try:
+        with transaction.atomic():
+            created = SandboxCompany.objects.create(name=name, slug=slug, environment=environment)
+    except IntegrityError:  # created by someone else a moment ago
+        messages.error(request, taken)
+        return redirect("sandbox:companies")
+    messages.success(request, f"{created.name} created in {environment.name}.")
+    return redirect("sandbox:company", slug=created.slug)
+
+
+# A key created a moment ago waits in the session (encrypted, like every stored secret) for the
+# one page view that shows it: Post/Redirect/Get, so reloading never mints a second key.
+NEW_KEY_SESSION_KEY = "sandbox_new_key"
+
+
+def _remember_new_key(request: HttpRequest, key: SandboxApiKey, raw: str) -> None:
+    request.session[NEW_KEY_SESSION_KEY] = {
+        "company": key.company_id,
+        "key_id": key.pk,
+        "key": crypto.encrypt_str(raw),
+    }
+
+
+def _pop_new_key(request: HttpRequest, company: SandboxCompany) -> dict[str, object] | None:
+    """The key created a moment ago for this company, shown once; never on another company's page."""
+    pending = request.session.get(NEW_KEY_SESSION_KEY)
+    if not isinstance(pending, dict) or pending.get("company") != company.pk:
+        return None
+    del request.session[NEW_KEY_SESSION_KEY]
+    key_id = pending.get("key_id")
+    key = company.api_keys.filter(pk=key_id).first() if isinstance(key_id, int) else None
+    try:
+        raw = crypto.decrypt_str(str(pending.get("key", "")))
+    except crypto.UndecryptableSecret:
+        return None
+    return {"raw": raw, "key": key} if key is not None else None
+
+
+@never_cache  # the page right after creating a key holds its raw value: no cache may keep it
+@login_required
 def company(request: HttpRequest, slug: str) -> HttpResponse:
-    found = get_object_or_404(SandboxCompany, slug=slug)
+    access = get_company_access(request, slug)
+    found = access.company
     ctx = {
         "company": found,
-        "keys": found.api_keys.all(),
-        "grants": found.oauth_grants.select_related("client"),
+        "can_manage": access.can_manage,
+        "keys": found.api_keys.defer("key_hash"),
+        "grants": found.oauth_grants.select_related("client").defer("refresh_token_hash"),
         "employees": found.employees.all(),
         "all_permissions": ALL_PERMISSIONS,
         # A key created a moment ago is shown once, straight after the redirect.
-        "new_key": _pop_new_key(request, found.slug),
+        "new_key": _pop_new_key(request, found),
     }
     return render(request, "sandbox/company.html", ctx)
 
@@ -77,34 +144,36 @@ def company(request: HttpRequest, slug: str) -> HttpResponse:
 @login_required
 @require_POST
 def create_key(request: HttpRequest, slug: str) -> HttpResponse:
-    found = get_object_or_404(SandboxCompany, slug=slug)
+    found = get_company_access(request, slug, MANAGE_ROLE).company
     permissions = [p for p in request.POST.getlist("permissions") if p in ALL_PERMISSIONS]
     if not permissions:
         messages.error(request, "Choose at least one permission for the new key.")
         return redirect("sandbox:company", slug=found.slug)
-    _, raw = found.create_key(label=request.POST.get("label", "")[:100], permissions=permissions)
-    request.session["sandbox_new_key"] = {"company": found.slug, "key": raw}
+    key, raw = found.create_key(label=request.POST.get("label", "")[:100], permissions=permissions)
+    _remember_new_key(request, key, raw)
     return redirect("sandbox:company", slug=found.slug)
 
 
 @login_required
 @require_POST
 def revoke_key(request: HttpRequest, slug: str, key_id: int) -> HttpResponse:
-    key = get_object_or_404(SandboxApiKey, pk=key_id, company__slug=slug)
+    found = get_company_access(request, slug, MANAGE_ROLE).company
+    key = get_object_or_404(SandboxApiKey.objects.defer("key_hash"), pk=key_id, company=found)
     if key.revoked_at is None:
         key.revoked_at = timezone.now()
         key.save(update_fields=["revoked_at"])
         messages.success(request, f"Key {key.prefix}… revoked.")
-    return redirect("sandbox:company", slug=slug)
+    return redirect("sandbox:company", slug=found.slug)
 
 
 @login_required
 @require_POST
 def revoke_grant(request: HttpRequest, slug: str, grant_id: int) -> HttpResponse:
-    grant = get_object_or_404(SandboxOAuthGrant.objects.select_related("client"), pk=grant_id, company__slug=slug)
+    found = get_company_access(request, slug, MANAGE_ROLE).company
+    grant = get_object_or_404(SandboxOAuthGrant.objects.select_related("client"), pk=grant_id, company=found)
     if grant.revoke():
         messages.success(request, f"Access for {grant.client.name} revoked.")
-    return redirect("sandbox:company", slug=slug)
+    return redirect("sandbox:company", slug=found.slug)
 
 
 # --- JSON API ------------------------------------------------------------------------------
@@ -235,7 +304,8 @@ def oauth_authorize(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         if request.POST.get("decision") != "allow":
             return _back_to_client(redirect_uri, state, error="access_denied")
-        company = SandboxCompany.objects.filter(slug=request.POST.get("company", "")).first()
+        # Only a company the signed-in HR admin may change (another environment's reads as unknown).
+        company = manageable_companies(request).filter(slug=request.POST.get("company", "")).first()
         if company is not None:
             code = SandboxAuthorizationCode.issue(client, company, redirect_uri, scopes)
             return _back_to_client(redirect_uri, state, code=code)
@@ -244,7 +314,7 @@ def oauth_authorize(request: HttpRequest) -> HttpResponse:
         "client": client,
         "params": params,
         "scopes": scopes,
-        "companies": SandboxCompany.objects.order_by("name"),
+        "companies": manageable_companies(request).order_by("name"),
         "redirect_host": urlsplit(redirect_uri).netloc,
     }
     return render(request, "sandbox/oauth_authorize.html", ctx)

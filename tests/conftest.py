@@ -38,31 +38,25 @@ def other_environment(db):
     return factories.EnvironmentFactory(slug="globex", name="Globex production")
 
 
-def _member(environment, role, email):
-    user = factories.UserFactory(email=email)
-    factories.MembershipFactory(environment=environment, user=user, role=role)
-    return user
-
-
 @pytest.fixture
 def owner(environment):
-    return _member(environment, Role.OWNER, "owner@acme.test")
+    return factories.member(environment, Role.OWNER, "owner@acme.test")
 
 
 @pytest.fixture
 def editor(environment):
-    return _member(environment, Role.EDITOR, "editor@acme.test")
+    return factories.member(environment, Role.EDITOR, "editor@acme.test")
 
 
 @pytest.fixture
 def viewer(environment):
-    return _member(environment, Role.VIEWER, "viewer@acme.test")
+    return factories.member(environment, Role.VIEWER, "viewer@acme.test")
 
 
 @pytest.fixture
 def outsider(other_environment):
     """An owner of another environment: must see nothing of `environment`."""
-    return _member(other_environment, Role.OWNER, "owner@globex.test")
+    return factories.member(other_environment, Role.OWNER, "owner@globex.test")
 
 
 @pytest.fixture

@@ -210,6 +210,7 @@ class SandboxCompanyFactory(factory.django.DjangoModelFactory):
         model = SandboxCompany
 
     name = factory.Sequence(lambda n: f"Sandbox Company {n}")
+    environment = factory.SubFactory(EnvironmentFactory)
 
 
 class SandboxEmployeeFactory(factory.django.DjangoModelFactory):
@@ -231,3 +232,10 @@ class SandboxApiKeyFactory(factory.django.DjangoModelFactory):
     company = factory.SubFactory(SandboxCompanyFactory)
     prefix = "sbx_test"
     key_hash = factory.LazyFunction(lambda: hash_secret(new_secret("sbx_")))
+
+
+def member(environment, role: str, email: str | None = None):
+    """A user who is a member of `environment` with `role`."""
+    user = UserFactory(**({"email": email} if email else {}))
+    MembershipFactory(environment=environment, user=user, role=role)
+    return user

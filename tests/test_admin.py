@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import pytest
+from axes.models import AccessAttempt, AccessFailureLog, AccessLog
 from django.apps import apps
 from django.contrib import admin
 from django.contrib.auth.models import Group
@@ -64,6 +65,22 @@ def admin_client(client, superuser):
     return client
 
 
+def _sign_in_records() -> list[Model]:
+    """django-axes' records of sign-in attempts (login throttling)."""
+    seen = {
+        "user_agent": "pytest",
+        "ip_address": "203.0.113.7",
+        "username": "ops@example.com",
+        "http_accept": "text/html",
+        "path_info": "/login/",
+    }
+    return [
+        AccessAttempt.objects.create(**seen, get_data="", post_data="username=ops@example.com", failures_since_start=5),
+        AccessLog.objects.create(**seen),
+        AccessFailureLog.objects.create(**seen, locked_out=True),
+    ]
+
+
 @pytest.fixture
 def data(environment, owner) -> Fixtures:
     """One object of every registered model, with every kind of secret in place."""
@@ -108,6 +125,7 @@ def data(environment, owner) -> Fixtures:
         grant,
         access_token,
         code,
+        *_sign_in_records(),
     ]
     stored = Integration.objects.get(pk=integration.pk)
     return Fixtures(

@@ -256,9 +256,12 @@ def test_an_unexpected_error_is_500_without_a_stack_trace(client, key, integrati
 
 
 def test_nul_characters_and_odd_json_are_client_errors(client, key, integration):
-    """PostgreSQL rejects NUL in text: the API must answer 4xx and still log the request."""
-    assert call(client, "GET", "/v1/integrations/sandbox%00x", key).status_code == 404
-    assert call(client, "GET", "/v1/connect/integration-by-token/a%00b", key).status_code == 404
+    """PostgreSQL rejects NUL in text: the API must answer 4xx and still log the request.
+
+    NUL in the URL path is refused before the API runs (config.middleware, in the envelope, no
+    request log); NUL in the JSON body is the API's 400, logged with the NUL replaced."""
+    assert_error(call(client, "GET", "/v1/integrations/sandbox%00x", key), 400, "PLATFORM.INPUT_INVALID")
+    assert_error(call(client, "GET", "/v1/connect/integration-by-token/a%00b", key), 400, "PLATFORM.INPUT_INVALID")
     response = call(
         client,
         "POST",
@@ -276,10 +279,10 @@ def test_nul_characters_and_odd_json_are_client_errors(client, key, integration)
         key,
         raw_body='{"x\\u0000": "\\u0000", "language": "xx"}',
     )
-    assert "language" in assert_error(response, 400, "PLATFORM.INPUT_INVALID")["message"]
+    assert "NUL" in assert_error(response, 400, "PLATFORM.INPUT_INVALID")["message"]  # before the language
     response = call(client, "POST", f"/v1/integrations/{integration.pk}/relink", key, raw_body="[" * 100_000)
     assert_error(response, 400, "PLATFORM.INPUT_INVALID")
-    assert RequestLog.objects.count() == 6
+    assert RequestLog.objects.count() == 4  # the two NUL paths were refused before the API ran
     assert RequestLog.objects.filter(request_body__has_key="x\ufffd").count() == 1
 
 
@@ -357,12 +360,22 @@ def test_another_environments_scope_config_cannot_be_used(client, other_key, oth
 def test_integration_by_token_is_scoped_to_the_environment(client, key, other_key, environment):
     token = _connected_integration_token(environment)
 
-    assert call(client, "GET", f"/v1/connect/integration-by-token/{token}", key).status_code == 200
     assert_error(
         call(client, "GET", f"/v1/connect/integration-by-token/{token}", other_key),
         404,
         "PLATFORM.INTEGRATION_NOT_FOUND",
     )
+    # Another environment's attempt did not spend it.
+    assert call(client, "GET", f"/v1/connect/integration-by-token/{token}", key).status_code == 200
+
+
+def test_an_activation_token_works_once_then_answers_not_found(client, key, environment):
+    token = _connected_integration_token(environment)
+    assert call(client, "GET", f"/v1/connect/integration-by-token/{token}", key).status_code == 200
+    error = assert_error(
+        call(client, "GET", f"/v1/connect/integration-by-token/{token}", key), 404, "PLATFORM.INTEGRATION_NOT_FOUND"
+    )
+    assert "already exchanged or has expired" in error["message"]
 
 
 # --- Request logs ------------------------------------------------------------------------------
@@ -515,6 +528,34 @@ def test_the_rate_limit_window_resets(client, key, settings, monkeypatch):
 
     now[0] += 40
     assert call(client, "GET", "/v1/check-api-key", key).status_code == 200
+
+
+def test_requests_without_a_valid_key_are_limited_per_client_address(client, key, settings):
+    assert settings.API_UNAUTHENTICATED_RATE_LIMIT_PER_MINUTE == 60  # the default
+    settings.API_UNAUTHENTICATED_RATE_LIMIT_PER_MINUTE = 2
+
+    assert_error(call(client, "GET", "/v1/check-api-key"), 401, "PLATFORM.AUTHENTICATION_INVALID")  # no key
+    assert_error(call(client, "GET", "/v1/check-api-key", "rlk_guessed"), 401, "PLATFORM.AUTHENTICATION_INVALID")
+    response = call(client, "GET", "/v1/integrations/x", "rlk_guessed_again")
+
+    error = assert_error(response, 429, "PLATFORM.RATE_LIMIT_EXCEEDED")
+    assert "without a valid API key" in error["message"]
+    assert 1 <= int(response["Retry-After"]) <= 60
+    assert error["log_url"] is None  # no environment to show it in
+    assert (
+        RequestLog.objects.filter(status_code=429, api_key=None, error_code="PLATFORM.RATE_LIMIT_EXCEEDED").count() == 1
+    )
+    # Per address: another client is not limited; a valid key from this address still works.
+    assert client.get("/v1/check-api-key", REMOTE_ADDR="192.0.2.7").status_code == 401
+    assert call(client, "GET", "/v1/check-api-key", key).status_code == 200
+
+
+def test_unauthenticated_endpoints_count_against_the_address_too(client, settings):
+    settings.API_UNAUTHENTICATED_RATE_LIMIT_PER_MINUTE = 1
+
+    assert client.get("/v1/openapi.json").status_code == 200
+    assert_error(client.get("/v1/openapi.json"), 429, "PLATFORM.RATE_LIMIT_EXCEEDED")
+    assert client.get("/v1/openapi.json", REMOTE_ADDR="192.0.2.8").status_code == 200
 
 
 # --- Integrations ----------------------------------------------------------------------------

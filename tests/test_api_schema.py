@@ -11,6 +11,7 @@ config, an activation token) so the fuzzer also reaches the success paths, not o
 
 from __future__ import annotations
 
+import copy
 import itertools
 import json
 
@@ -23,10 +24,12 @@ from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 from schemathesis.checks import not_a_server_error, response_schema_conformance
 
+from api.openapi import ACTIVATION_TOKEN_NOTE, reference_document
 from api.views import openapi as openapi_view_handler
 from config.wsgi import application
 from connect_flow import links
 from integrations.models import ApiKey, Integration
+from integrations.providers import REGISTRY
 
 from . import factories
 
@@ -111,3 +114,50 @@ def test_the_api_never_answers_with_a_server_error(case, api):
         headers={"Authorization": f"Bearer {api['raw_key']}"},
         checks=[not_a_server_error, response_schema_conformance],
     )
+
+
+# --- The served document: the reference's, narrowed to what Relink accepts ----------------------
+
+
+def test_the_served_schema_is_the_reference_narrowed_where_relink_differs():
+    served = served_document()
+    reference = reference_document()  # api/openapi.json: the reference's lifecycle-api.openapi.json
+    create_link = served["components"]["schemas"]["PostConnectCreateLinkRequestBody"]["properties"]
+    (header,) = [p for p in served["paths"]["/force-sync"]["post"]["parameters"] if p["name"] == "X-Integration-Id"]
+    enabled_body = served["paths"]["/integrations/{integration_id}/enabled"]["put"]["requestBody"]
+
+    assert create_link["integration_tool"]["enum"] == sorted(REGISTRY)
+    assert header["schema"] == {"type": "string", "minLength": 1}
+    assert enabled_body["required"] is True
+    by_token = served["paths"]["/connect/integration-by-token/{token}"]["get"]
+    assert by_token["description"].endswith(ACTIVATION_TOKEN_NOTE) and "10 minutes" in ACTIVATION_TOKEN_NOTE
+
+    # Undone, the document is the reference's, operation for operation.
+    restored = copy.deepcopy(served)
+    reference_create_link = reference["components"]["schemas"]["PostConnectCreateLinkRequestBody"]["properties"]
+    restored["components"]["schemas"]["PostConnectCreateLinkRequestBody"]["properties"]["integration_tool"]["enum"] = (
+        reference_create_link["integration_tool"]["enum"]
+    )
+    for parameter in restored["paths"]["/force-sync"]["post"]["parameters"]:
+        parameter["schema"].pop("minLength", None)
+    del restored["paths"]["/integrations/{integration_id}/enabled"]["put"]["requestBody"]["required"]
+    restored_by_token = restored["paths"]["/connect/integration-by-token/{token}"]["get"]
+    restored_by_token["description"] = restored_by_token["description"].removesuffix(ACTIVATION_TOKEN_NOTE)
+    del restored["servers"], reference["servers"]
+    assert restored == reference
+    operations = [(path, method) for path, item in reference["paths"].items() for method in item]
+    assert len(operations) == 9
+
+
+def test_every_tool_the_schema_admits_is_accepted(client, db, settings):
+    settings.API_RATE_LIMIT_PER_MINUTE = 1_000_000
+    cache.clear()
+    environment = factories.EnvironmentFactory(slug="tools", name="Tools")
+    raw = ApiKey.create(environment, "Tools")[1]
+    enum = served_document()["components"]["schemas"]["PostConnectCreateLinkRequestBody"]["properties"]
+    for tool in enum["integration_tool"]["enum"]:
+        body = {"end_user_email": "hr@tools.test", "end_user_organization_name": "Tools", "integration_tool": tool}
+        response = client.post(
+            "/v1/connect/create-link", body, content_type="application/json", headers={"Authorization": f"Bearer {raw}"}
+        )
+        assert response.status_code == 200, (tool, response.content)

@@ -530,7 +530,7 @@ def test_an_embedded_success_hands_the_activation_token_to_the_frame(sandbox, en
     assert "X-Frame-Options" not in response
     match = re.search(r'data-relink-success data-activation-token="([^"]+)"', response.content.decode())
     assert match
-    assert links.find_by_activation_token(environment, match.group(1)).pk == integration.pk
+    assert links.exchange_activation_token(environment, match.group(1)).pk == integration.pk
     assert "data-relink-close" in response.content.decode()
 
 
@@ -575,6 +575,14 @@ def test_the_oauth_callback_refuses_a_bad_state(client, integration, state):
     assert not RequestLog.objects.exists()
 
 
+def _hr_admin(company: SandboxCompany, **fields) -> Client:
+    """A browser signed in as an HR admin of Sandbox HR: an editor of the company's environment."""
+    user = factories.member(company.environment, "editor", **fields)
+    browser = Client()
+    browser.force_login(user)
+    return browser
+
+
 def _consent(hr_admin: Client, authorize_url: str, company: SandboxCompany, decision: str = "allow"):
     page = hr_admin.get(authorize_url[authorize_url.index("/sandbox/") :])
     assert page.status_code == 200, page.content.decode()
@@ -595,8 +603,7 @@ def test_a_full_sandbox_oauth_reconnect_ends_active(sandbox, live_server, enviro
     )
     created = links.create_relink_link(integration, link_type="MAGIC_LINK")
     customer = _customer()
-    hr_admin = Client()
-    hr_admin.force_login(factories.UserFactory(email="hr@initech.test"))
+    hr_admin = _hr_admin(sandbox, email="hr@initech.test")
 
     page = customer.get(_path(created))
     start = customer.post(
@@ -636,8 +643,7 @@ def test_a_denied_consent_is_a_failed_attempt_with_a_retry(sandbox, environment)
     )
     created = links.create_relink_link(integration, language="fr")
     customer = _customer()
-    hr_admin = Client()
-    hr_admin.force_login(factories.UserFactory())
+    hr_admin = _hr_admin(sandbox)
     before = _snapshot(integration)
 
     page = customer.get(_path(created))
@@ -672,8 +678,7 @@ def test_an_embedded_oauth_reconnect_hands_the_token_to_the_frame_that_waited(sa
     )
     created = links.create_relink_link(integration, link_type="EMBEDDED", language="de")
     frame, tab = _customer(), _customer()
-    hr_admin = Client()
-    hr_admin.force_login(factories.UserFactory())
+    hr_admin = _hr_admin(sandbox)
 
     page = frame.get(_path(created))
     body = _text(page)
@@ -693,9 +698,9 @@ def test_an_embedded_oauth_reconnect_hands_the_token_to_the_frame_that_waited(sa
     first = frame.post(handoff, {"form_token": form_token})
     assert first["Content-Type"] == "application/json" and first["Cache-Control"] == "no-store"
     token = first.json()["activation_token"]
-    assert links.find_by_activation_token(environment, token).pk == integration.pk
     assert frame.post(handoff, {"form_token": form_token}).json() == {"status": "completed"}  # once only
-    assert links.find_by_activation_token(environment, token).pk == integration.pk  # still valid
+    assert links.exchange_activation_token(environment, token).pk == integration.pk  # the handed-off token works
+    assert links.exchange_activation_token(environment, token) is None  # once
 
 
 def test_the_handoff_needs_the_form_token_and_a_live_link(client, environment, integration):

@@ -3,12 +3,16 @@ environment always keeps an owner."""
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 from django.contrib.messages import get_messages
-from django.db import connection
+from django.db import connection, connections
+from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
+from dashboard import members
 from integrations.models import AuditEvent, Membership, Role, User
 
 from . import factories
@@ -227,3 +231,77 @@ def test_an_unknown_role_is_refused(client, owner, viewer, environment):
 
     assert response.status_code == 302
     assert _membership(viewer, environment).role == Role.VIEWER
+
+
+# --- Concurrency ---------------------------------------------------------------------------------
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_two_owners_demoting_each_other_at_once_neither_deadlock_nor_lose_the_last_owner(
+    environment, owner, editor, monkeypatch
+):
+    """Each request used to lock the membership it changes, then all owners: A held B's row and
+    waited for A's, B the other way round, and PostgreSQL killed one with a deadlock (a 500). The
+    rule check waits here until both requests are inside (or a second), which reproduced it."""
+    Membership.objects.filter(user=editor, environment=environment).update(role=Role.OWNER)
+    targets = {owner.email: _membership(editor, environment), editor.email: _membership(owner, environment)}
+    both_inside = threading.Barrier(2, timeout=1)
+    original = members._is_last_owner
+
+    def is_last_owner(access, membership):
+        try:
+            both_inside.wait()  # only one gets here at a time now: the other waits for the environment lock
+        except threading.BrokenBarrierError:
+            pass
+        return original(access, membership)
+
+    monkeypatch.setattr(members, "_is_last_owner", is_last_owner)
+    start = threading.Barrier(2)
+    outcomes: dict[str, int | str] = {}
+
+    def demote(actor) -> None:
+        client = Client()
+        client.force_login(actor)
+        start.wait()
+        try:
+            target = targets[actor.email]
+            outcomes[actor.email] = client.post(
+                _url("dashboard:member_role", member_id=target.pk), {"role": "viewer"}
+            ).status_code
+        except Exception as exc:  # a deadlock surfaces here as django.db.utils.OperationalError
+            outcomes[actor.email] = repr(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=demote, args=(user,)) for user in (owner, editor)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert all(isinstance(status, int) and status < 500 for status in outcomes.values()), outcomes
+    assert sorted(outcomes.values()) == [302, 403]  # the second one is no longer an owner when it runs
+    assert Membership.objects.filter(environment=environment, role=Role.OWNER).count() == 1
+    assert AuditEvent.objects.filter(action="member.role_changed").count() == 1
+
+
+def test_an_owner_demoted_meanwhile_can_no_longer_change_roles(client, owner, viewer, environment, monkeypatch):
+    """The access check runs before the lock, so the operator's role is checked again under it."""
+    client.force_login(owner)
+    real = members.get_env_access
+
+    def demoted_right_after_the_check(request, env, role=Role.VIEWER):
+        found = real(request, env, role)
+        Membership.objects.filter(user=owner, environment=environment).update(role=Role.EDITOR)
+        return found
+
+    monkeypatch.setattr(members, "get_env_access", demoted_right_after_the_check)
+
+    response = client.post(
+        _url("dashboard:member_role", member_id=_membership(viewer, environment).pk), {"role": "owner"}
+    )
+
+    assert response.status_code == 403
+    assert _membership(viewer, environment).role == Role.VIEWER
+    assert not AuditEvent.objects.exists()

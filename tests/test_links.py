@@ -85,7 +85,7 @@ def test_a_reconnect_applies_credentials_scope_and_clears_the_streak(integration
     assert fresh.opted_out_fields == ["hris_employees.salary"]
     assert fresh.syncs.filter(status="QUEUED").count() == 1
     assert links.find_link(created.token).status == "COMPLETED"
-    assert links.find_by_activation_token(environment, done.activation_token) == fresh
+    assert links.exchange_activation_token(environment, done.activation_token) == fresh
     states = [
         d.payload["data"]["state"] for d in WebhookDelivery.objects.filter(event_type="integration-state-changed")
     ]
@@ -234,3 +234,21 @@ def test_an_exchanged_code_completes_the_link(integration):
     )
     assert result.completion is not None and result.completion.activation_token == ""
     assert links.find_link(created.token).status == "COMPLETED"
+
+
+def test_an_activation_token_is_exchanged_once_and_only_within_ten_minutes(environment, integration):
+    start = timezone.now()
+    with time_machine.travel(start, tick=False):
+        first = links.complete(
+            links.create_relink_link(integration).link.pk, credentials={"api_key": "a"}, opted_out_fields=[]
+        )
+        second = links.complete(
+            links.create_relink_link(integration).link.pk, credentials={"api_key": "b"}, opted_out_fields=[]
+        )
+    with time_machine.travel(start + timedelta(minutes=9, seconds=59)):
+        assert links.exchange_activation_token(environment, first.activation_token).pk == integration.pk
+        assert links.exchange_activation_token(environment, first.activation_token) is None  # spent
+    with time_machine.travel(start + timedelta(minutes=10, seconds=1)):
+        assert links.exchange_activation_token(environment, second.activation_token) is None  # expired
+    other = factories.EnvironmentFactory()
+    assert links.exchange_activation_token(other, second.activation_token) is None

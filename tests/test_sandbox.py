@@ -11,11 +11,12 @@ from django.core.management import CommandError, call_command
 from django.urls import reverse
 from django.utils import timezone
 
+from integrations.models import Role
 from integrations.providers import Outcome, get_provider
 from integrations.providers.base import ModelPermissionDenied
 from sandbox.models import SandboxApiKey, SandboxCompany
 
-from .factories import SandboxCompanyFactory, SandboxEmployeeFactory, UserFactory
+from .factories import MembershipFactory, SandboxCompanyFactory, SandboxEmployeeFactory, UserFactory
 
 RAW_KEY_RE = re.compile(r"sbx_[A-Za-z0-9_\-]{20,}")
 
@@ -26,8 +27,10 @@ def company(db):
 
 
 @pytest.fixture
-def hr_admin(db, client):
+def hr_admin(db, client, company):
+    """An editor of the company's environment: the HR admin pages are its members' (test_sandbox_tenancy.py)."""
     user = UserFactory(email="hr@initech.test")
+    MembershipFactory(environment=company.environment, user=user, role=Role.EDITOR)
     client.force_login(user)
     return user
 
@@ -236,7 +239,7 @@ def test_revoking_a_key_requires_post(client, company, hr_admin):
 
 
 def test_a_key_cannot_be_revoked_through_another_companys_page(client, company, hr_admin):
-    other = SandboxCompanyFactory(name="Globex HR")
+    other = SandboxCompanyFactory(name="Globex HR", environment=company.environment)
     key, _ = company.create_key()
 
     response = client.post(reverse("sandbox:revoke_key", args=[other.slug, key.pk]))
@@ -365,7 +368,7 @@ def test_adapter_check_auth_reports_a_closed_port_as_unavailable(settings):
 
 
 def test_a_new_key_is_never_shown_on_another_companys_page(client, company, hr_admin):
-    other = SandboxCompanyFactory()
+    other = SandboxCompanyFactory(environment=company.environment)
     client.post(reverse("sandbox:create_key", args=[company.slug]), {"permissions": ["employees:read"]})
     other_page = client.get(reverse("sandbox:company", args=[other.slug]))
     assert 'id="new-key"' not in other_page.content.decode()

@@ -15,7 +15,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from integrations.health import record_auth_check
-from integrations.models import Integration
+from integrations.models import Integration, Role
 from integrations.providers import Outcome, get_provider
 from integrations.providers.base import ModelPermissionDenied, ProviderAuthFailed
 from integrations.providers.sandbox import sandbox_api_url
@@ -28,7 +28,13 @@ from sandbox.models import (
     SandboxOAuthGrant,
 )
 
-from .factories import IntegrationFactory, SandboxCompanyFactory, SandboxEmployeeFactory, UserFactory
+from .factories import (
+    IntegrationFactory,
+    MembershipFactory,
+    SandboxCompanyFactory,
+    SandboxEmployeeFactory,
+    UserFactory,
+)
 
 CALLBACK = "https://app.example.test/oauth/callback"
 HIDDEN_INPUT_RE = re.compile(r'<input type="hidden" name="(\w+)" value="([^"]*)">')
@@ -45,8 +51,10 @@ def company(db) -> SandboxCompany:
 
 
 @pytest.fixture
-def hr_admin(db, client):
+def hr_admin(db, client, company):
+    """An editor of the company's environment: the HR admin pages are its members' (test_sandbox_tenancy.py)."""
     user = UserFactory(email="hr@initech.test")
+    MembershipFactory(environment=company.environment, user=user, role=Role.EDITOR)
     client.force_login(user)
     return user
 
@@ -110,6 +118,7 @@ def _expired(credentials: dict[str, str]) -> dict[str, str]:
 def test_the_full_authorization_code_flow_yields_working_credentials(client, provider, relink_client):
     company = SandboxCompanyFactory(name="Initech HR")
     hr_admin = UserFactory()
+    MembershipFactory(environment=company.environment, user=hr_admin, role=Role.EDITOR)
     client.force_login(hr_admin)
     state = "opaque state/with?odd=chars&more"
 
@@ -132,7 +141,8 @@ def test_the_full_authorization_code_flow_yields_working_credentials(client, pro
 def test_the_consent_page_shows_the_app_the_requested_scopes_and_the_companies(
     client, hr_admin, company, relink_client
 ):
-    SandboxCompanyFactory(name="Globex HR")
+    SandboxCompanyFactory(name="Globex HR", environment=company.environment)
+    SandboxCompanyFactory(name="Umbrella HR")  # another environment's: not offered
     url = SandboxOAuthProvider.authorize_url(CALLBACK, "s", ["employees:read", "compensation:read"])
 
     response = client.get(url[url.index("/sandbox/") :])
@@ -142,7 +152,7 @@ def test_the_consent_page_shows_the_app_the_requested_scopes_and_the_companies(
     assert "Relink" in body
     assert "employees:read" in body and "compensation:read" in body
     assert "absences:read" not in body
-    assert "Initech HR" in body and "Globex HR" in body
+    assert "Initech HR" in body and "Globex HR" in body and "Umbrella HR" not in body
     assert "app.example.test" in body
     assert not SandboxAuthorizationCode.objects.exists(), "showing the page grants nothing"
 
@@ -446,7 +456,7 @@ def test_after_the_hr_admin_revokes_the_grant_check_auth_fails_with_refresh_refu
     company = SandboxCompanyFactory()
     credentials = _credentials(company)
     grant = SandboxOAuthGrant.objects.get()
-    client.force_login(UserFactory())
+    client.force_login(MembershipFactory(environment=company.environment, role=Role.EDITOR).user)
     client.post(reverse("sandbox:revoke_grant", args=[company.slug, grant.pk]))
 
     result = provider.check_auth(credentials)
@@ -554,3 +564,18 @@ def test_provider_side_failures_are_unavailable(monkeypatch, settings, token_sta
     else:
         assert result.error_code == "REFRESH_UNAVAILABLE"
         assert result.updated_credentials is None
+
+
+def test_the_consent_page_grants_only_companies_the_hr_admin_may_change(client, company, relink_client):
+    """A viewer of the company's environment, or a member of another one, cannot hand an app access to it."""
+    viewer = UserFactory()
+    MembershipFactory(environment=company.environment, user=viewer, role=Role.VIEWER)
+    client.force_login(viewer)
+    url = SandboxOAuthProvider.authorize_url(CALLBACK, "s")
+    page = client.get(url[url.index("/sandbox/") :])
+    assert page.status_code == 200 and company.name not in page.content.decode()
+    form = {name: values[0] for name, values in parse_qs(urlsplit(url).query).items()}  # a hand-made POST
+    refused = client.post("/sandbox/oauth/authorize", {**form, "company": company.slug, "decision": "allow"})
+    assert refused.status_code == 200, refused.content.decode()
+    assert "Choose the company to connect." in refused.content.decode()
+    assert not SandboxAuthorizationCode.objects.exists()

@@ -7,6 +7,7 @@ from datetime import timedelta
 
 import pytest
 from django.core.management import call_command
+from django.http import HttpRequest
 from django.utils import timezone
 
 from integrations.models import (
@@ -91,9 +92,9 @@ def test_it_creates_environment_logins_and_scope_configs(seeded, client):
     operator = User.objects.get(email="operator@example.com")
     assert Membership.objects.get(environment=seeded, user=operator).role == Role.EDITOR
     assert Membership.objects.get(environment=seeded, user__email="owner@example.com").role == Role.OWNER
-    assert client.login(username="owner@example.com", password="relink-demo")
+    assert client.login(request=HttpRequest(), username="owner@example.com", password="relink-demo")
     assert User.objects.get(email="admin@example.com").is_superuser
-    assert client.login(username="operator@example.com", password="relink-demo")
+    assert client.login(request=HttpRequest(), username="operator@example.com", password="relink-demo")
 
     configs = {c.name: c.spec for c in seeded.scope_configs.filter(category="HRIS")}
     assert set(configs) == {"Core employees", "Employees + compensation", "Absences"}

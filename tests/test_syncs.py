@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import socket
+import subprocess
+import sys
 import threading
 from datetime import timedelta
 
@@ -268,7 +271,9 @@ def test_two_ticks_on_two_connections_claim_disjoint_integrations():
 def test_the_reaper_fails_stuck_syncs_and_resends_lost_ones(enqueued):
     now = timezone.now()
     stuck = SyncFactory(status="RUNNING", started_at=now - timedelta(hours=1), ended_at=None)
-    fine = SyncFactory(status="RUNNING", started_at=now - timedelta(minutes=5), ended_at=None)
+    fine = SyncFactory(
+        status="RUNNING", started_at=now - timedelta(minutes=5), heartbeat_at=now - timedelta(seconds=5), ended_at=None
+    )
     lost = SyncFactory(status="QUEUED", created_at=now - timedelta(hours=1), started_at=None, ended_at=None)
     WebhookEndpointFactory(environment=stuck.integration.environment)
     assert syncs.reap_stuck_syncs(now) == (1, 1)
@@ -375,3 +380,89 @@ def test_queue_sync_refuses_an_integration_that_may_not_sync(enqueued, state):
     assert raised.value.state == state
     assert not Sync.objects.filter(integration=integration).exists()
     assert enqueued == []
+
+
+# --- A running sync's lease: a dead worker's sync runs again ------------------------------------
+
+
+def _running(heartbeat_age: timedelta, **fields) -> Sync:
+    now = timezone.now()
+    return SyncFactory(
+        status="RUNNING",
+        started_at=now - heartbeat_age,
+        heartbeat_at=now - heartbeat_age,
+        ended_at=None,
+        attempts=fields.pop("attempts", 1),
+        run_by=fields.pop("run_by", "elsewhere:1"),
+        **fields,
+    )
+
+
+@pytest.mark.django_db
+def test_the_reaper_queues_again_a_sync_whose_heartbeat_stopped(enqueued, settings):
+    dead = _running(timedelta(seconds=settings.SYNC_LEASE_SECONDS + 1))
+    alive = _running(timedelta(seconds=settings.SYNC_LEASE_SECONDS - 5))
+    assert syncs.reap_stuck_syncs() == (0, 1)
+    assert enqueued == [dead.pk]
+    assert Sync.objects.get(pk=dead.pk).status == "QUEUED"
+    assert Sync.objects.get(pk=alive.pk).status == "RUNNING"
+    assert syncs.reap_stuck_syncs() == (0, 0)  # queued once, not on every pass
+
+
+@pytest.mark.django_db
+def test_a_sync_whose_worker_died_three_times_fails(enqueued, settings):
+    dead = _running(timedelta(minutes=2), attempts=syncs.MAX_ATTEMPTS)
+    WebhookEndpointFactory(environment=dead.integration.environment)
+    assert syncs.reap_stuck_syncs() == (1, 0)
+    failed = Sync.objects.get(pk=dead.pk)
+    assert failed.status == "FAILED" and "worker stopped 3 times" in failed.error_message
+    assert WebhookDelivery.objects.filter(event_type="sync-finished").count() == 1
+
+
+@pytest.mark.django_db
+def test_a_redelivered_task_takes_over_a_dead_run_and_ignores_a_live_one(sandbox, settings):
+    integration, _ = _integration(sandbox)
+    sync = SyncFactory(integration=integration, status="RUNNING", started_at=timezone.now(), ended_at=None)
+    Sync.objects.filter(pk=sync.pk).update(heartbeat_at=timezone.now(), attempts=1, run_by="elsewhere:1")
+    assert syncs.run_sync(sync.pk) is None  # its lease is live: another worker is on it
+    Sync.objects.filter(pk=sync.pk).update(heartbeat_at=timezone.now() - timedelta(minutes=5))
+    done = syncs.run_sync(sync.pk)
+    assert done.status == "SUCCEEDED" and done.attempts == 2
+    assert SyncedRecord.objects.filter(integration=integration).count() == sum(done.records_per_model.values())
+
+
+@pytest.mark.django_db
+def test_a_redelivered_task_takes_over_at_once_when_the_process_that_ran_it_is_gone(sandbox):
+    integration, _ = _integration(sandbox)
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # a pid of this host that no longer exists
+    sync = SyncFactory(integration=integration, status="RUNNING", started_at=timezone.now(), ended_at=None)
+    run_by = f"{socket.gethostname()}:{gone.pid}"
+    Sync.objects.filter(pk=sync.pk).update(heartbeat_at=timezone.now(), attempts=1, run_by=run_by)
+    assert syncs.run_sync(sync.pk).status == "SUCCEEDED"
+
+
+@pytest.mark.django_db
+def test_a_late_result_of_a_run_presumed_dead_does_not_finish_its_successor():
+    sync = SyncFactory(status="RUNNING", started_at=timezone.now(), ended_at=None, attempts=1)
+    presumed_dead = Sync.objects.get(pk=sync.pk)
+    Sync.objects.filter(pk=sync.pk).update(attempts=2)  # taken over
+    assert syncs._finish_running(presumed_dead, "SUCCEEDED") is False
+    assert Sync.objects.get(pk=sync.pk).status == "RUNNING"
+
+
+@pytest.mark.django_db
+def test_force_sync_runs_a_dead_sync_again_instead_of_calling_it_already_queued(enqueued, settings):
+    dead = _running(timedelta(minutes=5))
+    sync, already = syncs.queue_sync(dead.integration_id)
+    assert (sync.pk, already) == (dead.pk, False)
+    assert Sync.objects.get(pk=dead.pk).status == "QUEUED" and enqueued == [dead.pk]
+
+
+@pytest.mark.django_db
+def test_undecryptable_credentials_fail_the_sync_with_a_clear_error(sandbox):
+    integration, _ = _integration(sandbox)
+    Integration.objects.filter(pk=integration.pk).update(credentials_encrypted="gAAAAABnot-a-fernet-token")
+    sync = SyncFactory(integration=integration, status="QUEUED", started_at=None, ended_at=None)
+    done = syncs.run_sync(sync.pk)
+    assert done.status == "FAILED" and "cannot be decrypted" in done.error_message

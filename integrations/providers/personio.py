@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 from django.conf import settings
 
-from ..lib.http import provider_client
+from ..lib.http import RequestNotEncodable, provider_client
 from .base import (
     AuthResult,
     AuthType,
@@ -36,6 +36,8 @@ from .rest import (
     check_result,
     default_error,
     json_body,
+    not_encodable,
+    not_encodable_error,
     read_json,
     select_rows,
     transport_failure,
@@ -135,6 +137,8 @@ class PersonioProvider(Provider):
                 )
         except httpx.TransportError as exc:
             return transport_failure(exc, self.label)
+        except RequestNotEncodable:
+            return not_encodable(self.label)
         return check_result(response, self.label, _error)
 
     def fetch(self, model: str, credentials: dict[str, Any], fields: list[str]) -> list[dict[str, Any]]:
@@ -155,6 +159,8 @@ class PersonioProvider(Provider):
                     rows = [_absence(item) for item in items if _is_approved(item)]
         except httpx.TransportError as exc:
             raise unavailable(exc, self.label) from exc
+        except RequestNotEncodable:
+            raise not_encodable_error(self.label) from None
         return select_rows(rows, fields)
 
     def _request_token(self, client: httpx.Client, credentials: dict[str, Any]) -> httpx.Response:

@@ -4,7 +4,8 @@ One place decides what an HTTP answer means (DESIGN "Integration state"): 2xx is
 the credentials were rejected, 429, 5xx, timeouts and connection errors are the provider's
 problem. A 403 on the auth-check endpoint means the credentials authenticated but lack a
 permission, so the check is OK and the model that needs it fails later with
-`ModelPermissionDenied`. Messages built here never contain credentials.
+`ModelPermissionDenied`. Credentials HTTP cannot carry (a non-ASCII character in a header) are
+rejected credentials too: AUTH_FAILED, nothing sent. Messages built here never contain credentials.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from ..lib.http import provider_client
+from ..lib.http import RequestNotEncodable, provider_client
 from .base import (
     AuthResult,
     ModelPermissionDenied,
@@ -23,6 +24,8 @@ from .base import (
     ProviderAuthFailed,
     ProviderUnavailable,
 )
+
+NOT_ENCODABLE = "CREDENTIALS_NOT_ENCODABLE"
 
 # (error_code, message) read from a provider's error answer.
 ErrorReader = Callable[[httpx.Response], tuple[str, str]]
@@ -75,6 +78,20 @@ def transport_failure(exc: httpx.TransportError, label: str) -> AuthResult:
     )
 
 
+def not_encodable(label: str) -> AuthResult:
+    """An auth check whose request could not be built from the credentials (`RequestNotEncodable`)."""
+    return AuthResult(
+        Outcome.AUTH_FAILED,
+        error_code=NOT_ENCODABLE,
+        message=f"The credentials hold characters that cannot be sent to {label}",
+    )
+
+
+def not_encodable_error(label: str) -> ProviderAuthFailed:
+    """The same for a data call."""
+    return ProviderAuthFailed(f"The credentials hold characters that cannot be sent to {label}")
+
+
 def unavailable(exc: httpx.TransportError, label: str) -> ProviderUnavailable:
     if isinstance(exc, httpx.TimeoutException):
         return ProviderUnavailable(f"{label} did not answer in time")
@@ -124,6 +141,8 @@ def check_request(label: str, read_error: ErrorReader = default_error, **request
         response = _send(**request)
     except httpx.TransportError as exc:
         return transport_failure(exc, label)
+    except RequestNotEncodable:
+        return not_encodable(label)
     return check_result(response, label, read_error)
 
 
@@ -139,4 +158,6 @@ def fetch_json(label: str, model: str, permission: str, **request: Any) -> Any:
         response = _send(**request)
     except httpx.TransportError as exc:
         raise unavailable(exc, label) from exc
+    except RequestNotEncodable:
+        raise not_encodable_error(label) from None
     return read_json(response, label, model, permission)

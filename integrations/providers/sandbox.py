@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 import httpx
 from django.conf import settings
 
-from ..lib.http import provider_client
+from ..lib.http import RequestNotEncodable, provider_client
 from .base import (
     AuthResult,
     AuthType,
@@ -24,7 +24,7 @@ from .base import (
     ProviderUnavailable,
     register,
 )
-from .rest import json_body, select
+from .rest import json_body, not_encodable, not_encodable_error, select
 
 
 def sandbox_api_url(path: str) -> str:
@@ -86,6 +86,8 @@ class SandboxProvider(Provider):
             return AuthResult(Outcome.UNAVAILABLE, error_code="TIMEOUT", message="Sandbox HR did not answer in time")
         except httpx.TransportError as exc:
             return AuthResult(Outcome.UNAVAILABLE, error_code="CONNECTION_ERROR", message=str(exc)[:500])
+        except RequestNotEncodable:
+            return not_encodable(self.label)
         outcome = classify(response)
         if outcome is Outcome.OK:
             return AuthResult(outcome, http_status=response.status_code)
@@ -103,6 +105,8 @@ class SandboxProvider(Provider):
             response = self._get(path, credentials)
         except httpx.TransportError as exc:
             raise ProviderUnavailable(f"Sandbox HR unreachable: {exc}") from exc
+        except RequestNotEncodable:
+            raise not_encodable_error(self.label) from None
         if response.status_code == 401:
             raise ProviderAuthFailed("Sandbox HR rejected the API key", 401)
         if response.status_code == 403:

@@ -17,7 +17,7 @@ from django.conf import settings
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
 
-from ..lib.http import provider_client
+from ..lib.http import RequestNotEncodable, provider_client
 from .base import (
     AuthResult,
     AuthType,
@@ -106,6 +106,8 @@ class SandboxOAuthProvider(SandboxProvider, OAuthProvider):
             raise ProviderUnavailable("Sandbox HR token endpoint did not answer in time") from exc
         except httpx.TransportError as exc:
             raise ProviderUnavailable(f"Sandbox HR token endpoint unreachable: {exc}") from exc
+        except RequestNotEncodable:
+            raise ProviderAuthFailed("The token request holds characters that cannot be sent to Sandbox HR") from None
         if response.status_code in (400, 401):
             error = _oauth_error(response)
             raise ProviderAuthFailed(f"Sandbox HR refused the token request ({error})", response.status_code)

@@ -35,12 +35,12 @@ def test_filtering_and_searching_swap_the_table_and_push_a_clean_url(browser, li
 
     page.locator("#filter-q").press_sequentially("umbr", delay=40)
     page.wait_for_url("**/env/acme/?q=umbr")
-    page.wait_for_function("document.querySelectorAll('#integrations-table tbody tr').length === 2")
+    page.wait_for_function("() => document.querySelectorAll('#integrations-table tbody tr').length === 2")
     assert sorted(_orgs(page)) == ["Umbrella Corp", "Umbrella Pharma"]
 
     page.select_option("#filter-state", "INVALID")
     page.wait_for_url("**/env/acme/?state=INVALID&q=umbr")
-    page.wait_for_function("document.querySelectorAll('#integrations-table tbody tr').length === 1")
+    page.wait_for_function("() => document.querySelectorAll('#integrations-table tbody tr').length === 1")
     assert _orgs(page) == ["Umbrella Corp"]
     assert "1 integration matches the filters" in page.inner_text(".result-count")
     assert page.evaluate("window.__noReload") is True
@@ -48,7 +48,7 @@ def test_filtering_and_searching_swap_the_table_and_push_a_clean_url(browser, li
 
     page.go_back()
     page.wait_for_url("**/env/acme/?q=umbr")
-    page.wait_for_function("document.querySelectorAll('#integrations-table tbody tr').length === 2")
+    page.wait_for_function("() => document.querySelectorAll('#integrations-table tbody tr').length === 2")
     assert page.input_value("#filter-q") == "umbr"
 
     # The bookmarked URL opens the same view in a fresh page.

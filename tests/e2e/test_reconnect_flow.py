@@ -31,7 +31,7 @@ def setup(live_server, settings, monkeypatch):
     settings.BASE_URL = live_server.url
     monkeypatch.setattr(syncs, "_enqueue", lambda ids: None)
     environment = factories.EnvironmentFactory(slug="acme", name="Acme production", allowed_origins=[HOST_ORIGIN])
-    company = SandboxCompany.objects.create(name="Umbrella Corp")
+    company = SandboxCompany.objects.create(name="Umbrella Corp", environment=environment)
     factories.SandboxEmployeeFactory.create_batch(2, company=company)
     old_key, old_raw = company.create_key()
     integration = factories.IntegrationFactory(
@@ -119,7 +119,9 @@ def test_embedded_oauth_reconnect_consents_in_a_new_tab_and_resolves_in_the_host
         invalid_since="2026-11-22T10:02:00Z",
         auth_failing_since="2026-11-19T10:02:00Z",
     )
-    factories.UserFactory(email="hr-admin@umbrella.test")  # signs in to Sandbox HR to consent
+    # Signs in to Sandbox HR to consent: an editor of the environment that company belongs to.
+    hr_admin = factories.UserFactory(email="hr-admin@umbrella.test")
+    factories.MembershipFactory(environment=integration.environment, user=hr_admin, role="editor")
     created = links.create_relink_link(integration, link_type="EMBEDDED", language="en")
     context, page, frame = _open_in_host_page(browser, live_server, created)
     with context.expect_page() as opened:
