@@ -374,6 +374,10 @@ LOGGING: dict[str, Any] = {
 REQUEST_LOG_RETENTION_DAYS = env.int("REQUEST_LOG_RETENTION_DAYS", default=30)
 # The fake HR system under /sandbox/. Turn it off in production if nobody needs it.
 SANDBOX_ENABLED = env.bool("SANDBOX_ENABLED", default=True)
+# Webhook endpoints on loopback, private, link-local or otherwise non-public addresses are refused
+# (integrations/lib/targets.py), on save and at delivery. The demo and the tests turn this on to
+# deliver to receivers on 127.0.0.1; a deployment whose receivers are internal may too.
+WEBHOOK_ALLOW_PRIVATE_TARGETS = env.bool("WEBHOOK_ALLOW_PRIVATE_TARGETS", default=False)
 # Timeout for calls to provider APIs, in seconds.
 PROVIDER_HTTP_TIMEOUT = env.float("PROVIDER_HTTP_TIMEOUT", default=15.0)
 # Provider API base URLs (overridable, e.g. for a regional endpoint or a test double).

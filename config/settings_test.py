@@ -5,6 +5,7 @@ DATABASE_URL and REDIS_URL are honoured, so CI runs the suite on PostgreSQL and 
 
 import os
 
+os.environ.setdefault("WEBHOOK_ALLOW_PRIVATE_TARGETS", "true")  # receivers on 127.0.0.1
 os.environ.setdefault("SECRET_KEY", "test-secret-key-not-for-production")
 os.environ.setdefault(
     "FERNET_KEYS", "dGVzdC1mZXJuZXQta2V5LTAwMDAwMDAwMDAwMDAwMDA=,b2xkLXRlc3QtZmVybmV0LWtleS0wMDAwMDAwMDAwMDA="

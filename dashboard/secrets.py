@@ -11,17 +11,20 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db import transaction
 from django.http import HttpResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
-from django.views.decorators.cache import never_cache
+from django.utils.cache import add_never_cache_headers
 from django.views.decorators.http import require_POST
 
 from integrations import audit
+from integrations.lib import shown_once
 from integrations.models import ApiKey, Role
 
 from .access import EnvAccess, get_env_access
 from .htmx import DashboardRequest, redirect_after_post
+
+NEW_KEY_SLOT = "api_key"  # the key created a moment ago, shown once on the list
 
 TEMPLATE = "dashboard/api_keys.html"
 
@@ -72,14 +75,21 @@ def _audit(request: DashboardRequest, access: EnvAccess, action: str, key: ApiKe
 @login_required
 def api_keys(request: DashboardRequest, env: str) -> HttpResponse:
     access = get_env_access(request, env, Role.OWNER)
-    return _render(request, access, ApiKeyForm())
+    just_created = shown_once.take(request.session, NEW_KEY_SLOT, access.environment.pk)
+    if just_created is None:
+        return _render(request, access, ApiKeyForm())
+    key_id, raw = just_created
+    created = ApiKey.objects.filter(environment=access.environment, pk=key_id).defer("key_hash").first()
+    response = _render(request, access, ApiKeyForm(), created=created, raw_key=raw if created else "")
+    add_never_cache_headers(response)  # the raw key is in this response only: no cache may keep it
+    return response
 
 
-@never_cache  # the response holds the raw key, which exists nowhere else: no cache may keep it
 @login_required
 @require_POST
 def create_api_key(request: DashboardRequest, env: str) -> HttpResponse:
-    """Create a key and show it, once. No redirect: a redirected page could not show it any more."""
+    """Create a key, then redirect to the list, which shows it once (integrations/lib/shown_once.py):
+    a refresh or Back creates no second key."""
     access = get_env_access(request, env, Role.OWNER)
     form = ApiKeyForm(request.POST)
     if not form.is_valid():
@@ -87,7 +97,8 @@ def create_api_key(request: DashboardRequest, env: str) -> HttpResponse:
     with transaction.atomic():
         key, raw = ApiKey.create(access.environment, form.cleaned_data["name"], created_by=request.user)
         _audit(request, access, "api_key.created", key)
-    return _render(request, access, ApiKeyForm(), created=key, raw_key=raw)
+    shown_once.keep(request.session, NEW_KEY_SLOT, access.environment.pk, key.pk, raw)
+    return redirect("dashboard:api_keys", env=access.environment.slug)
 
 
 @login_required

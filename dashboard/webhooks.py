@@ -17,6 +17,8 @@ from django.utils.cache import add_never_cache_headers, patch_vary_headers
 from django.views.decorators.http import require_POST
 
 from integrations import audit, webhooks
+from integrations.lib import shown_once
+from integrations.lib.targets import TargetRefused
 from integrations.models import Role, WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookEvent
 
 from .access import EnvAccess, get_env_access
@@ -24,6 +26,7 @@ from .htmx import DashboardRequest
 
 DELIVERIES_SHOWN = 50
 ATTEMPTS_SHOWN = 20
+NEW_SECRET_SLOT = "webhook_secret"  # the signing secret of an endpoint created a moment ago
 
 
 class EndpointForm(forms.Form):
@@ -52,17 +55,20 @@ def new_endpoint(request: DashboardRequest, env: str) -> HttpResponse:
     access = get_env_access(request, env, Role.OWNER)
     form = EndpointForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        endpoint, secret = webhooks.create_endpoint(
-            access.environment.pk,
-            form.cleaned_data["url"],
-            audit.Actor(user=request.user),
-            description=form.cleaned_data["description"],
-            event_types=form.cleaned_data["event_types"],
-        )
-        # Rendered, not redirected: the secret exists only in this response.
-        response = render(request, "dashboard/webhook_created.html", _ctx(access, endpoint=endpoint, secret=secret))
-        add_never_cache_headers(response)
-        return response
+        try:
+            endpoint, secret = webhooks.create_endpoint(
+                access.environment.pk,
+                form.cleaned_data["url"],
+                audit.Actor(user=request.user),
+                description=form.cleaned_data["description"],
+                event_types=form.cleaned_data["event_types"],
+            )
+        except TargetRefused as exc:
+            form.add_error("url", f"Relink cannot send webhooks there: {exc}.")
+            return render(request, "dashboard/webhook_new.html", _ctx(access, form=form, events=WebhookEvent.choices))
+        # Post/Redirect/Get: the endpoint's page shows the secret once (integrations/lib/shown_once.py).
+        shown_once.keep(request.session, NEW_SECRET_SLOT, access.environment.pk, endpoint.pk, secret)
+        return redirect("dashboard:webhook", env=access.environment.slug, endpoint_id=endpoint.pk)
     return render(request, "dashboard/webhook_new.html", _ctx(access, form=form, events=WebhookEvent.choices))
 
 
@@ -81,6 +87,11 @@ def _deliveries(endpoint: WebhookEndpoint) -> list[WebhookDelivery]:
 def endpoint(request: DashboardRequest, env: str, endpoint_id: str) -> HttpResponse:
     access = get_env_access(request, env)
     obj = access.get_or_404(WebhookEndpoint, pk=endpoint_id)
+    just_created = shown_once.take(request.session, NEW_SECRET_SLOT, access.environment.pk)
+    if just_created is not None and just_created[0] == obj.pk:
+        response = render(request, "dashboard/webhook_created.html", _ctx(access, endpoint=obj, secret=just_created[1]))
+        add_never_cache_headers(response)  # the secret is in this response only
+        return response
     ctx = _ctx(access, endpoint=obj, deliveries=_deliveries(obj), deliveries_shown=DELIVERIES_SHOWN)
     return render(request, "dashboard/webhook.html", ctx)
 

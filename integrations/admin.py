@@ -19,6 +19,7 @@ from django.db.models import BooleanField, ExpressionWrapper, Q, QuerySet
 from django.http import HttpRequest
 
 from .health import request_auth_check, set_enabled
+from .lib.targets import TargetRefused, check_url
 from .models import (
     ENCRYPTED_COLUMNS,
     ApiKey,
@@ -376,10 +377,21 @@ class SyncedRecordAdmin(ReadOnlyAdmin):
 # --- Webhooks ----------------------------------------------------------------------------------
 
 
+class WebhookEndpointAdminForm(forms.ModelForm):
+    def clean_url(self) -> str:
+        url = self.cleaned_data["url"]
+        try:
+            check_url(url)
+        except TargetRefused as exc:
+            raise forms.ValidationError(f"Relink cannot send webhooks there: {exc}.") from None
+        return url
+
+
 @admin.register(WebhookEndpoint)
 class WebhookEndpointAdmin(admin.ModelAdmin):
     """Endpoints are created in the dashboard, which shows the new signing secret once."""
 
+    form = WebhookEndpointAdminForm
     exclude = ("secret_encrypted",)
     formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
     list_display = ("url", "id", "environment", "enabled", "description", "created_at")

@@ -20,6 +20,7 @@ from django.utils import timezone
 from standardwebhooks.webhooks import Webhook
 
 from . import audit, outbox
+from .lib.targets import check_url, guarded_client
 from .models import (
     DeliveryStatus,
     Integration,
@@ -118,7 +119,9 @@ def emit_integration_state_changed(integration: Integration) -> list[WebhookDeli
 def create_endpoint(
     environment_id: int, url: str, actor: audit.Actor, *, description: str = "", event_types: list[str] | None = None
 ) -> tuple[WebhookEndpoint, str]:
-    """A new endpoint and its `whsec_` signing secret (to show once)."""
+    """A new endpoint and its `whsec_` signing secret (to show once). Raises TargetRefused for a URL
+    Relink may not send to (lib/targets.py)."""
+    check_url(url)
     endpoint = WebhookEndpoint(
         environment_id=environment_id, url=url, description=description, event_types=sorted(set(event_types or []))
     )
@@ -187,7 +190,7 @@ def attempt_delivery(delivery_id: int) -> WebhookDelivery | None:
     started = time.monotonic()
     status_code, response_text, error = None, "", ""
     try:
-        with httpx.Client(timeout=TIMEOUT_SECONDS, follow_redirects=False) as client:
+        with guarded_client(timeout=TIMEOUT_SECONDS, follow_redirects=False) as client:
             response = client.post(delivery.endpoint.url, content=body, headers=headers)
         status_code, response_text = response.status_code, response.text[:1000]
     except httpx.HTTPError as exc:

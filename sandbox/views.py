@@ -28,7 +28,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from integrations.lib import crypto
+from integrations.lib import shown_once
 
 from .access import (
     MANAGE_ROLE,
@@ -95,31 +95,22 @@ def create_company(request: HttpRequest) -> HttpResponse:
     return redirect("sandbox:company", slug=created.slug)
 
 
-# A key created a moment ago waits in the session (encrypted, like every stored secret) for the
-# one page view that shows it: Post/Redirect/Get, so reloading never mints a second key.
-NEW_KEY_SESSION_KEY = "sandbox_new_key"
+# A key created a moment ago waits in the session (encrypted, server-side) for the one page view
+# that shows it: Post/Redirect/Get, so reloading never mints a second key.
+NEW_KEY_SLOT = "sandbox_key"
 
 
 def _remember_new_key(request: HttpRequest, key: SandboxApiKey, raw: str) -> None:
-    request.session[NEW_KEY_SESSION_KEY] = {
-        "company": key.company_id,
-        "key_id": key.pk,
-        "key": crypto.encrypt_str(raw),
-    }
+    shown_once.keep(request.session, NEW_KEY_SLOT, key.company_id, key.pk, raw)
 
 
 def _pop_new_key(request: HttpRequest, company: SandboxCompany) -> dict[str, object] | None:
     """The key created a moment ago for this company, shown once; never on another company's page."""
-    pending = request.session.get(NEW_KEY_SESSION_KEY)
-    if not isinstance(pending, dict) or pending.get("company") != company.pk:
+    pending = shown_once.take(request.session, NEW_KEY_SLOT, company.pk)
+    if pending is None:
         return None
-    del request.session[NEW_KEY_SESSION_KEY]
-    key_id = pending.get("key_id")
+    key_id, raw = pending
     key = company.api_keys.filter(pk=key_id).first() if isinstance(key_id, int) else None
-    try:
-        raw = crypto.decrypt_str(str(pending.get("key", "")))
-    except crypto.UndecryptableSecret:
-        return None
     return {"raw": raw, "key": key} if key is not None else None
 
 

@@ -221,6 +221,7 @@ def _service_env(redis_port: int, web_port: int) -> dict[str, str]:
         BASE_URL=f"http://127.0.0.1:{web_port}",
         WHITENOISE_USE_FINDERS="true",
         SANDBOX_ENABLED="true",
+        WEBHOOK_ALLOW_PRIVATE_TARGETS="true",  # the receiver is on 127.0.0.1
         OUTBOX_FLUSH_SECONDS=str(FLUSH_SECONDS),
         # A reconnect sets next_sync_at to now, so a scheduler tick after the forced sync would
         # queue another one; keep the scheduler out of this test (its first tick is an hour away).

@@ -72,9 +72,12 @@ def test_another_environments_key_is_a_404(client, owner, outsider, other_enviro
 def test_a_new_key_is_shown_once_and_stored_only_as_a_hash(client, owner, environment):
     client.force_login(owner)
 
-    response = _create(client, "Backend")
+    created = _create(client, "Backend")
+    assert created.status_code == 302 and created["Location"] == _url()  # Post/Redirect/Get
+    assert "rlk_" not in str(dict(client.session.items()))  # waiting server-side, encrypted, for one display
+    response = client.get(created["Location"])
 
-    assert response.status_code == 200  # no redirect: the raw key exists only in this response
+    assert response.status_code == 200
     assert "no-store" in response["Cache-Control"]
     body = response.content.decode()
     assert "data-copy-target=" in body and "/static/dashboard/copy.js" in body  # the Copy button works
@@ -92,8 +95,8 @@ def test_a_new_key_is_shown_once_and_stored_only_as_a_hash(client, owner, enviro
     assert event.actor_user == owner
     assert raw not in str(event.details)
 
-    again = client.get(_url()).content.decode()
-    assert raw not in again
+    again = client.get(_url()).content.decode()  # a refresh: the list without it, and no second key
+    assert raw not in again and ApiKey.objects.filter(environment=environment).count() == 1
     assert "Backend" in again
     assert f"{key.prefix}…" in again
 

@@ -154,7 +154,7 @@ def test_another_environments_endpoint_and_delivery_are_404s(client, owner, othe
 def test_creating_shows_the_secret_once(client, owner, environment):
     client.force_login(owner)
 
-    response = client.post(
+    created = client.post(
         _url("webhook_new"),
         {
             "url": "https://hooks.acme.test/in",
@@ -163,9 +163,11 @@ def test_creating_shows_the_secret_once(client, owner, environment):
         },
     )
 
-    assert response.status_code == 200  # rendered, not redirected
-    assert "no-store" in response["Cache-Control"]
     endpoint = WebhookEndpoint.objects.get(environment=environment)
+    assert created.status_code == 302 and created["Location"] == _url("webhook", endpoint_id=endpoint.pk)  # PRG
+    response = client.get(created["Location"])
+    assert response.status_code == 200
+    assert "no-store" in response["Cache-Control"]
     secret = endpoint.get_secret()
     body = response.content.decode()
     assert secret.startswith("whsec_")
@@ -175,10 +177,11 @@ def test_creating_shows_the_secret_once(client, owner, environment):
     assert sorted(endpoint.event_types) == ["integration-deleted", "sync-finished"]
     assert endpoint.enabled
 
-    for url in [_url("webhooks"), _url("webhook", endpoint_id=endpoint.pk)]:
+    for url in [_url("webhooks"), _url("webhook", endpoint_id=endpoint.pk)]:  # a refresh: no secret, no 2nd
         later = client.get(url).content.decode()
         assert secret not in later
         assert "whsec_" not in later
+    assert WebhookEndpoint.objects.filter(environment=environment).count() == 1
 
 
 def test_no_event_checked_means_all_events(client, owner, environment):
@@ -215,9 +218,9 @@ def test_an_unknown_event_type_is_refused(client, owner, environment):
 
 
 @pytest.mark.parametrize(
-    ("persona", "status"), [("owner", 200), ("editor", 403), ("viewer", 403), ("outsider", 404), (None, 302)]
+    ("persona", "status"), [("owner", 302), ("editor", 403), ("viewer", 403), ("outsider", 404), (None, 302)]
 )
-def test_who_may_create(client, request, environment, persona, status):
+def test_who_may_create(client, request, environment, persona, status):  # owner: redirected to the new endpoint
     _login(client, request, persona)
 
     response = client.post(_url("webhook_new"), {"url": "https://x.test/h"})

@@ -4,6 +4,7 @@ from django.core.validators import URLValidator
 
 from integrations import webhooks
 from integrations.audit import Actor
+from integrations.lib.targets import TargetRefused
 from integrations.models import Environment, WebhookEvent
 
 
@@ -30,6 +31,9 @@ class Command(BaseCommand):
             URLValidator(schemes=["http", "https"])(url)
         except ValidationError:
             raise CommandError(f"{url!r} is not an http(s) URL.") from None
-        endpoint, secret = webhooks.create_endpoint(env.pk, url, Actor(label="command line"), event_types=event)
+        try:
+            endpoint, secret = webhooks.create_endpoint(env.pk, url, Actor(label="command line"), event_types=event)
+        except TargetRefused as exc:
+            raise CommandError(f"Relink cannot send webhooks there: {exc} (WEBHOOK_ALLOW_PRIVATE_TARGETS).") from None
         self.stdout.write(f"Webhook endpoint {endpoint.id} for {env.name} → {url}. Signing secret (shown once):")
         self.stdout.write(secret)
