@@ -195,7 +195,8 @@ if REDIS_URL:
 # -Q consumes them all; production runs one worker for `webhooks` and others for the rest
 # (README, "Running in production").
 CELERY_TASK_DEFAULT_QUEUE = "celery"
-CELERY_TASK_QUEUES = [Queue(name) for name in ("celery", "syncs", "webhooks", "interactive")]
+# Each queue has its own routing key: bound alike, a direct exchange would copy every task into all.
+CELERY_TASK_QUEUES = [Queue(name, routing_key=name) for name in ("celery", "syncs", "webhooks", "interactive")]
 CELERY_TASK_ROUTES = {
     "integrations.syncs.run_sync": {"queue": "syncs"},
     "integrations.webhooks.attempt_delivery": {"queue": "webhooks"},

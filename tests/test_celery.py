@@ -37,6 +37,26 @@ def test_worker_reliability_settings():
     assert app.conf.task_time_limit and app.conf.task_soft_time_limit < app.conf.task_time_limit
 
 
+@pytest.mark.parametrize(
+    ("task", "queue"),
+    [
+        ("integrations.syncs.run_sync", "syncs"),
+        ("integrations.webhooks.attempt_delivery", "webhooks"),
+        ("integrations.health.check_integration", "interactive"),
+        ("integrations.syncs.tick", "celery"),
+        ("integrations.syncs.reap_stuck_syncs", "celery"),
+        ("integrations.outbox.flush_outbox", "celery"),
+    ],
+)
+def test_each_task_goes_to_exactly_one_queue(task, queue):
+    """A direct exchange delivers to every queue bound with the message's routing key: each queue
+    needs a key of its own, or every task would be copied into all four."""
+    routed = app.amqp.router.route({}, task)["queue"]
+    assert routed.name == queue
+    bound = [q.name for q in app.amqp.queues.values() if q.exchange.name == routed.exchange.name]
+    assert [name for name in bound if app.amqp.queues[name].routing_key == routed.routing_key] == [queue]
+
+
 @pytest.mark.django_db
 def test_expired_links_are_recorded_once():
     expired = ConnectionLinkFactory(expires_at=timezone.now() - timedelta(minutes=1))
