@@ -29,10 +29,14 @@ ATTEMPTS_SHOWN = 20
 NEW_SECRET_SLOT = "webhook_secret"  # the signing secret of an endpoint created a moment ago
 
 
+class HttpUrlField(forms.URLField):
+    """http(s) only, with one message for a bad URL (an extra validator would add a second)."""
+
+    default_validators = [URLValidator(schemes=["http", "https"])]
+
+
 class EndpointForm(forms.Form):
-    url = forms.URLField(
-        label="URL", max_length=500, assume_scheme="https", validators=[URLValidator(schemes=["http", "https"])]
-    )
+    url = HttpUrlField(label="URL", max_length=500, assume_scheme="https")
     description = forms.CharField(max_length=200, required=False)
     event_types = forms.MultipleChoiceField(
         choices=WebhookEvent.choices, required=False, widget=forms.CheckboxSelectMultiple

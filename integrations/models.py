@@ -8,6 +8,7 @@ only reachable through explicit methods, so nothing renders them by accident.
 from __future__ import annotations
 
 from datetime import timedelta
+from http import HTTPStatus
 from typing import Any, ClassVar
 
 from django.conf import settings
@@ -465,6 +466,16 @@ class WebhookDelivery(models.Model):
         if not self.event_id:
             self.event_id = new_event_id()
         super().save(*args, **kwargs)
+
+    @property
+    def last_response(self) -> str:
+        """The last attempt's outcome in words: "404 Not Found", or the connection error, or ""."""
+        if self.last_response_status is None:
+            return self.last_error
+        try:
+            return f"{self.last_response_status} {HTTPStatus(self.last_response_status).phrase}"
+        except ValueError:  # a status outside the standard's list
+            return f"HTTP {self.last_response_status}"
 
 
 class WebhookAttempt(models.Model):

@@ -71,6 +71,20 @@ def test_non_owners_see_deliveries_without_buttons(client, request, persona, end
     assert _url("webhook_delete", endpoint_id=endpoint.pk) not in body
 
 
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("status", "error", "shown"),
+    [
+        (404, "HTTP 404", "404 Not Found"),
+        (None, "ConnectError: refused", "ConnectError: refused"),
+        (299, "", "HTTP 299"),
+    ],
+)
+def test_the_last_response_reads_as_words(status, error, shown):
+    delivery = factories.WebhookDeliveryFactory(last_response_status=status, last_error=error)
+    assert delivery.last_response == shown
+
+
 def test_the_detail_page_shows_status_attempts_and_last_response(client, owner, endpoint):
     delivery = factories.WebhookDeliveryFactory(
         endpoint=endpoint, status=DeliveryStatus.FAILED, attempts=2, last_response_status=503
@@ -84,7 +98,7 @@ def test_the_detail_page_shows_status_attempts_and_last_response(client, owner, 
     row = re.search(rf'<tbody id="delivery-{delivery.pk}".*?</tbody>\s*</table>', body, re.S).group(0)
     assert 'class="badge delivery-failed">Failed' in row
     assert "<td>2</td>" in row
-    assert "503" in row
+    assert "503 Service Unavailable" in row
     assert "Attempts (2)" in row
     assert "boom" in row and "still down" in row
     assert delivery.event_id in row
@@ -203,6 +217,7 @@ def test_only_http_and_https_urls_are_accepted(client, owner, environment, url):
     assert response.status_code == 200
     body = response.content.decode()
     assert "errorlist" in body
+    assert body.count("Enter a valid URL.") <= 1 and body.count("This field is required.") <= 1  # one message
     assert "whsec_" not in body
     assert re.search(r'value="sync-finished" checked', body)  # the user's choices survive
     assert not WebhookEndpoint.objects.filter(environment=environment).exists()
