@@ -22,12 +22,14 @@ from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.cache import add_never_cache_headers
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import trigger_client_event
 
 from connect_flow.links import CreatedLink, LinkInputError, create_relink_link, revoke
 from connect_flow.models import LINK_VALIDITY, LIVE_STATUSES, ConnectionLink, LinkType
+from integrations.lib import shown_once
 from integrations.models import Environment, Integration, Role, ScopeConfig
 from integrations.scopes import ScopeDiff, find_scope_config, scope_diff
 
@@ -39,6 +41,7 @@ TEMPLATE = "dashboard/integration.html"
 LINKS_SHOWN = 50
 # The event a link mutation sends; the links table listens with `linksChanged from:body`.
 LINKS_CHANGED = "linksChanged"
+NEW_LINK_SLOT = "relink_link"  # a link created without JavaScript, shown once after the redirect
 
 
 def validity_label(link_type: str) -> str:
@@ -163,7 +166,22 @@ def section(request: DashboardRequest, env: str, integration_id: str) -> HttpRes
     """The section as an htmx fragment, or (plain) the whole page with it."""
     access = get_env_access(request, env)
     obj = get_integration(access, integration_id)
-    return _render(request, access, obj, "relink", RelinkSection(access.environment, obj, request.GET))
+    created = _just_created(request, obj)
+    params = {"link_type": created.link.link_type, "language": created.link.language} if created else request.GET
+    response = _render(request, access, obj, "relink", RelinkSection(access.environment, obj, params, created=created))
+    if created:
+        add_never_cache_headers(response)  # the raw link is in this response only
+    return response
+
+
+def _just_created(request: DashboardRequest, integration: Integration) -> CreatedLink | None:
+    """The link created a moment ago for `integration` (no-JS Post/Redirect/Get), shown once."""
+    pending = shown_once.take(request.session, NEW_LINK_SLOT, integration.pk)
+    if pending is None:
+        return None
+    link_id, token = pending
+    link = ConnectionLink.objects.filter(pk=link_id, integration=integration).select_related("scope_config").first()
+    return CreatedLink(link, token) if link else None
 
 
 @login_required
@@ -191,8 +209,9 @@ def links(request: DashboardRequest, env: str, integration_id: str) -> HttpRespo
 def create_link(request: DashboardRequest, env: str, integration_id: str) -> HttpResponse:
     """Create a reconnection link and show it, once.
 
-    Unlike the other POSTs this one does not redirect after success: only the token's hash is
-    stored, so a redirected page could not show the link any more.
+    htmx swaps the new link into the page (a refresh re-GETs the page, it does not repost).
+    Without JavaScript: Post/Redirect/Get — the token waits in the session, encrypted, for the
+    one GET of the section that shows it (integrations/lib/shown_once.py).
     """
     access = get_env_access(request, env, Role.EDITOR)
     obj = get_integration(access, integration_id)
@@ -213,6 +232,10 @@ def create_link(request: DashboardRequest, env: str, integration_id: str) -> Htt
             )
         except LinkInputError as exc:
             error = f"No link created: {exc}."
+    if created and not request.htmx:
+        shown_once.keep(request.session, NEW_LINK_SLOT, obj.pk, created.link.pk, created.token)
+        section_url = reverse("dashboard:relink", kwargs={"env": access.environment.slug, "integration_id": obj.pk})
+        return redirect(f"{section_url}#relink")
     section = RelinkSection(access.environment, obj, request.POST, created=created, error=error)
     response = _render(request, access, obj, "relink-create", section)
     if created:

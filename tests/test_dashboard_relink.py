@@ -217,7 +217,7 @@ def test_owners_and_editors_create_links(client, request, persona, integration):
 
     response = _create(client, integration)
 
-    assert response.status_code == 200
+    assert response.status_code == 302  # Post/Redirect/Get (no JavaScript)
     assert ConnectionLink.objects.filter(integration=integration).count() == 1
 
 
@@ -257,14 +257,16 @@ def test_a_magic_link_with_a_scope_config_is_shown_once_with_its_expiry(client, 
     client.force_login(editor)
 
     with time_machine.travel(T, tick=False):
-        response = _create(client, integration, scope_config=with_salary.pk, link_type="MAGIC_LINK", language="de")
+        created = _create(client, integration, scope_config=with_salary.pk, link_type="MAGIC_LINK", language="de")
+        # Without JavaScript: Post/Redirect/Get; the redirected page shows the link once.
+        assert created.status_code == 302 and created["Location"] == _url("relink", integration) + "#relink"
+        response = client.get(created["Location"])
 
     link = ConnectionLink.objects.get()
     assert (link.integration, link.scope_config) == (integration, with_salary)
     assert (link.link_type, link.language) == ("MAGIC_LINK", "de")
     assert link.created_by_user.email == "editor@acme.test"
     assert link.expires_at == T + timedelta(days=365)
-    # A plain POST renders the page itself: after a redirect the link could not be shown again.
     assert response.status_code == 200
     assert "no-store" in response["Cache-Control"]
     body = response.content.decode()
@@ -519,5 +521,9 @@ def test_without_javascript_only_the_create_button_carries_the_csrf_token(editor
             "csrfmiddlewaretoken": button.group(2),
         },
     )
-    assert created.status_code == 200
+    assert created.status_code == 302 and created["Location"].endswith("#relink")
     assert ConnectionLink.objects.get().scope_config == with_salary
+    shown = browser.get(created["Location"]).content.decode()
+    assert hash_secret(_shown_token(shown)) == ConnectionLink.objects.get().token_hash  # once, after the redirect
+    again = browser.get(created["Location"]).content.decode()  # a refresh: no link, and no second one
+    assert ConnectionLink.objects.count() == 1 and "/connect/" not in again
