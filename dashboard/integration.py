@@ -22,7 +22,7 @@ from integrations.syncs import NotSyncable, queue_sync
 from .access import EnvAccess, get_env_access
 from .charts import auth_check_chart
 from .health import describe_event, describe_health
-from .htmx import DashboardRequest
+from .htmx import DashboardRequest, redirect_after_post
 
 CHECKS_SHOWN = 30
 AUDIT_SHOWN = 30
@@ -145,7 +145,8 @@ def set_enabled(request: DashboardRequest, env: str, integration_id: str) -> Htt
     messages.success(
         request, f"Integration {'enabled' if enable else 'disabled'}: it is now {updated.get_state_display().lower()}."
     )
-    return redirect("dashboard:integration", env=env, integration_id=obj.pk)
+    # hx-post (for the Disable button's hx-confirm): a full page load, so the message shows.
+    return redirect_after_post(request, integration_path(obj))
 
 
 @login_required

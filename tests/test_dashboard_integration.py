@@ -109,6 +109,22 @@ def test_an_editor_disables_and_enables_keeping_credentials(client, editor, envi
     assert (fresh.enabled, fresh.state) == (True, "ACTIVE") and fresh.get_credentials() == {"api_key": "kept"}
 
 
+def test_disable_asks_for_confirmation_and_reloads_the_page_after_htmx(client, editor, environment):
+    integration = factories.IntegrationFactory(environment=environment, end_user_organization_name="Umbrella Corp")
+    client.force_login(editor)
+    page = client.get(_url("integration", integration)).content.decode()
+    assert 'hx-confirm="Disable Umbrella Corp? Its syncs and auth checks stop' in page
+    response = client.post(_url("set_enabled", integration), {"enabled": "false"}, headers={"HX-Request": "true"})
+    assert response["HX-Redirect"] == _url("integration", integration)  # a full load, so the message shows
+    assert Integration.objects.get(pk=integration.pk).state == "INACTIVE"
+
+
+def test_the_nav_and_the_page_call_api_keys_the_same(client, owner, environment):
+    client.force_login(owner)
+    page = client.get(reverse("dashboard:api_keys", kwargs={"env": environment.slug})).content.decode()
+    assert ">API keys</a>" in page and "<h1>API keys</h1>" in page and "Secrets</a>" not in page
+
+
 def test_delete_asks_for_confirmation_then_deletes_with_a_webhook(client, editor, viewer, environment):
     integration = factories.IntegrationFactory(environment=environment)
     factories.WebhookEndpointFactory(environment=environment)

@@ -1,4 +1,4 @@
-"""The Secrets page: owner-only; a new API key is shown once and stored only as a hash."""
+"""The API keys page: owner-only; a new API key is shown once and stored only as a hash."""
 
 from __future__ import annotations
 
