@@ -79,11 +79,12 @@ def set_enabled(ctx: ApiContext, integration_id: str) -> dict[str, Any]:
 
 
 def relink(ctx: ApiContext, integration_id: str) -> dict[str, Any]:
+    # The integration first: a refused body is then logged with the integration it was for.
+    integration = ctx.get_integration(integration_id)
     body = ctx.body()
     language = body.string("language", nullable=True, default="en", choices=LANGUAGES)
     scope_config_id = body.string("scope_config_id", nullable=True)
     link_type = body.string("link_type", default=LinkType.EMBEDDED, choices=LINK_TYPES)
-    integration = ctx.get_integration(integration_id)
     scope_config = _scope_config(ctx, scope_config_id)
     created = _link_input(
         lambda: links.create_relink_link(

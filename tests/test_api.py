@@ -723,6 +723,13 @@ def test_relink_rejects_a_scope_config_of_another_category(client, key, environm
     assert_error(response, 400, "PLATFORM.INPUT_INVALID")
 
 
+@pytest.mark.parametrize("body", [{"language": "xx"}, {"link_type": "SMOKE_SIGNAL"}, {"scope_config_id": "nope"}])
+def test_a_refused_relink_is_logged_with_its_integration(client, key, integration, body):
+    response = call(client, "POST", f"/v1/integrations/{integration.pk}/relink", key, body=body)
+    assert_error(response, 400, "PLATFORM.INPUT_INVALID")
+    assert RequestLog.objects.get(path__endswith="/relink").integration_id == integration.pk
+
+
 # --- Force sync ------------------------------------------------------------------------------
 
 
