@@ -252,3 +252,15 @@ def test_an_activation_token_is_exchanged_once_and_only_within_ten_minutes(envir
         assert links.exchange_activation_token(environment, second.activation_token) is None  # expired
     other = factories.EnvironmentFactory()
     assert links.exchange_activation_token(other, second.activation_token) is None
+
+
+def test_a_reconnect_queues_one_sync_and_no_scheduled_one_right_after(integration):
+    """The completion's own sync moves the next scheduled one an interval away: the scheduler's
+    next tick does not queue a second, redundant sync."""
+    done = links.complete(
+        links.create_relink_link(integration).link.pk, credentials={"api_key": "b"}, opted_out_fields=[]
+    )
+    fresh = Integration.objects.select_related("environment").get(pk=done.integration.pk)
+    assert fresh.syncs.count() == 1
+    assert fresh.next_sync_at > timezone.now() + fresh.environment.sync_interval * 0.8
+    assert syncs.tick(enqueue=lambda ids: None) == 0
