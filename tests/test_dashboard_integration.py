@@ -189,19 +189,19 @@ def test_the_scope_section_shows_what_a_sync_reads_with_the_customers_opt_outs(c
     assert ">Payroll</a>" in section
     employees = rows["hris_employees"]
     assert (
-        '<li class="field-read"><code>first_name</code> <span class="badge avail-enabled">ENABLED</span></li>'
+        '<li class="field-read"><code>first_name</code> <span class="badge avail-enabled">Enabled</span></li>'
         in employees
     )
     assert (
-        '<li class="field-read"><code>department</code> <span class="badge avail-optional">OPTIONAL</span></li>'
+        '<li class="field-read"><code>department</code> <span class="badge avail-optional">Optional</span></li>'
         in employees
     )
     assert (
-        '<li class="field-skipped"><code>salary</code> <span class="badge avail-optional">OPTIONAL</span> '
+        '<li class="field-skipped"><code>salary</code> <span class="badge avail-optional">Optional</span> '
         '<span class="badge optout">opted out</span></li>'
     ) in employees
     assert (
-        '<li class="field-skipped"><code>email</code> <span class="badge avail-disabled">DISABLED</span></li>'
+        '<li class="field-skipped"><code>email</code> <span class="badge avail-disabled">Disabled</span></li>'
         in employees
     )
     assert (

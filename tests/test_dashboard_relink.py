@@ -128,7 +128,7 @@ def test_a_viewer_sees_the_links_but_neither_the_create_form_nor_revoke(client, 
 
     assert "Create link" not in body and 'name="link_type"' not in body
     assert "Revoke" not in body
-    assert "PENDING" in body
+    assert "Sent, not opened" in body
 
 
 # --- The scope diff -----------------------------------------------------------------------------
@@ -375,12 +375,12 @@ def test_the_links_list_shows_each_links_facts(client, editor, integration, with
     assert body.lstrip().startswith('<div id="relink-links"')
     row = _row(body, pending)
     assert "Magic link (1 year)" in row and "Français" in row and "Payroll" in row and "editor@acme.test" in row
-    assert "PENDING" in row and "Revoke" in row
+    assert "Sent, not opened" in row and ">Revoke</button>" in row
     row = _row(body, opened)
-    assert "OPENED" in row and "Revoke" in row and "API key Backend" in row and "Keep current" in row
-    for link, status in ((completed, "COMPLETED"), (expired, "EXPIRED"), (revoked, "REVOKED")):
+    assert "Opened" in row and ">Revoke</button>" in row and "API key Backend" in row and "Keep current" in row
+    for link, status in ((completed, "Completed"), (expired, "Expired"), (revoked, "Revoked")):
         row = _row(body, link)
-        assert status in row and "Revoke" not in row
+        assert status in row and ">Revoke</button>" not in row
     assert f'id="link-{elsewhere.pk}"' not in body
 
 
@@ -399,7 +399,7 @@ def test_revoking_marks_the_link_revoked(client, request, persona, integration):
     assert AuditEvent.objects.filter(action="link.revoked", actor_user=user, details__link_id=link.pk).exists()
     page = client.get(response["Location"]).content.decode()
     assert "Link revoked" in page
-    assert "REVOKED" in _row(page, link) and "Revoke" not in _row(page, link)
+    assert "Revoked" in _row(page, link) and ">Revoke</button>" not in _row(page, link)
 
 
 def test_the_htmx_revoke_asks_the_table_to_refresh(client, editor, integration):
@@ -413,7 +413,7 @@ def test_the_htmx_revoke_asks_the_table_to_refresh(client, editor, integration):
     link.refresh_from_db()
     assert link.revoked_at is not None
     table = client.get(_url("relink_links", integration), headers=HTMX).content.decode()
-    assert "REVOKED" in _row(table, link)
+    assert "Revoked" in _row(table, link)
 
 
 def test_a_completed_link_cannot_be_revoked(client, editor, integration):

@@ -68,3 +68,17 @@ def test_an_invalid_badge_carries_the_broken_chain_icon():
 )
 def test_other_states(state, html):
     assert _badge(state) == html
+
+
+@pytest.mark.parametrize(
+    ("code", "kind", "words"),
+    [
+        ("AUTH_FAILED", "outcome", "Authentication failed"),
+        ("UNAVAILABLE", "outcome", "Provider unavailable"),
+        ("PENDING", "link", "Sent, not opened"),
+        ("OPTIONAL", "availability", "Optional"),
+        ("SOMETHING_NEW", "link", "SOMETHING_NEW"),
+    ],
+)
+def test_codes_read_as_plain_words(code, kind, words):
+    assert Template("{% load states %}{{ code|label:kind }}").render(Context({"code": code, "kind": kind})) == words

@@ -36,3 +36,23 @@ def state_badge(state: str | None) -> str:
     if state not in IntegrationState.values:
         return format_html('<span class="badge">{}</span>', state or "?")
     return _badge(state)
+
+
+# Plain words for the codes the pages show (the codes themselves stay in logs and the API).
+LABELS: dict[str, dict[str, str]] = {
+    "availability": {"ENABLED": "Enabled", "OPTIONAL": "Optional", "DISABLED": "Disabled"},
+    "link": {
+        "PENDING": "Sent, not opened",
+        "OPENED": "Opened",
+        "COMPLETED": "Completed",
+        "EXPIRED": "Expired",
+        "REVOKED": "Revoked",
+    },
+    "outcome": {"OK": "OK", "AUTH_FAILED": "Authentication failed", "UNAVAILABLE": "Provider unavailable"},
+}
+
+
+@register.filter
+def label(code: str | None, kind: str) -> str:
+    """`{{ link.status|label:"link" }}` → "Sent, not opened"; an unknown code shows as it is."""
+    return LABELS.get(kind, {}).get(str(code or ""), str(code or ""))
