@@ -1,6 +1,8 @@
-"""Styled error pages with the nav, never a stack trace."""
+"""Styled error pages with the nav, never a stack trace; the nav marks where you are."""
 
 from __future__ import annotations
+
+import re
 
 import pytest
 from django.test import Client
@@ -43,3 +45,33 @@ def test_a_server_error_is_the_styled_500_without_a_traceback(monkeypatch, owner
 def test_a_nul_byte_gets_the_styled_400(client):
     response = client.get("/env/acme/?q=%00")
     assert response.status_code == 400 and "<h1>Bad request</h1>" in response.content.decode()
+
+
+@pytest.mark.parametrize(
+    ("page", "current"),
+    [
+        ("dashboard:overview", "Overview"),
+        ("dashboard:integrations", "Integrations"),
+        ("dashboard:scope_configs", "Scope configs"),
+        ("dashboard:webhooks", "Webhooks"),
+        ("dashboard:logs", "Logs"),
+        ("dashboard:api_keys", "API keys"),
+        ("dashboard:members", "Members"),
+    ],
+)
+def test_the_nav_marks_the_current_page_and_offers_a_skip_link(client, owner, environment, page, current):
+    client.force_login(owner)
+    body = client.get(reverse(page, kwargs={"env": environment.slug})).content.decode()
+    marked = re.findall(r'<a href="[^"]+" aria-current="page">([^<]+)</a>', body.split('class="mainnav"')[1])
+    assert marked[:1] == [current]
+    assert '<a class="skip-link" href="#main">Skip to content</a>' in body and 'id="main"' in body
+
+
+def test_an_integration_page_is_under_integrations_in_the_nav(client, owner, environment):
+    from . import factories
+
+    integration = factories.IntegrationFactory(environment=environment)
+    client.force_login(owner)
+    url = reverse("dashboard:integration", kwargs={"env": environment.slug, "integration_id": integration.pk})
+    body = client.get(url).content.decode()
+    assert 'aria-current="page">Integrations</a>' in body
