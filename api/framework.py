@@ -20,6 +20,7 @@ from datetime import timedelta
 from functools import wraps
 from typing import Any
 
+from axes.helpers import get_client_ip_address
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -241,7 +242,8 @@ def limit_unauthenticated(request: HttpRequest) -> None:
     """Count a request not authenticated by a valid key against its client address: 429 beyond
     API_UNAUTHENTICATED_RATE_LIMIT_PER_MINUTE in the current minute."""
     limit = ratelimit.unauthenticated_limit_per_minute()
-    retry_after = ratelimit.hit(ratelimit.address_bucket(request.META.get("REMOTE_ADDR") or ""), limit)
+    # The client address as login throttling sees it (behind TRUSTED_PROXY_COUNT proxies too).
+    retry_after = ratelimit.hit(ratelimit.address_bucket(get_client_ip_address(request) or ""), limit)
     if retry_after is not None:
         raise errors.rate_limited_unauthenticated(limit, retry_after)
 

@@ -107,7 +107,6 @@ def _page_response() -> HttpResponse:
         content = PLAIN_PAGE
     response = HttpResponse(content, status=400, content_type="text/html; charset=utf-8")
     response["Cache-Control"] = "no-store"
-    response["Content-Security-Policy"] = "default-src 'none'"  # answered before the CSP middleware runs
     return response
 
 

@@ -83,6 +83,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Before the input guard, so the guard's own 400 answers carry the policy too.
+    "csp.middleware.CSPMiddleware",
     "config.middleware.InputGuardMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -92,7 +94,6 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "csp.middleware.CSPMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     # Last: turns a locked-out login (django-axes) into the "too many attempts" page.
     "axes.middleware.AxesMiddleware",
@@ -285,10 +286,12 @@ AXES_RESET_ON_SUCCESS = True
 AXES_DISABLE_ACCESS_LOG = True  # failed attempts are kept; successful sign-ins are not logged
 AXES_LOCKOUT_CALLABLE = "config.throttle.locked_out"
 AXES_SENSITIVE_PARAMETERS = ["password"]
-# Behind N reverse proxies, the client address is the Nth from the right of X-Forwarded-For.
+# Behind N reverse proxies, the client address is the Nth from the right of X-Forwarded-For (the
+# nearest proxy is REMOTE_ADDR, so ipware counts the N - 1 others). Login throttling and the API's
+# per-address limit both read it through axes.helpers.get_client_ip_address.
 TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
 if TRUSTED_PROXY_COUNT:
-    AXES_IPWARE_PROXY_COUNT = TRUSTED_PROXY_COUNT
+    AXES_IPWARE_PROXY_COUNT = TRUSTED_PROXY_COUNT - 1
     AXES_IPWARE_META_PRECEDENCE_ORDER = ("HTTP_X_FORWARDED_FOR", "REMOTE_ADDR")
 
 # Content-Security-Policy for the dashboard, admin and API: this origin only, no inline script or

@@ -558,6 +558,17 @@ def test_unauthenticated_endpoints_count_against_the_address_too(client, setting
     assert client.get("/v1/openapi.json", REMOTE_ADDR="192.0.2.8").status_code == 200
 
 
+def test_behind_a_trusted_proxy_each_client_address_has_its_own_limit(client, settings):
+    """The address is read as login throttling reads it (TRUSTED_PROXY_COUNT → X-Forwarded-For)."""
+    settings.API_UNAUTHENTICATED_RATE_LIMIT_PER_MINUTE = 1
+    settings.AXES_IPWARE_PROXY_COUNT = 0  # what TRUSTED_PROXY_COUNT=1 sets: one proxy, at REMOTE_ADDR
+    settings.AXES_IPWARE_META_PRECEDENCE_ORDER = ("HTTP_X_FORWARDED_FOR", "REMOTE_ADDR")
+    proxy = {"REMOTE_ADDR": "10.0.0.2"}
+    assert client.get("/v1/openapi.json", HTTP_X_FORWARDED_FOR="198.51.100.1", **proxy).status_code == 200
+    assert client.get("/v1/openapi.json", HTTP_X_FORWARDED_FOR="198.51.100.2", **proxy).status_code == 200
+    assert client.get("/v1/openapi.json", HTTP_X_FORWARDED_FOR="198.51.100.1", **proxy).status_code == 429
+
+
 # --- Integrations ----------------------------------------------------------------------------
 
 

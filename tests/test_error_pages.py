@@ -45,6 +45,7 @@ def test_a_server_error_is_the_styled_500_without_a_traceback(monkeypatch, owner
 def test_a_nul_byte_gets_the_styled_400(client):
     response = client.get("/env/acme/?q=%00")
     assert response.status_code == 400 and "<h1>Bad request</h1>" in response.content.decode()
+    assert "style-src 'self'" in response["Content-Security-Policy"]  # its stylesheet may load
 
 
 @pytest.mark.parametrize(
