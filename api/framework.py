@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import time
 from collections import deque
 from collections.abc import Callable
@@ -29,6 +28,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
+from config.text import has_unusable, replace_unusable
 from integrations import requestlogs
 from integrations.lib.redaction import REDACTED
 from integrations.lib.tokens import random_id
@@ -42,7 +42,6 @@ log = logging.getLogger("api")
 
 LAST_USED_PRECISION = timedelta(minutes=1)  # last_used_at is written at most once a minute per key
 MAX_LOGGED_BODY = 64 * 1024  # bodies above this size are not stored in the request log
-UNUSABLE = re.compile("[\x00\ud800-\udfff]")  # NUL and surrogates: PostgreSQL cannot store them
 
 Handler = Callable[..., Any]
 
@@ -58,6 +57,7 @@ class ApiContext:
         self.integration_id = ""  # for the request log, when the request names one
         self.path_secrets: list[str] = []  # URL segments masked in the logged path (tokens)
         self._body: Body | None = None
+        self._decoded: Decoded | None = None
 
     @property
     def environment(self) -> Environment:
@@ -67,8 +67,15 @@ class ApiContext:
     def body(self) -> Body:
         """The JSON object sent; an empty body counts as `{}`."""
         if self._body is None:
-            self._body = Body(parse_json_object(self.request))
+            self._body = Body(parse_json_object(self))
         return self._body
+
+    def decoded(self) -> Decoded:
+        """The body decoded as JSON, once per request: shared by the body check, `body()` and
+        the request log."""
+        if self._decoded is None:
+            self._decoded = decode_json(self.request)
+        return self._decoded
 
     def get_integration(self, integration_id: str) -> Integration:
         """The integration if it belongs to the key's environment; any other id is a 404."""
@@ -98,7 +105,7 @@ def loads(raw: bytes | str) -> Any:
 
 def _shown(name: str) -> str:
     """A JSON key as a message may show it: unusable characters replaced, at most 80 characters."""
-    return UNUSABLE.sub("\ufffd", name)[:80]
+    return replace_unusable(name)[:80]
 
 
 def unusable_string_at(data: Any) -> str | None:
@@ -106,7 +113,7 @@ def unusable_string_at(data: Any) -> str | None:
     `a.b`, `list[2]`, `(body)`), or None: level by level, each in document order, a key before its
     value. Iterative, so any depth is fine."""
     if isinstance(data, str):
-        return "(body)" if UNUSABLE.search(data) else None
+        return "(body)" if has_unusable(data) else None
     if not isinstance(data, (dict, list)):
         return None
     queue: deque[tuple[Any, str]] = deque([(data, "(body)")])
@@ -120,7 +127,7 @@ def unusable_string_at(data: Any) -> str | None:
         else:
             items = (("", item, f"{where}[{index}]") for index, item in enumerate(container))
         for key, item, name in items:
-            if UNUSABLE.search(str(key)) or (isinstance(item, str) and UNUSABLE.search(item)):
+            if has_unusable(str(key)) or (isinstance(item, str) and has_unusable(item)):
                 return name
             if isinstance(item, (dict, list)):
                 queue.append((item, name))
@@ -133,35 +140,39 @@ def reject_unusable_strings(data: Any) -> None:
         raise errors.unusable_characters(where)
 
 
-def check_body_strings(request: HttpRequest) -> None:
-    """400 if the body is JSON with a string PostgreSQL cannot store, whatever the endpoint does
-    with it (even one that reads no body). Other bodies are left to `ApiContext.body`."""
-    try:
-        raw = request.body
-    except (RequestDataTooBig, RawPostDataException):
-        return
-    if not raw.strip():
-        return
-    try:
-        data = loads(raw)
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        return
-    reject_unusable_strings(data)
+EMPTY = object()  # an empty (or whitespace) body: no JSON at all
+Decoded = tuple[Any, ApiError | None]  # (the value, or EMPTY; or None and why it is no JSON)
 
 
-def parse_json_object(request: HttpRequest) -> dict[str, Any]:
+def decode_json(request: HttpRequest) -> Decoded:
     try:
         raw = request.body
     except RequestDataTooBig:
-        raise errors.input_invalid("The request body is too large.") from None
+        return None, errors.input_invalid("The request body is too large.")
     except RawPostDataException:  # read as a form already: it was no JSON body
-        raise errors.input_invalid("The request body must be a JSON object.") from None
+        return None, errors.input_invalid("The request body must be a JSON object.")
     if not raw.strip():
-        return {}
+        return EMPTY, None
     try:
-        data = loads(raw)
+        return loads(raw), None
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
-        raise errors.input_invalid(f"The request body is not valid JSON: {_shown(str(exc))}.") from None
+        return None, errors.input_invalid(f"The request body is not valid JSON: {_shown(str(exc))}.")
+
+
+def check_body_strings(ctx: ApiContext) -> None:
+    """400 if the body is JSON with a string PostgreSQL cannot store, whatever the endpoint does
+    with it (even one that reads no body). Other bodies are left to `ApiContext.body`."""
+    data, error = ctx.decoded()
+    if error is None and data is not EMPTY:
+        reject_unusable_strings(data)
+
+
+def parse_json_object(ctx: ApiContext) -> dict[str, Any]:
+    data, error = ctx.decoded()
+    if error is not None:
+        raise error
+    if data is EMPTY:
+        return {}
     if not isinstance(data, dict):
         raise errors.input_invalid("The request body must be a JSON object.")
     reject_unusable_strings(data)
@@ -221,7 +232,7 @@ def dispatch(
         handler = fallback or handlers.get(request.method or "")
         if handler is None:
             raise errors.method_not_allowed(request.method or "", list(handlers))
-        check_body_strings(request)
+        check_body_strings(ctx)
         result = handler(ctx, **kwargs)
         response = result if isinstance(result, HttpResponse) else success(result)
     except ApiError as exc:
@@ -301,12 +312,12 @@ def _logged_request_body(ctx: ApiContext) -> Any:
         return None
     if len(raw) > MAX_LOGGED_BODY:
         return {"_note": f"request body of {len(raw)} bytes not logged"}
-    try:
-        try:
-            return loads(raw)
-        except UnicodeDecodeError:
-            return loads(raw.decode("utf-8", errors="replace"))
-    except (ValueError, UnicodeDecodeError, RecursionError):
+    data, error = ctx.decoded()  # decoded once for the request, its check and its log
+    if error is None:
+        return None if data is EMPTY else data
+    try:  # JSON in invalid UTF-8 is logged with U+FFFD for the bytes that are not
+        return loads(raw.decode("utf-8", errors="replace"))
+    except (ValueError, RecursionError):
         return {"_note": f"request body of {len(raw)} bytes is not valid JSON; not logged"}
 
 

@@ -19,7 +19,6 @@ are the API's to check (api.framework): it answers in its envelope and writes th
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable, Iterable
 
 from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
@@ -27,10 +26,10 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.http.multipartparser import MultiPartParserError
 from django.template import TemplateDoesNotExist, loader
 
+from .text import has_unusable
+
 log = logging.getLogger(__name__)
 
-# NUL and the surrogate code points: never valid in text Relink stores, compares or encodes.
-UNUSABLE = re.compile("[\x00\ud800-\udfff]")
 API_PREFIX = "/v1/"
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 # As api.errors.input_invalid(...).envelope(None) builds it.
@@ -41,10 +40,6 @@ PLAIN_PAGE = (
     '<html lang="en"><head><meta charset="utf-8"><title>Bad request</title></head>\n'
     "<body><h1>Bad request (400)</h1><p>The request contains characters that are not allowed.</p></body></html>\n"
 )
-
-
-def has_unusable(text: str) -> bool:
-    return UNUSABLE.search(text) is not None
 
 
 def _any_unusable(items: Iterable[tuple[str, list]]) -> bool:

@@ -2,10 +2,9 @@
 written here, with one redaction and one failure policy.
 
 Redaction: bodies go through `lib.redaction.redact` (secret-named keys replaced, the given raw
-secrets masked wherever they appear, NUL characters replaced), paths and short fields through
-`mask`/`clean`. What PostgreSQL cannot store is then made storable: NUL and unpaired surrogates
-(U+D800 to U+DFFF) in any string or key become U+FFFD, and numbers JSON has no form for
-(Infinity, NaN) become strings.
+secrets masked wherever they appear, and what PostgreSQL cannot store made storable: NUL and
+unpaired surrogates become U+FFFD, Infinity and NaN strings), paths and short fields through
+`mask`/`clean`.
 
 Failure: every request gets its row. A body that cannot be made storable, or a row whose insert
 fails, is written again with placeholder bodies; only if that fails too is the row logged and
@@ -16,8 +15,6 @@ breaks the caller's transaction.
 from __future__ import annotations
 
 import logging
-import math
-import re
 from typing import Any
 
 from django.db import transaction
@@ -27,38 +24,18 @@ from .models import ApiKey, RequestLog
 
 log = logging.getLogger(__name__)
 
-UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
-REPLACEMENT = "\ufffd"
 NOT_STORED = {"_note": "body could not be stored in the request log"}
-
-
-def text(value: str) -> str:
-    """`value` with NUL and unpaired surrogates replaced by U+FFFD."""
-    return UNSTORABLE.sub(REPLACEMENT, value)
-
-
-def storable(value: Any) -> Any:
-    """A copy of a decoded JSON value that PostgreSQL's jsonb (and SQLite's JSON) can store."""
-    if isinstance(value, str):
-        return text(value)
-    if isinstance(value, dict):
-        return {text(str(key)): storable(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [storable(item) for item in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    return value
 
 
 def _body(value: Any, secrets: list[str] | tuple[str, ...]) -> Any:
     try:
-        return storable(redact(value, secrets))
+        return redact(value, secrets)
     except Exception:  # e.g. RecursionError on a body nested deeper than the stack allows
         return dict(NOT_STORED)
 
 
 def _short(value: str, limit: int) -> str:
-    return text(clean(value))[:limit]
+    return clean(value)[:limit]
 
 
 def write(

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
+
+from config.text import replace_unusable
 
 REDACTED = "[REDACTED]"
 
@@ -26,7 +29,9 @@ MIN_MASKED_LENGTH = 8  # shorter "secrets" (e.g. a bogus bearer value "x") would
 def redact(value: Any, secrets: list[str] | tuple[str, ...] = ()) -> Any:
     """A copy of `value` with secret-named keys replaced and every string in `secrets` masked.
 
-    NUL characters are replaced too: PostgreSQL cannot store them in jsonb.
+    What PostgreSQL's jsonb cannot store is made storable on the way: NUL and unpaired
+    surrogates in keys and strings become U+FFFD (`clean`), numbers JSON has no form for
+    (Infinity, NaN) become strings.
     """
     secrets = [s for s in secrets if s and len(s) >= MIN_MASKED_LENGTH]
     if isinstance(value, dict):
@@ -34,10 +39,12 @@ def redact(value: Any, secrets: list[str] | tuple[str, ...] = ()) -> Any:
             clean(str(key)): REDACTED if is_secret_key(str(key)) else redact(item, secrets)
             for key, item in value.items()
         }
-    if isinstance(value, list):
+    if isinstance(value, (list, tuple)):
         return [redact(item, secrets) for item in value]
     if isinstance(value, str):
         return clean(mask(value, secrets))
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
     return value
 
 
@@ -49,4 +56,5 @@ def mask(text: str, secrets: list[str] | tuple[str, ...]) -> str:
 
 
 def clean(text: str) -> str:
-    return text.replace("\x00", "\ufffd")
+    """`text` as PostgreSQL can store it (config.text: NUL and unpaired surrogates replaced)."""
+    return replace_unusable(text)
