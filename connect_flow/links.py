@@ -499,7 +499,7 @@ def exchange_activation_token(environment: Environment, token: str) -> Integrati
         activation_token_expires_at__gt=now,
         activation_token_used_at__isnull=True,
     )
-    link = spendable.only("pk").first()
+    link = spendable.select_related("integration").first()
     if link is None or not spendable.filter(pk=link.pk).update(activation_token_used_at=now):
-        return None
-    return ConnectionLink.objects.select_related("integration").get(pk=link.pk).integration
+        return None  # unknown, spent or expired — or a concurrent exchange spent it first
+    return link.integration

@@ -71,7 +71,7 @@ def new_endpoint(request: DashboardRequest, env: str) -> HttpResponse:
             form.add_error("url", f"Relink cannot send webhooks there: {exc}.")
             return render(request, "dashboard/webhook_new.html", _ctx(access, form=form, events=WebhookEvent.choices))
         # Post/Redirect/Get: the endpoint's page shows the secret once (integrations/lib/shown_once.py).
-        shown_once.keep(request.session, NEW_SECRET_SLOT, access.environment.pk, endpoint.pk, secret)
+        shown_once.keep(request.session, NEW_SECRET_SLOT, endpoint.pk, endpoint.pk, secret)
         return redirect("dashboard:webhook", env=access.environment.slug, endpoint_id=endpoint.pk)
     return render(request, "dashboard/webhook_new.html", _ctx(access, form=form, events=WebhookEvent.choices))
 
@@ -91,8 +91,8 @@ def _deliveries(endpoint: WebhookEndpoint) -> list[WebhookDelivery]:
 def endpoint(request: DashboardRequest, env: str, endpoint_id: str) -> HttpResponse:
     access = get_env_access(request, env)
     obj = access.get_or_404(WebhookEndpoint, pk=endpoint_id)
-    just_created = shown_once.take(request.session, NEW_SECRET_SLOT, access.environment.pk)
-    if just_created is not None and just_created[0] == obj.pk:
+    just_created = shown_once.take(request.session, NEW_SECRET_SLOT, obj.pk)  # only on this endpoint's page
+    if just_created is not None:
         response = render(request, "dashboard/webhook_created.html", _ctx(access, endpoint=obj, secret=just_created[1]))
         add_never_cache_headers(response)  # the secret is in this response only
         return response

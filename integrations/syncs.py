@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from celery import shared_task
 from django.conf import settings
 from django.db import IntegrityError, connection, connections, transaction
-from django.db.models import Exists, F, OuterRef, Q
+from django.db.models import BooleanField, Exists, ExpressionWrapper, F, OuterRef, Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -79,8 +79,13 @@ def queue_sync(
         )
         if integration.state != IntegrationState.ACTIVE:
             raise NotSyncable(integration.state)
-        existing = Sync.objects.filter(integration=integration, status__in=OPEN_SYNC_STATUSES).first()
-        if existing and Sync.objects.filter(_dead_run(timezone.now()), pk=existing.pk).exists():
+        existing = (
+            Sync.objects.filter(integration=integration, status__in=OPEN_SYNC_STATUSES)
+            .annotate(dead=ExpressionWrapper(_dead_run(timezone.now()), output_field=BooleanField()))
+            .first()
+        )
+        if existing and existing.dead:
+            existing.integration = integration  # loaded above, with its environment
             # Its worker died: run it again (not "already queued"), or fail it after MAX_ATTEMPTS.
             if _revive(existing):
                 return existing, False
@@ -303,24 +308,11 @@ def run_sync(sync_id: str) -> Sync | None:
     a final status and the `sync-finished` webhook. A heartbeat renews the lease meanwhile.
     """
     now = timezone.now()
-    claimable = Q(status=SyncStatus.QUEUED) | _dead_run(now)
-    current = Sync.objects.filter(pk=sync_id).values("status", "run_by", "attempts").first()
-    if current and current["status"] == SyncStatus.RUNNING and _process_gone(current["run_by"]):
-        claimable |= Q(status=SyncStatus.RUNNING, run_by=current["run_by"], attempts=current["attempts"])
-    claimed = (
-        Sync.objects.filter(claimable, pk=sync_id)
-        .exclude(attempts__gte=MAX_ATTEMPTS, status=SyncStatus.RUNNING)
-        .update(
-            status=SyncStatus.RUNNING,
-            started_at=Coalesce(F("started_at"), now),
-            run_by=_this_process(),
-            heartbeat_at=now,
-            attempts=F("attempts") + 1,
-            models_done=0,
-            records_per_model={},
-            warnings=[],
-        )
-    )
+    claimed = _claim(sync_id, Q(status=SyncStatus.QUEUED) | _dead_run(now), now)
+    if not claimed:  # running elsewhere, finished — or its pool process was killed just now
+        current = Sync.objects.filter(pk=sync_id, status=SyncStatus.RUNNING).values("run_by", "attempts").first()
+        if current and _process_gone(current["run_by"]):
+            claimed = _claim(sync_id, Q(status=SyncStatus.RUNNING, **current), now)
     if not claimed:
         return None
     sync = Sync.objects.select_related("integration__environment", "scope_config").get(pk=sync_id)
@@ -336,6 +328,24 @@ def run_sync(sync_id: str) -> Sync | None:
             # database itself is gone, this fails too and the lease brings the sync back.)
             _finish(sync, SyncStatus.FAILED, "internal error while syncing; see the worker log")
             raise
+
+
+def _claim(sync_id: str, claimable: Q, now: datetime) -> int:
+    """Take the run of a sync matching `claimable`: a new attempt, by this process."""
+    return (
+        Sync.objects.filter(claimable, pk=sync_id)
+        .exclude(attempts__gte=MAX_ATTEMPTS, status=SyncStatus.RUNNING)
+        .update(
+            status=SyncStatus.RUNNING,
+            started_at=Coalesce(F("started_at"), now),
+            run_by=_this_process(),
+            heartbeat_at=now,
+            attempts=F("attempts") + 1,
+            models_done=0,
+            records_per_model={},
+            warnings=[],
+        )
+    )
 
 
 def _run(sync: Sync) -> Sync:
