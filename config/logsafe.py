@@ -27,7 +27,8 @@ from typing import Any
 from django.utils.safestring import SafeString, mark_safe
 from django.views.debug import ExceptionReporter, SafeExceptionReporterFilter
 
-REDACTED = "[REDACTED]"
+from config.text import REDACTED, is_secret_name
+
 _SECRET_NAMES = (
     r"code|state|token|activation_token|access_token|refresh_token|id_token|api_?key|key|secret|client_secret"
     r"|password|passwd|form_token|signature"
@@ -79,7 +80,13 @@ def configure(logging_settings: dict[str, Any]) -> None:
         logging.config.dictConfig(logging_settings)
 
 
-_SECRET_NAME = re.compile(rf"^(?:{_SECRET_NAMES})$|token|secret|passw|api_?key|credential", re.IGNORECASE)
+# Besides the names every layer hides (config.text): an OAuth redirect's `code` and `state`, and
+# the bare `key` and `signature` a traceback's frames hold.
+_ALSO_SECRET = {"code", "state", "key", "signature"}
+
+
+def _secret(name: str) -> bool:
+    return is_secret_name(name) or name.lower() in _ALSO_SECRET
 
 
 class SafeReporterFilter(SafeExceptionReporterFilter):
@@ -88,7 +95,7 @@ class SafeReporterFilter(SafeExceptionReporterFilter):
 
     def get_traceback_frame_variables(self, request: Any, tb_frame: Any) -> Any:
         return [
-            (name, self.cleansed_substitute if _SECRET_NAME.search(name) else value)
+            (name, self.cleansed_substitute if _secret(name) else value)
             for name, value in super().get_traceback_frame_variables(request, tb_frame)
         ]
 
@@ -101,7 +108,7 @@ class SafeExceptionReporter(ExceptionReporter):
         data = super().get_traceback_data()
         if data.get("request_GET_items"):
             data["request_GET_items"] = [
-                (name, REDACTED if _SECRET_NAME.search(name) else value) for name, value in data["request_GET_items"]
+                (name, REDACTED if _secret(name) else value) for name, value in data["request_GET_items"]
             ]
         meta = data.get("request_meta")
         if isinstance(meta, dict) and isinstance(meta.get("QUERY_STRING"), str):

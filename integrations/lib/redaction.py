@@ -3,26 +3,11 @@
 from __future__ import annotations
 
 import math
-import re
 from typing import Any
 
-from config.text import replace_unusable
+from config.text import REDACTED, is_secret_name, replace_unusable
 
-REDACTED = "[REDACTED]"
-
-# A key is secret when its name contains one of these words (api_key, client_secret,
-# refresh_token, access_token, activation_token, password, authorization, …) …
-_SECRET_WORDS = re.compile(
-    r"api_?key|secret|token|passw(or)?d|pwd|authori[sz]ation|credential|private_?key", re.IGNORECASE
-)
-# … or is/ends with "link": a connection link carries its token (`link`, `magic_link`; not `link_type`).
-_LINK_KEY = re.compile(r"(^|[_\-])link$", re.IGNORECASE)
-
-
-def is_secret_key(name: str) -> bool:
-    return bool(_SECRET_WORDS.search(name) or _LINK_KEY.search(name))
-
-
+# The secret-name rule and the marker are config.text's, shared with the error reports.
 MIN_MASKED_LENGTH = 8  # shorter "secrets" (e.g. a bogus bearer value "x") would mangle every string
 
 
@@ -36,7 +21,7 @@ def redact(value: Any, secrets: list[str] | tuple[str, ...] = ()) -> Any:
     secrets = [s for s in secrets if s and len(s) >= MIN_MASKED_LENGTH]
     if isinstance(value, dict):
         return {
-            clean(str(key)): REDACTED if is_secret_key(str(key)) else redact(item, secrets)
+            clean(str(key)): REDACTED if is_secret_name(str(key)) else redact(item, secrets)
             for key, item in value.items()
         }
     if isinstance(value, (list, tuple)):
