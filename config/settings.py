@@ -340,6 +340,16 @@ if BASE_URL.startswith("https://"):
         *([] if SECURE_HSTS_PRELOAD else ["security.W021"]),
     ]
 
+# --- Email ------------------------------------------------------------------------------------
+# EMAIL_URL picks the backend: smtp://user:password@host:25, smtp+tls://…:587 (STARTTLS),
+# smtp+ssl://…:465, filemail:///path/to/dir (one file per message), consolemail:// (stdout).
+# Invitations to operators go out this way.
+# (An absolute file path takes four slashes after "filemail:", as in the demo.) Unset parts keep
+# Django's defaults.
+vars().update({k: v for k, v in env.email_url("EMAIL_URL", default="consolemail://").items() if v is not None})
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Relink <relink@localhost>")
+EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
+
 # --- I18n and static files -----------------------------------------------------------------
 LANGUAGE_CODE = "en"
 LANGUAGES = [("en", "English"), ("de", "Deutsch"), ("fr", "Français"), ("it", "Italiano"), ("es", "Español")]

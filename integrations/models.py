@@ -59,6 +59,8 @@ class User(AbstractBaseUser, PermissionsMixin):
     is_staff = models.BooleanField("admin access", default=False)
     is_active = models.BooleanField(default=True)
     date_joined = models.DateTimeField(default=timezone.now)
+    # IANA zone the dashboard shows times in; blank: settings.TIME_ZONE.
+    time_zone = models.CharField(max_length=64, blank=True)
 
     objects = UserManager()
 
@@ -119,6 +121,37 @@ class Membership(models.Model):
         return ROLE_RANK[Role(self.role)] >= ROLE_RANK[Role(role)]
 
 
+class Invitation(models.Model):
+    """An invitation to join an environment with a role, sent by email. The link's token is stored
+    hashed; it can be used once, until it expires or is revoked."""
+
+    environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="invitations")
+    email = models.EmailField()
+    role = models.CharField(max_length=10, choices=Role.choices, default=Role.VIEWER)
+    token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    invited_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    accepted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["environment", "-created_at"], name="invitation_env_created")]
+
+    def __str__(self) -> str:
+        return f"{self.email} → {self.environment}"
+
+    def is_pending(self, now=None) -> bool:
+        now = now or timezone.now()
+        return self.accepted_at is None and self.revoked_at is None and self.expires_at > now
+
+
 # --- Scope configs -----------------------------------------------------------------------------
 
 
@@ -140,6 +173,8 @@ class ScopeConfig(models.Model):
     name = models.CharField(max_length=100)
     category = models.CharField(max_length=10, choices=[(c.value, c.value) for c in Category])
     spec = models.JSONField(default=dict, blank=True)
+    # The environment's default for its category: used by integrations that have none of their own.
+    is_default = models.BooleanField(default=False)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -148,6 +183,11 @@ class ScopeConfig(models.Model):
         ordering = ["name"]
         constraints = [
             models.UniqueConstraint(fields=["environment", "name"], name="scopeconfig_name_unique"),
+            models.UniqueConstraint(
+                fields=["environment", "category"],
+                condition=Q(is_default=True),
+                name="scopeconfig_one_default_per_category",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -402,6 +442,9 @@ class WebhookEndpoint(models.Model):
     event_types = models.JSONField(default=list, blank=True)
     enabled = models.BooleanField(default=True)
     secret_encrypted = models.TextField(editable=False, default="")
+    # After a rotation the replaced secret keeps signing (a second signature) until this time.
+    previous_secret_encrypted = models.TextField(editable=False, default="")
+    previous_secret_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

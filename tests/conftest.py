@@ -110,3 +110,24 @@ def broker(monkeypatch) -> Broker:
 def published(broker) -> list[tuple[str, tuple]]:
     """What reached the broker (task name, args), instead of running it."""
     return broker.sent
+
+
+@pytest.fixture
+def smtp(settings):
+    """A real SMTP server of the test's own (aiosmtpd, 127.0.0.1, free port) with Django's SMTP
+    backend pointed at it: `smtp.messages`, `smtp.wait_for(address)`, `smtp.text(message)`."""
+    from .smtp import SmtpServer
+
+    server = SmtpServer()
+    server.start()
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST = "127.0.0.1"
+    settings.EMAIL_PORT = server.port
+    settings.EMAIL_HOST_USER = ""
+    settings.EMAIL_HOST_PASSWORD = ""
+    settings.EMAIL_USE_TLS = False
+    settings.EMAIL_USE_SSL = False
+    try:
+        yield server.inbox
+    finally:
+        server.stop()
