@@ -11,6 +11,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
 from integrations import audit, webhooks
@@ -27,7 +28,7 @@ from integrations.models import (
 )
 from integrations.providers import Outcome, get_provider
 from integrations.providers.base import ModelPermissionDenied, OAuthProvider, Provider, ProviderError
-from integrations.scopes import ScopeSpec
+from integrations.scopes import ScopeSpec, default_scope_config, effective_scope_config, reads_a_model
 from integrations.syncs import NotSyncable, queue_sync
 
 from .models import (
@@ -85,6 +86,7 @@ def get_link(pk: str) -> ConnectionLink | None:
 
 def _audit(link: ConnectionLink, action: str, *, user=None, api_key=None, **details: Any) -> None:
     """A link's event: by the operator or API key that acted, else by the end customer."""
+    details.setdefault("kind", link.kind)  # a first connection, or a reconnection
     audit.record(
         link.environment_id,
         action,
@@ -108,6 +110,11 @@ def _check_common(
             raise LinkInputError("scope_config_id does not name a scope config of this environment")
         if scope_config.category != category:
             raise LinkInputError(f"scope config {scope_config.name!r} is for {scope_config.category}, not {category}")
+        if not reads_a_model(scope_config):
+            raise LinkInputError(
+                f"scope config {scope_config.name!r} enables no model: an integration using it would sync "
+                "nothing; enable at least one model first"
+            )
 
 
 def _new_link(**fields: Any) -> CreatedLink:
@@ -195,6 +202,40 @@ def create_connect_link(
     return created
 
 
+def latest_reconnect_links(integration_ids: list[str]) -> dict[str, ConnectionLink]:
+    """Each integration's newest reconnection link, in two queries whatever the number of ids
+    (the list pages show its status beside every broken integration)."""
+    if not integration_ids:
+        return {}
+    newest = ConnectionLink.objects.filter(integration=OuterRef("pk"), kind=LinkKind.RECONNECT).order_by(
+        "-created_at", "-pk"
+    )
+    link_ids = (
+        Integration.objects.filter(pk__in=integration_ids)
+        .annotate(newest_link=Subquery(newest.values("pk")[:1]))
+        .exclude(newest_link=None)
+        .values_list("newest_link", flat=True)
+    )
+    links = ConnectionLink.objects.filter(pk__in=list(link_ids))
+    return {link.integration_id: link for link in links if link.integration_id}
+
+
+def live_reconnect_link(integration: Integration) -> ConnectionLink | None:
+    """The integration's newest reconnection link that can still be used, if any."""
+    now = timezone.now()
+    return (
+        ConnectionLink.objects.filter(
+            integration=integration,
+            kind=LinkKind.RECONNECT,
+            completed_at=None,
+            revoked_at=None,
+            expires_at__gt=now,
+        )
+        .order_by("-created_at")
+        .first()
+    )
+
+
 def mark_opened(link: ConnectionLink) -> None:
     """Opening (GET) records `opened_at` once and changes nothing else."""
     if link.status == LinkStatus.PENDING:  # not opened, used, revoked or expired
@@ -230,9 +271,14 @@ class Verification:
 
 
 def target_scope(link: ConnectionLink) -> ScopeConfig | None:
+    """What the integration reads once the link is completed: the link's scope config, else the
+    integration's effective one (its own, else its category's default), else for a connect link
+    the default of the link's category — the permissions the hosted page asks for."""
     if link.scope_config_id:
         return link.scope_config
-    return link.integration.scope_config if link.integration_id else None
+    if link.integration_id:
+        return effective_scope_config(link.integration)
+    return default_scope_config(link.environment_id, link.category) if link.category else None
 
 
 def verify_credentials(

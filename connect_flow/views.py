@@ -37,7 +37,7 @@ from integrations.lib.redaction import REDACTED
 from integrations.models import RequestLog
 from integrations.providers import REGISTRY, get_provider, providers_of_category
 from integrations.providers.base import OAuthProvider, Provider
-from integrations.scopes import Permission, ScopeSpec, permissions_needed
+from integrations.scopes import Permission, ScopeSpec, effective_scope_config, permissions_needed
 
 from . import links, signed
 from .forms import ConnectForm, optional_items
@@ -82,7 +82,7 @@ def _permissions(link: ConnectionLink, provider: Provider, spec: ScopeSpec) -> l
     config did not need it."""
     if link.kind != LinkKind.RECONNECT or not link.integration_id:
         return permissions_needed(spec, provider)
-    current = link.integration.scope_config
+    current = effective_scope_config(link.integration)  # what it reads now, perhaps the default
     return permissions_needed(spec, provider, before=ScopeSpec.parse(current.spec if current else None))
 
 

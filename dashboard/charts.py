@@ -72,7 +72,7 @@ def auth_check_chart(checks: QuerySet[AuthCheck], today: date) -> dict:
                 "x": x,
                 "cx": _n(x + BAR_WIDTH / 2),
                 "segments": segments,
-                "title": f"{day:%-d %b}: " + ", ".join(f"{counts[v]} {v}" for v, _, _ in SERIES),
+                "title": f"{day:%-d %b}: " + ", ".join(f"{counts[v]} {_in_sentence(label)}" for v, label, _ in SERIES),
                 "label": day.day if i % 5 == 0 or i == CHART_DAYS - 1 else None,
                 "total": sum(counts.values()),
             }
@@ -96,3 +96,8 @@ def auth_check_chart(checks: QuerySet[AuthCheck], today: date) -> dict:
         "first": first,
         "last": today,
     }
+
+
+def _in_sentence(label: str) -> str:
+    """ "Auth failed" → "auth failed"; an acronym such as "OK" stays as it is."""
+    return label if label.isupper() else label.lower()

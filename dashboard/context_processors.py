@@ -22,6 +22,9 @@ NAV_SECTIONS = {
     "log": "logs",
     "api_keys": "api_keys",
     "members": "members",
+    "connect": "integrations",
+    "reconnect": "integrations",
+    "relink_bulk": "integrations",
 }
 
 

@@ -4,13 +4,16 @@ are in relink.py and render into this page."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
-from django.views.decorators.http import require_POST
+from django.utils.cache import patch_vary_headers
+from django.views.decorators.http import require_GET, require_POST
 
 from integrations import health
 from integrations.health import request_auth_check
@@ -21,8 +24,9 @@ from integrations.syncs import NotSyncable, queue_sync
 
 from .access import EnvAccess, get_env_access
 from .charts import auth_check_chart
-from .health import describe_event, describe_health
+from .health import describe_event, describe_health, syncs_nothing
 from .htmx import DashboardRequest, redirect_after_post
+from .linkstate import is_broken, link_states
 
 CHECKS_SHOWN = 30
 AUDIT_SHOWN = 30
@@ -70,20 +74,38 @@ def audit_trail(integration: Integration) -> list[dict]:
     return [{"event": e, "text": describe_event(e)} for e in events]
 
 
+CHECK_POLL_LIMIT = timedelta(seconds=60)  # a check not finished by then: stop polling, say nothing
+
+
+def health_context(access: EnvAccess, obj: Integration, check_after: datetime | None = None) -> dict:
+    """The status card: health in words, the repair block of a broken integration, and while an
+    operator's check runs (`check_after` = when it was asked for) the polling that shows its result."""
+    finished = bool(check_after and obj.last_auth_check_at and obj.last_auth_check_at >= check_after)
+    pending = bool(check_after) and not finished and timezone.now() - check_after < CHECK_POLL_LIMIT  # type: ignore[operator]
+    return {
+        "access": access,
+        "env": access.environment,
+        "integration": obj,
+        "health": describe_health(obj, syncs_nothing=syncs_nothing(obj)),
+        "can_edit": access.can(Role.EDITOR),
+        "broken": is_broken(obj),
+        "link_state": link_states([obj]).get(obj.pk),
+        "check_pending": pending,
+        "check_done": finished,
+        "check_after": f"{check_after.timestamp():.6f}" if check_after else "",
+    }
+
+
 def integration_page_context(access: EnvAccess, obj: Integration, **extra) -> dict:
     """Everything the integration page renders; the Relink section views reuse it."""
     from .relink import RelinkSection
 
     return {
-        "access": access,
-        "env": access.environment,
-        "integration": obj,
-        "health": describe_health(obj),
+        **health_context(access, obj),
         "chart": auth_check_chart(obj.auth_checks.all(), timezone.localdate()),
         "checks": obj.auth_checks.order_by("-checked_at")[:CHECKS_SHOWN],
         "coverage": scope_coverage(obj),
         "audit": audit_trail(obj),
-        "can_edit": access.can(Role.EDITOR),
         "relink": RelinkSection(access.environment, obj, {}),
         **_syncs_context(obj),
         **extra,
@@ -129,9 +151,27 @@ def force_sync(request: DashboardRequest, env: str, integration_id: str) -> Http
 def check_now(request: DashboardRequest, env: str, integration_id: str) -> HttpResponse:
     access = get_env_access(request, env, Role.EDITOR)
     obj = get_integration(access, integration_id)
+    asked_at = timezone.now()
     request_auth_check(obj, actor_user=request.user)
+    if request.htmx:  # the status card, polling until the check's result is in
+        return render(request, "dashboard/integration.html#health", health_context(access, obj, asked_at))
     messages.success(request, "Authentication check started; refresh in a few seconds.")
     return redirect("dashboard:integration", env=env, integration_id=obj.pk)
+
+
+@login_required
+@require_GET
+def integration_health(request: DashboardRequest, env: str, integration_id: str) -> HttpResponse:
+    """The status card, polled by htmx after "Check authentication now" (`?after=` when it was asked)."""
+    access = get_env_access(request, env)
+    obj = get_integration(access, integration_id)
+    try:
+        after = datetime.fromtimestamp(float(request.GET.get("after", "")), tz=UTC)
+    except (ValueError, OverflowError, OSError):
+        after = None
+    response = render(request, "dashboard/integration.html#health", health_context(access, obj, after))
+    patch_vary_headers(response, ["HX-Request"])
+    return response
 
 
 @login_required

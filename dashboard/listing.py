@@ -39,6 +39,7 @@ TABLE_COLUMNS = [
     "last_auth_check",
     "failing_since",
     "created",
+    "Reconnection link",
 ]
 
 

@@ -60,7 +60,7 @@ class LogFilters(QueryFilters):
         if self.integration:
             qs = qs.filter(integration_id=self.integration)
         if self.q:
-            qs = qs.filter(Q(path__icontains=self.q) | Q(error_code__iexact=self.q))
+            qs = qs.filter(Q(path__icontains=self.q) | Q(error_code__icontains=self.q))
         return qs
 
 

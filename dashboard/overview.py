@@ -16,12 +16,22 @@ from django.shortcuts import render
 from django.utils import timezone
 
 from integrations.health import INVALID_AFTER
-from integrations.models import AuditEvent, AuthCheck, Environment, Integration, IntegrationState, Sync, SyncStatus
+from integrations.models import (
+    AuditEvent,
+    AuthCheck,
+    Environment,
+    Integration,
+    IntegrationState,
+    Role,
+    Sync,
+    SyncStatus,
+)
 
 from .access import get_env_access, remember_environment
 from .charts import auth_check_chart
 from .formats import local_minute
 from .htmx import DashboardRequest
+from .linkstate import link_states
 
 ATTENTION_LIMIT = 100
 RECENT_CHANGES = 10
@@ -32,11 +42,16 @@ def overview(request: DashboardRequest, env: str) -> HttpResponse:
     access = get_env_access(request, env)
     remember_environment(request, access.environment)
     now = timezone.now()
+    attention = needs_attention(access.environment, now)
+    by_id = link_states([row.integration for row in attention], now)
+    for row in attention:
+        row.integration.link_state = by_id.get(row.integration.pk)  # type: ignore[attr-defined]
     ctx = {
         "access": access,
         "env": access.environment,
+        "can_edit": access.can(Role.EDITOR),
         "counts": state_counts(access.environment),
-        "attention": needs_attention(access.environment, now),
+        "attention": attention,
         "changes": recent_state_changes(access.environment),
         "chart": auth_check_chart(
             AuthCheck.objects.filter(integration__environment=access.environment), timezone.localdate(now)

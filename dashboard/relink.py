@@ -23,6 +23,7 @@ from django.shortcuts import get_object_or_404, redirect
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.cache import add_never_cache_headers
+from django.utils.html import format_html
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import trigger_client_event
@@ -31,7 +32,7 @@ from connect_flow.links import CreatedLink, LinkInputError, create_relink_link, 
 from connect_flow.models import LINK_VALIDITY, LIVE_STATUSES, ConnectionLink, LinkType
 from integrations.lib import shown_once
 from integrations.models import Environment, Integration, Role, ScopeConfig
-from integrations.scopes import ScopeDiff, find_scope_config, scope_diff
+from integrations.scopes import ScopeDiff, effective_scope_config, find_scope_config, reads_a_model, scope_diff
 
 from .access import EnvAccess, get_env_access
 from .htmx import DashboardRequest, render_region
@@ -92,8 +93,10 @@ class RelinkSection:
 
     @cached_property
     def scope_configs(self) -> list[ScopeConfig]:
-        """The choices: the environment's scope configs of the integration's category."""
-        return list(ScopeConfig.objects.filter(environment=self.environment, category=self.integration.category))
+        """The choices: the environment's scope configs of the integration's category that enable a
+        model (one that enables none would make it sync nothing; `create_relink_link` refuses it)."""
+        configs = ScopeConfig.objects.filter(environment=self.environment, category=self.integration.category)
+        return [sc for sc in configs if reads_a_model(sc)]
 
     @cached_property
     def target(self) -> ScopeConfig | None:
@@ -110,7 +113,8 @@ class RelinkSection:
         """None for "keep current"."""
         if self.target is None:
             return None
-        return scope_diff(self.integration.scope_config, self.target, self.integration.provider)
+        # Compared with what it reads now: its own scope config, else its category's default.
+        return scope_diff(effective_scope_config(self.integration), self.target, self.integration.provider)
 
     @property
     def validity(self) -> str:
@@ -251,8 +255,14 @@ def revoke_link(request: DashboardRequest, env: str, integration_id: str, link_i
     link = get_object_or_404(ConnectionLink, pk=link_id, integration=obj)
     revoked = revoke(link, user=request.user)  # audits; False if it was no longer usable
     if request.htmx:
-        # No body: the links table refreshes itself on the event.
-        return trigger_client_event(HttpResponse(status=204), LINKS_CHANGED)
+        # The links table refreshes itself on the event; if the link was just created and its
+        # address is still on the page, that box is replaced (out of band) so no dead URL stays.
+        gone = format_html(
+            '<div id="relink-result-{}" class="relink-result" hx-swap-oob="true" role="status">'
+            "<p>This link was revoked: it can no longer be used.</p></div>",
+            link.pk,
+        )
+        return trigger_client_event(HttpResponse(gone), LINKS_CHANGED)
     if revoked:
         messages.success(request, "Link revoked: it can no longer be used.")
     else:

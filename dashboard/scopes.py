@@ -11,14 +11,26 @@ from django.contrib.auth.decorators import login_required
 from django.db.models import Count
 from django.http import HttpResponse, QueryDict
 from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_POST
 
+from connect_flow.scope_configs import delete_scope_config, usage
 from integrations import audit
-from integrations.models import Availability, Integration, Role, ScopeConfig
+from integrations.models import Availability, Role, ScopeConfig
 from integrations.providers import REGISTRY, Category
-from integrations.scopes import ScopeConfigNameTaken, ScopeSpec, save_scope_config
+from integrations.scopes import (
+    EMPTY_SCOPE_CONFIG,
+    ScopeConfigEmpty,
+    ScopeConfigInUse,
+    ScopeConfigNameTaken,
+    ScopeSpec,
+    duplicate_scope_config,
+    reads_a_model,
+    save_scope_config,
+)
 
 from .access import EnvAccess, get_env_access
-from .htmx import DashboardRequest
+from .htmx import DashboardRequest, redirect_after_post
 
 AVAILABILITIES = [a.value for a in Availability]
 CATEGORIES = [c.value for c in Category]
@@ -144,6 +156,9 @@ def _form_view(request: DashboardRequest, access: EnvAccess, obj: ScopeConfig | 
             category = CATEGORIES[0]
         picker = build_picker(category, obj.spec if obj else {}, request.POST)
         picker_error = _picker_error(picker)
+        spec = spec_from_picker(picker, obj.spec if obj else {})
+        if not picker_error and not ScopeSpec.parse(spec).reads_a_model:
+            picker_error = EMPTY_SCOPE_CONFIG  # the form comes back as posted, nothing lost
         if form.is_valid() and not picker_error:
             verb = "saved" if obj else "created"
             try:
@@ -151,12 +166,14 @@ def _form_view(request: DashboardRequest, access: EnvAccess, obj: ScopeConfig | 
                     environment.pk,
                     audit.Actor(user=request.user),
                     name=form.cleaned_data["name"],
-                    spec=spec_from_picker(picker, obj.spec if obj else {}),
+                    spec=spec,
                     category=category,
                     instance=obj,
                 )
             except ScopeConfigNameTaken:
                 form.add_error("name", NAME_TAKEN)
+            except ScopeConfigEmpty as exc:
+                picker_error = str(exc)
             else:
                 messages.success(request, f"Scope config {obj.name} {verb}.")
                 return redirect("dashboard:scope_config", env=environment.slug, scope_config_id=obj.pk)
@@ -171,16 +188,11 @@ def _form_view(request: DashboardRequest, access: EnvAccess, obj: ScopeConfig | 
             category = CATEGORIES[0]
         picker = build_picker(category, obj.spec if obj else {})
         picker_error = ""
-    used_by = (
-        list(
-            Integration.objects.filter(scope_config=obj)
-            .defer("credentials_encrypted")
-            .order_by("end_user_organization_name", "id")
-        )
-        if obj
-        else []
-    )
+    in_use = usage(obj) if obj else None
+    used_by = in_use.integrations if in_use else []
     ctx = {
+        "in_use": in_use,
+        "empty": obj is not None and not reads_a_model(obj),
         "access": access,
         "env": environment,
         "config": obj,
@@ -201,3 +213,44 @@ def _picker_error(picker: list[ModelChoice]) -> str:
         if row.value not in AVAILABILITIES or any(f.value not in AVAILABILITIES for f in row.fields):
             return f"{row.label}: choose Enabled, Optional or Disabled for the model and each field."
     return ""
+
+
+# --- Delete and duplicate -----------------------------------------------------------------------
+
+
+@login_required
+def delete_scope_config_view(request: DashboardRequest, env: str, scope_config_id: str) -> HttpResponse:
+    """GET asks for confirmation, or says why it cannot be deleted (the integrations that use it,
+    the pending links that target it); POST deletes (editor+) and redirects to the list, or back
+    here when it is in use by then. htmx's hx-post (after its hx-confirm) gets the same redirects."""
+    access = get_env_access(request, env, Role.EDITOR)
+    obj = access.get_or_404(ScopeConfig, pk=scope_config_id)
+    if request.method == "POST":
+        try:
+            delete_scope_config(obj, audit.Actor(user=request.user))
+        except ScopeConfigInUse:
+            messages.error(request, f"Scope config {obj.name} is in use and was not deleted.")
+            return redirect_after_post(request, reverse("dashboard:scope_config_delete", args=[env, scope_config_id]))
+        note = f" {obj.category} has no default scope config now." if obj.is_default else ""
+        messages.success(request, f"Scope config {obj.name} deleted.{note}")
+        return redirect_after_post(request, reverse("dashboard:scope_configs", args=[env]))
+    ctx = {"access": access, "env": access.environment, "config": obj, "usage": usage(obj)}
+    return render(request, "dashboard/scope_config_delete.html", ctx)
+
+
+@login_required
+@require_POST
+def duplicate_scope_config_view(request: DashboardRequest, env: str, scope_config_id: str) -> HttpResponse:
+    """A copy named "<name> (copy)" (then "(copy 2)"…), not the default; opens its edit page."""
+    access = get_env_access(request, env, Role.EDITOR)
+    obj = access.get_or_404(ScopeConfig, pk=scope_config_id)
+    try:
+        copy = duplicate_scope_config(obj, audit.Actor(user=request.user))
+    except ScopeConfigEmpty as exc:
+        messages.error(request, f"Not duplicated: {exc}")
+        return redirect_after_post(request, reverse("dashboard:scope_config", args=[env, obj.pk]))
+    except ScopeConfigNameTaken:
+        messages.error(request, "Not duplicated: every copy name was taken meanwhile; try again.")
+        return redirect_after_post(request, reverse("dashboard:scope_config", args=[env, obj.pk]))
+    messages.success(request, f"Scope config {obj.name} duplicated as {copy.name}.")
+    return redirect_after_post(request, reverse("dashboard:scope_config", args=[env, copy.pk]))

@@ -1,13 +1,29 @@
 from django.urls import path
 
-from . import integration, logs, members, overview, relink, scopes, secrets, views, webhooks
+from . import (
+    account,
+    integration,
+    logs,
+    members,
+    onboarding,
+    overview,
+    relink,
+    repair,
+    scopes,
+    secrets,
+    views,
+    webhooks,
+)
 
 app_name = "dashboard"
 
 urlpatterns = [
     path("", views.home, name="home"),
+    path("preferences/", account.preferences, name="preferences"),
     path("env/<slug:env>/", views.integrations, name="integrations"),
     path("env/<slug:env>/overview/", overview.overview, name="overview"),
+    path("env/<slug:env>/connect/", onboarding.connect, name="connect"),
+    path("env/<slug:env>/connect/<str:link_id>/revoke/", onboarding.revoke_connect_link, name="connect_revoke"),
     path("env/<slug:env>/integrations/<str:integration_id>/", integration.integration, name="integration"),
     path(
         "env/<slug:env>/integrations/<str:integration_id>/syncs/",
@@ -16,9 +32,17 @@ urlpatterns = [
     ),
     path("env/<slug:env>/integrations/<str:integration_id>/force-sync/", integration.force_sync, name="force_sync"),
     path("env/<slug:env>/integrations/<str:integration_id>/check-now/", integration.check_now, name="check_now"),
+    path(
+        "env/<slug:env>/integrations/<str:integration_id>/health/",
+        integration.integration_health,
+        name="integration_health",
+    ),
     path("env/<slug:env>/integrations/<str:integration_id>/enabled/", integration.set_enabled, name="set_enabled"),
     path("env/<slug:env>/integrations/<str:integration_id>/delete/", integration.delete, name="delete"),
     path("env/<slug:env>/integrations/<str:integration_id>/relink/", relink.section, name="relink"),
+    path("env/<slug:env>/integrations/<str:integration_id>/reconnect/", repair.reconnect, name="reconnect"),
+    path("env/<slug:env>/relink-links/", repair.bulk, name="relink_bulk"),
+    path("env/<slug:env>/relink-links/csv/", repair.bulk_csv, name="relink_bulk_csv"),
     path(
         "env/<slug:env>/integrations/<str:integration_id>/relink/scope-diff/",
         relink.scope_diff_view,
@@ -43,9 +67,26 @@ urlpatterns = [
     path("env/<slug:env>/scope-configs/", scopes.scope_configs, name="scope_configs"),
     path("env/<slug:env>/scope-configs/new/", scopes.new_scope_config, name="scope_config_new"),
     path("env/<slug:env>/scope-configs/<str:scope_config_id>/", scopes.scope_config, name="scope_config"),
+    path(
+        "env/<slug:env>/scope-configs/<str:scope_config_id>/delete/",
+        scopes.delete_scope_config_view,
+        name="scope_config_delete",
+    ),
+    path(
+        "env/<slug:env>/scope-configs/<str:scope_config_id>/duplicate/",
+        scopes.duplicate_scope_config_view,
+        name="scope_config_duplicate",
+    ),
     path("env/<slug:env>/webhooks/", webhooks.endpoints, name="webhooks"),
     path("env/<slug:env>/webhooks/new/", webhooks.new_endpoint, name="webhook_new"),
     path("env/<slug:env>/webhooks/<str:endpoint_id>/", webhooks.endpoint, name="webhook"),
+    path("env/<slug:env>/webhooks/<str:endpoint_id>/edit/", webhooks.edit_endpoint, name="webhook_edit"),
+    path("env/<slug:env>/webhooks/<str:endpoint_id>/rotate-secret/", webhooks.rotate_secret, name="webhook_rotate"),
+    path(
+        "env/<slug:env>/webhooks/<str:endpoint_id>/end-overlap/",
+        webhooks.end_secret_overlap,
+        name="webhook_end_overlap",
+    ),
     path("env/<slug:env>/webhooks/<str:endpoint_id>/toggle/", webhooks.toggle_endpoint, name="webhook_toggle"),
     path("env/<slug:env>/webhooks/<str:endpoint_id>/delete/", webhooks.delete_endpoint, name="webhook_delete"),
     path("env/<slug:env>/webhooks/<str:endpoint_id>/test/", webhooks.test_endpoint, name="webhook_test"),

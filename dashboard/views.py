@@ -1,13 +1,16 @@
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
 
-from integrations.models import Integration, IntegrationState
+from connect_flow.models import LinkType
+from integrations.models import Integration, IntegrationState, Role
 
 from .access import SESSION_KEY, get_env_access, remember_environment, user_memberships
 from .htmx import DashboardRequest
+from .linkstate import link_states
 from .listing import ListFilters, render_list, tool_options
 from .paginator import CachedCountPaginator
 from .signals import integration_count_namespace
@@ -39,6 +42,11 @@ def integrations(request: DashboardRequest, env: str) -> HttpResponse:
     )
     namespace = integration_count_namespace(access.environment.pk)
     page = CachedCountPaginator(qs, PAGE_SIZE, namespace=namespace).get_page(request.GET.get("page"))
+    page.object_list = rows = list(page.object_list)
+    by_id = link_states(rows)
+    for row in rows:
+        row.link_state = by_id.get(row.pk)  # for the template
+    can_edit = access.can(Role.EDITOR)
     ctx = {
         "access": access,
         "env": access.environment,
@@ -47,5 +55,9 @@ def integrations(request: DashboardRequest, env: str) -> HttpResponse:
         "states": IntegrationState.choices,
         "tools": tool_options(),
         "columns": filters.sort_columns(),
+        "can_edit": can_edit,
+        "bulk": can_edit and any(row.state == IntegrationState.INVALID for row in rows),
+        "link_types": LinkType.choices,
+        "languages": settings.LANGUAGES,
     }
     return render_list(request, "dashboard/integrations.html", ctx)

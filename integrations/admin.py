@@ -27,6 +27,7 @@ from .models import (
     AuthCheck,
     Environment,
     Integration,
+    Invitation,
     Membership,
     OutboxMessage,
     RequestLog,
@@ -38,10 +39,11 @@ from .models import (
     WebhookDelivery,
     WebhookEndpoint,
 )
+from .scopes import EMPTY_SCOPE_CONFIG, ScopeSpec
 
 # Columns that hold secrets (encrypted or hashed), by model; never selected for related rows.
 SECRET_COLUMNS: dict[type, tuple[str, ...]] = {
-    **{model: (column,) for model, column in ENCRYPTED_COLUMNS},
+    **{model: tuple(c for m, c in ENCRYPTED_COLUMNS if m is model) for model, _ in ENCRYPTED_COLUMNS},
     ApiKey: ("key_hash",),
 }
 
@@ -173,8 +175,40 @@ class MembershipAdmin(admin.ModelAdmin):
     readonly_fields = ("created_at",)
 
 
+@admin.register(Invitation)
+class InvitationAdmin(ReadOnlyAdmin):
+    """Invitations to join an environment; the token is stored hashed and never shown."""
+
+    list_display = ("email", "environment", "role", "invited_by", "created_at", "expires_at", "accepted_at")
+    list_filter = ("role", "environment")
+    list_select_related = ("environment", "invited_by")
+    search_fields = ("email", "environment__name")
+    exclude = ("token_hash",)
+
+
+class ScopeConfigAdminForm(forms.ModelForm):
+    """The spec must parse and enable at least one model, as in the dashboard (scopes.save_scope_config)."""
+
+    class Meta:
+        model = ScopeConfig
+        fields = ("environment", "name", "category", "spec", "is_default")
+
+    def clean_spec(self) -> Any:
+        spec = self.cleaned_data.get("spec")
+        if not isinstance(spec, dict):
+            raise forms.ValidationError('The spec is a JSON object: {"hris_employees": {"availability": "ENABLED"}}.')
+        try:
+            parsed = ScopeSpec.parse(spec)
+        except (ValueError, AttributeError, TypeError) as exc:
+            raise forms.ValidationError(f"This spec cannot be read: {exc}") from None
+        if not parsed.reads_a_model:
+            raise forms.ValidationError(EMPTY_SCOPE_CONFIG)
+        return spec
+
+
 @admin.register(ScopeConfig)
 class ScopeConfigAdmin(admin.ModelAdmin):
+    form = ScopeConfigAdminForm
     list_display = ("name", "id", "environment", "category", "created_at", "updated_at")
     list_filter = ("category", "environment")
     list_select_related = ("environment",)

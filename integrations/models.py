@@ -664,6 +664,7 @@ class AuditEvent(models.Model):
 ENCRYPTED_COLUMNS: tuple[tuple[type[models.Model], str], ...] = (
     (Integration, "credentials_encrypted"),
     (WebhookEndpoint, "secret_encrypted"),
+    (WebhookEndpoint, "previous_secret_encrypted"),  # the replaced secret, during a rotation's overlap
 )
 
 

@@ -37,7 +37,7 @@ from .models import (
 from .pages import integration_url
 from .providers import Outcome
 from .providers.base import ModelPermissionDenied, ProviderAuthFailed, ProviderError
-from .scopes import ScopeSpec
+from .scopes import ScopeSpec, effective_scope_config, effective_scope_config_ids
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +45,10 @@ JITTER = 0.1  # next sync at interval ± 10 %, so a fleet connected at once spre
 STUCK_AFTER = timedelta(minutes=30)  # a RUNNING sync older than this is failed by the reaper
 REQUEUE_AFTER = timedelta(minutes=15)  # a QUEUED sync older than this had its task lost: resend
 MAX_ATTEMPTS = 3  # a sync whose worker died this many times is failed rather than run again
+# An integration with no scope config of its own and no default for its category reads no model.
+# Its syncs still run their auth check (so its health stays known and the three-day rule applies),
+# then end CANCELLED with this as warning and error: nothing was read, and nothing pretends it was.
+NO_SCOPE_CONFIG = "No scope config: nothing to sync"
 
 
 class NotSyncable(Exception):
@@ -95,7 +99,9 @@ def queue_sync(
         try:
             with transaction.atomic():
                 sync = Sync.objects.create(
-                    integration=integration, type=sync_type, scope_config_id=integration.scope_config_id
+                    integration=integration,
+                    type=sync_type,
+                    scope_config_id=effective_scope_config_ids([integration])[integration.pk],
                 )
         except IntegrityError:
             return Sync.objects.get(integration=integration, status__in=OPEN_SYNC_STATUSES), True
@@ -144,7 +150,7 @@ def tick(
                 .filter(state=IntegrationState.ACTIVE, next_sync_at__lte=now)
                 .exclude(Exists(open_sync))
                 .select_related("environment")
-                .only("id", "scope_config_id", "next_sync_at", "environment__sync_interval")
+                .only("id", "category", "scope_config_id", "next_sync_at", "environment__sync_interval")
                 .order_by("next_sync_at")[:batch_size]
             )
             if not due:
@@ -152,8 +158,9 @@ def tick(
             for integration in due:
                 integration.next_sync_at = next_sync_time(now, integration.environment.sync_interval)
             _save_next_sync_times(due)
+            scopes = effective_scope_config_ids(due)  # the integration's own, else its default: one query
             syncs = Sync.objects.bulk_create(
-                [Sync(integration_id=i.id, scope_config_id=i.scope_config_id, created_at=now) for i in due],
+                [Sync(integration_id=i.id, scope_config_id=scopes[i.id], created_at=now) for i in due],
                 ignore_conflicts=True,
             )
             enqueue([s.id for s in syncs])
@@ -304,8 +311,10 @@ def run_sync(sync_id: str) -> Sync | None:
 
     Steps: claim (QUEUED → RUNNING, or a RUNNING sync whose lease ran out: the redelivered task of
     a dead worker); auth check through the health rule; fetch each model of the scope config the
-    sync was queued with; upsert records (idempotent, so a rerun duplicates nothing); finish with
-    a final status and the `sync-finished` webhook. A heartbeat renews the lease meanwhile.
+    sync was queued with (the integration's effective one: its own, else its category's default;
+    with none at all the sync ends CANCELLED with the NO_SCOPE_CONFIG warning); upsert records
+    (idempotent, so a rerun duplicates nothing); finish with a final status and the
+    `sync-finished` webhook. A heartbeat renews the lease meanwhile.
     """
     now = timezone.now()
     claimed = _claim(sync_id, Q(status=SyncStatus.QUEUED) | _dead_run(now), now)
@@ -362,7 +371,16 @@ def _run(sync: Sync) -> Sync:
     if result.outcome is Outcome.UNAVAILABLE:
         return _finish(sync, SyncStatus.FAILED, f"{provider.label} unavailable: {result.message}")
 
-    spec = ScopeSpec.parse(sync.scope_config.spec if sync.scope_config else {})
+    scope = sync.scope_config
+    if scope is None:  # queued before a default was set, or its scope config was deleted since
+        scope = effective_scope_config(integration)
+        if scope is not None:
+            sync.scope_config = scope
+            sync.save(update_fields=["scope_config"])
+    if scope is None:
+        sync.warnings.append(NO_SCOPE_CONFIG)
+        return _finish(sync, SyncStatus.CANCELLED, NO_SCOPE_CONFIG)
+    spec = ScopeSpec.parse(scope.spec)
     plan = spec.fetch_plan(provider, integration.opted_out_fields)
     sync.models_total = len(plan)
     sync.save(update_fields=["models_total"])

@@ -10,16 +10,19 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
 from celery import shared_task
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 from standardwebhooks.webhooks import Webhook
 
 from . import audit, outbox
+from .lib import crypto
 from .lib.targets import check_url, guarded_client
 from .models import (
     DeliveryStatus,
@@ -139,6 +142,137 @@ def create_endpoint(
     return endpoint, secret
 
 
+EDITABLE_FIELDS = ("url", "description", "event_types")
+
+
+def update_endpoint(
+    endpoint: WebhookEndpoint, actor: audit.Actor, *, url: str, description: str, event_types: list[str]
+) -> dict[str, dict[str, Any]]:
+    """Change an endpoint's URL, description and event filter (empty: all events), audited with
+    what changed ({field: {"from", "to"}}; never the secret). Returns the changes ({} if none, and
+    then nothing is written). Raises TargetRefused for a URL Relink may not send to, like create."""
+    check_url(url)
+    wanted: dict[str, Any] = {"url": url, "description": description, "event_types": sorted(set(event_types))}
+    with transaction.atomic():
+        locked = WebhookEndpoint.objects.select_for_update().only("pk", *EDITABLE_FIELDS).get(pk=endpoint.pk)
+        current = {"url": locked.url, "description": locked.description, "event_types": sorted(locked.event_types)}
+        changes = {f: {"from": current[f], "to": v} for f, v in wanted.items() if current[f] != v}
+        if changes:
+            for field in changes:
+                setattr(locked, field, wanted[field])
+            locked.save(update_fields=list(changes))
+            audit.record(
+                endpoint.environment_id,
+                "webhook_endpoint.updated",
+                actor,
+                endpoint_id=endpoint.pk,
+                url=url,
+                changed=changes,
+            )
+    for field in changes:
+        setattr(endpoint, field, wanted[field])
+    return changes
+
+
+# --- Signing secrets: rotation with an overlap window --------------------------------------------
+
+# How long the replaced secret may keep signing after a rotation (the dashboard offers a few).
+MAX_SECRET_OVERLAP = timedelta(days=7)
+
+
+def previous_secret_signs_until(endpoint: WebhookEndpoint, now: datetime | None = None) -> datetime | None:
+    """When the replaced secret stops signing, while the overlap window is open; else None."""
+    expires = endpoint.previous_secret_expires_at
+    if endpoint.previous_secret_encrypted and expires is not None and expires > (now or timezone.now()):
+        return expires
+    return None
+
+
+def _clear_previous_secret(endpoint: WebhookEndpoint, expires: datetime | None) -> int:
+    """Forget the replaced secret, unless a rotation since has set a new one (matched on expiry)."""
+    same = Q(previous_secret_expires_at=expires) if expires is not None else Q(previous_secret_expires_at=None)
+    cleared = (
+        WebhookEndpoint.objects.filter(same, pk=endpoint.pk)
+        .exclude(previous_secret_encrypted="")
+        .update(previous_secret_encrypted="", previous_secret_expires_at=None)
+    )
+    endpoint.previous_secret_encrypted, endpoint.previous_secret_expires_at = "", None
+    return cleared
+
+
+def signing_secrets(endpoint: WebhookEndpoint, now: datetime | None = None) -> list[str]:
+    """The secrets a delivery is signed with now: the current one first, then, while the overlap
+    window after a rotation is open, the replaced one. A replaced secret whose window has closed is
+    cleared here, on the first delivery after it (no periodic task needed)."""
+    secrets = [endpoint.get_secret()]
+    if previous_secret_signs_until(endpoint, now) is not None:
+        secrets.append(crypto.decrypt_str(endpoint.previous_secret_encrypted))
+    elif endpoint.previous_secret_encrypted or endpoint.previous_secret_expires_at:
+        _clear_previous_secret(endpoint, endpoint.previous_secret_expires_at)
+    return secrets
+
+
+def rotate_secret(
+    endpoint: WebhookEndpoint, actor: audit.Actor, overlap: timedelta, now: datetime | None = None
+) -> str:
+    """A new `whsec_` secret for the endpoint (returned, to show once). With an `overlap`, the
+    current secret keeps signing next to the new one until now + overlap, so receivers can switch
+    without a failed delivery; without, it stops at once. A secret replaced earlier whose window
+    is still open stops signing now (only one previous secret is kept). Audited, never a secret."""
+    if not timedelta(0) <= overlap <= MAX_SECRET_OVERLAP:
+        raise ValueError(f"overlap must be between 0 and {MAX_SECRET_OVERLAP}")
+    now = now or timezone.now()
+    with transaction.atomic():
+        locked = WebhookEndpoint.objects.select_for_update().get(pk=endpoint.pk)
+        dropped_previous = previous_secret_signs_until(locked, now) is not None
+        if overlap:
+            locked.previous_secret_encrypted = locked.secret_encrypted
+            locked.previous_secret_expires_at = now + overlap
+        else:
+            locked.previous_secret_encrypted, locked.previous_secret_expires_at = "", None
+        secret = locked.set_new_secret()
+        locked.save(update_fields=["secret_encrypted", "previous_secret_encrypted", "previous_secret_expires_at"])
+        audit.record(
+            locked.environment_id,
+            "webhook_endpoint.secret_rotated",
+            actor,
+            endpoint_id=locked.pk,
+            url=locked.url,
+            overlap_seconds=int(overlap.total_seconds()),
+            previous_signs_until=_iso(locked.previous_secret_expires_at),
+            replaced_open_overlap=dropped_previous,
+        )
+    endpoint.secret_encrypted = locked.secret_encrypted
+    endpoint.previous_secret_encrypted = locked.previous_secret_encrypted
+    endpoint.previous_secret_expires_at = locked.previous_secret_expires_at
+    return secret
+
+
+def end_secret_overlap(endpoint: WebhookEndpoint, actor: audit.Actor, now: datetime | None = None) -> bool:
+    """Stop signing with the replaced secret now; False if its window was not open (nothing audited)."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        locked = (
+            WebhookEndpoint.objects.select_for_update()
+            .only("pk", "environment", "url", "previous_secret_encrypted", "previous_secret_expires_at")
+            .get(pk=endpoint.pk)
+        )
+        was_until = previous_secret_signs_until(locked, now)
+        if locked.previous_secret_encrypted or locked.previous_secret_expires_at:
+            _clear_previous_secret(locked, locked.previous_secret_expires_at)
+        if was_until is not None:
+            audit.record(
+                locked.environment_id,
+                "webhook_endpoint.secret_overlap_ended",
+                actor,
+                endpoint_id=locked.pk,
+                url=locked.url,
+                would_have_signed_until=_iso(was_until),
+            )
+    endpoint.previous_secret_encrypted, endpoint.previous_secret_expires_at = "", None
+    return was_until is not None
+
+
 def set_endpoint_enabled(endpoint: WebhookEndpoint, enabled: bool, actor: audit.Actor) -> bool:
     """Pause or resume an endpoint; False if it already was so (nothing written)."""
     with transaction.atomic():
@@ -159,16 +293,21 @@ def delete_endpoint(endpoint: WebhookEndpoint, actor: audit.Actor) -> None:
         endpoint.delete()
 
 
-def signed_request(delivery: WebhookDelivery, secret: str, now: datetime | None = None) -> tuple[bytes, dict[str, str]]:
-    """The exact body and the Standard Webhooks headers for one attempt."""
+def signed_request(
+    delivery: WebhookDelivery, secret: str | Sequence[str], now: datetime | None = None
+) -> tuple[bytes, dict[str, str]]:
+    """The exact body and the Standard Webhooks headers for one attempt. With several secrets (a
+    rotation's overlap window) `webhook-signature` carries one signature per secret, space-separated
+    ("v1,<new> v1,<old>"): a receiver verifying with any one of them accepts the message."""
     body = json.dumps(delivery.payload, separators=(",", ":"))
     sent_at = now or timezone.now()
+    secrets = [secret] if isinstance(secret, str) else list(secret)
     headers = {
         "content-type": "application/json",
         "user-agent": "Relink-Webhooks/1.0",
         "webhook-id": delivery.event_id,
         "webhook-timestamp": str(int(sent_at.timestamp())),
-        "webhook-signature": Webhook(secret).sign(delivery.event_id, sent_at, body),
+        "webhook-signature": " ".join(Webhook(s).sign(delivery.event_id, sent_at, body) for s in secrets),
     }
     return body.encode(), headers
 
@@ -186,7 +325,7 @@ def attempt_delivery(delivery_id: int) -> WebhookDelivery | None:
     if not claimed:
         return None
     delivery = WebhookDelivery.objects.select_related("endpoint").get(pk=delivery_id)
-    body, headers = signed_request(delivery, delivery.endpoint.get_secret(), now)
+    body, headers = signed_request(delivery, signing_secrets(delivery.endpoint, now), now)
     started = time.monotonic()
     status_code, response_text, error = None, "", ""
     try:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 import pytest
 from axes.models import AccessAttempt, AccessFailureLog, AccessLog
@@ -14,6 +15,7 @@ from django.db import connection
 from django.db.models import Model
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
+from django.utils import timezone
 
 from connect_flow.models import ConnectionLink
 from integrations.lib.tokens import hash_secret, new_secret
@@ -22,6 +24,7 @@ from integrations.models import (
     AuditEvent,
     AuthCheck,
     Integration,
+    Invitation,
     OutboxMessage,
     RequestLog,
     Sync,
@@ -99,12 +102,21 @@ def data(environment, owner) -> Fixtures:
     access_token, raw_access_token = grant.issue_access_token()
     raw_code = SandboxAuthorizationCode.issue(oauth_client, company, "https://app.example.test/cb", ["employees:read"])
     code = SandboxAuthorizationCode.objects.get()
+    raw_invite_token = new_secret("")
+    invitation = Invitation.objects.create(
+        environment=environment,
+        email="new@acme.test",
+        token_hash=hash_secret(raw_invite_token),
+        invited_by=owner,
+        expires_at=timezone.now() + timedelta(days=7),
+    )
 
     made = [
         group,
         owner,
         environment,
         owner.memberships.get(),
+        invitation,
         integration.scope_config,
         integration,
         factories.AuthCheckFactory(integration=integration),
@@ -140,6 +152,8 @@ def data(environment, owner) -> Fixtures:
             "encrypted webhook secret": endpoint.secret_encrypted,
             "raw link token": raw_link_token,
             "link token hash": link.token_hash,
+            "raw invitation token": raw_invite_token,
+            "invitation token hash": invitation.token_hash,
             "raw sandbox key": raw_sandbox_key,
             "sandbox key hash": sandbox_key.key_hash,
             "sandbox OAuth client secret": client_secret(),

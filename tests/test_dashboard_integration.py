@@ -33,7 +33,7 @@ def test_an_invalid_integration_says_what_is_wrong_in_plain_words(client, viewer
     integration.save()
     client.force_login(viewer)
     body = client.get(_url("integration", integration)).content.decode()
-    assert "Authentication failing since 19 Nov 10:02 — syncs paused since 22 Nov 10:02" in body
+    assert "Authentication failing since 19 Nov 10:02 UTC — syncs paused since 22 Nov 10:02 UTC" in body
     assert "last error: 401 invalid API key" in body
 
 
@@ -42,7 +42,7 @@ def test_a_failing_but_active_integration_says_when_syncs_pause(client, viewer, 
     integration.save()
     client.force_login(viewer)
     body = client.get(_url("integration", integration)).content.decode()
-    assert "syncs pause at 22 Nov 10:02 unless a check succeeds" in body
+    assert "syncs pause at 22 Nov 10:02 UTC unless a check succeeds" in body
 
 
 def test_a_viewer_sees_no_actions_and_cannot_force_a_sync(client, viewer, integration):
@@ -155,8 +155,8 @@ def test_the_timeline_counts_this_integrations_checks_per_day(client, viewer, in
     today = re.search(rf'<g class="bar" data-day="{now:%Y-%m-%d}">\s*<title>([^<]+)</title>', body).group(1)
     failed_day = now - timedelta(days=2)
     failed = re.search(rf'<g class="bar" data-day="{failed_day:%Y-%m-%d}">\s*<title>([^<]+)</title>', body).group(1)
-    assert today.endswith(": 2 OK, 0 AUTH_FAILED, 0 UNAVAILABLE")
-    assert failed.endswith(": 0 OK, 1 AUTH_FAILED, 0 UNAVAILABLE")
+    assert today.endswith(": 2 OK, 0 auth failed, 0 unavailable")
+    assert failed.endswith(": 0 OK, 1 auth failed, 0 unavailable")
     assert "3 checks since" in body
 
 
@@ -258,14 +258,21 @@ def test_the_audit_trail_names_who_did_what(
         (
             "link.attempt_failed",
             {"error_code": "MISSING_PERMISSIONS", "missing_permissions": ["compensation:read"]},
-            "Reconnection attempt rejected: MISSING_PERMISSIONS (missing: compensation:read)",
+            "Reconnection attempt rejected: missing permissions (missing: compensation:read)",
         ),
         (
             "integration.state_changed",
             {"from": "ACTIVE", "to": "INVALID", "reason": "auth check AUTH_FAILED"},
-            "State Active → Invalid (auth check AUTH_FAILED)",
+            "State Active → Invalid (authentication failed)",
         ),
         ("sync.forced", {"type": "FULL"}, "Forced a sync (full)"),
+        ("link.completed", {"link_type": "MAGIC_LINK", "kind": "CONNECT"}, "Connected for the first time"),
+        ("link.created", {"link_type": "EMBEDDED", "kind": "CONNECT"}, "Created an embedded connection link"),
+        (
+            "link.completed",
+            {"link_type": "MAGIC_LINK", "kind": "RECONNECT"},
+            "Completed the reconnection with new credentials",
+        ),
         ("something.new", {}, "something.new"),
     ],
 )

@@ -84,6 +84,8 @@ def signed_in(client, viewer):
         ("?integration=sandbox:abc", ["/connect/tok/", "/v1/force-sync"]),
         ("?q=FORCE", ["/v1/force-sync"]),
         ("?q=platform.unknown_error", ["/v1/integrations/sandbox:xyz"]),
+        ("?q=unknown_error", ["/v1/integrations/sandbox:xyz"]),  # any part of the code, not only its start
+        ("?q=input_inval", ["/v1/force-sync"]),
     ],
 )
 def test_filters(signed_in, sample, query, expected):

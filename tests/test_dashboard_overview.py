@@ -124,7 +124,7 @@ def test_needs_attention_lists_invalid_failing_and_warning_integrations(client, 
     assert list(rows) == [invalid.pk, almost.pk, failing.pk, warned.pk]  # most urgent first
     for obj in (invalid, failing, almost, warned):
         assert f'href="{reverse("dashboard:integration", args=["acme", obj.pk])}"' in rows[obj.pk]
-    assert "syncs paused since 19 Nov 12:00" in rows[invalid.pk]
+    assert "syncs paused since 19 Nov 12:00 UTC" in rows[invalid.pk]
     assert "broken" in rows[invalid.pk] or "<svg" in rows[invalid.pk]
     assert "syncs pause in 42 hours" in rows[failing.pk]
     assert "syncs pause in less than an hour" in rows[almost.pk]
@@ -211,7 +211,7 @@ def test_the_chart_stacks_outcomes_per_day(client, viewer, environment, other_en
     assert '<title id="auth-chart-title">' in svg
     assert len(re.findall(r'<g class="bar"', svg)) == 30
     bar = _bar(svg, "2026-11-19")
-    assert "<title>19 Nov: 3 OK, 1 AUTH_FAILED, 0 UNAVAILABLE</title>" in bar
+    assert "<title>19 Nov: 3 OK, 1 auth failed, 0 unavailable</title>" in bar
     segments = re.findall(
         r'<rect class="(bar-\w+)" x="[\d.]+" y="([\d.]+)" width="\d+" height="([\d.]+)" data-count="(\d+)"', bar
     )
@@ -221,8 +221,8 @@ def test_the_chart_stacks_outcomes_per_day(client, viewer, environment, other_en
     assert failed_y + failed_h == pytest.approx(ok_y)
     assert ok_h == pytest.approx(3 * failed_h)
     assert ok_h + failed_h == pytest.approx(120)
-    assert "<title>20 Nov: 0 OK, 0 AUTH_FAILED, 1 UNAVAILABLE</title>" in _bar(svg, "2026-11-20")
-    assert "<title>18 Nov: 0 OK, 0 AUTH_FAILED, 0 UNAVAILABLE</title>" in _bar(svg, "2026-11-18")
+    assert "<title>20 Nov: 0 OK, 0 auth failed, 1 unavailable</title>" in _bar(svg, "2026-11-20")
+    assert "<title>18 Nov: 0 OK, 0 auth failed, 0 unavailable</title>" in _bar(svg, "2026-11-18")
     assert 'data-day="2026-10-22"' in svg and 'data-day="2026-10-21"' not in svg  # 30 days, today included
     assert "5 checks" in body
     for label in ("OK", "Auth failed", "Unavailable"):

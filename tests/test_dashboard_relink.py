@@ -298,6 +298,7 @@ def test_the_htmx_branch_returns_the_form_fragment_and_announces_the_change(clie
     assert "no-store" in response["Cache-Control"]
     link = ConnectionLink.objects.get()
     assert (link.link_type, link.scope_config) == ("EMBEDDED", None)
+    assert f'id="relink-result-{link.pk}"' in body  # what a revoke replaces out of band
     assert hash_secret(_shown_token(body)) == link.token_hash
     assert "valid until 23 Nov 2026 11:02 (1 hour)" in body
     assert 'data-copy-target="relink-url"' in body and 'id="relink-url"' in body and "readonly" in body
@@ -408,8 +409,11 @@ def test_the_htmx_revoke_asks_the_table_to_refresh(client, editor, integration):
 
     response = _revoke(client, link, htmx=True)
 
-    assert response.status_code == 204
+    assert response.status_code == 200
     assert "linksChanged" in response["HX-Trigger"]
+    # The box that may still show the link's address is replaced out of band: no dead URL stays.
+    body = response.content.decode()
+    assert f'id="relink-result-{link.pk}"' in body and 'hx-swap-oob="true"' in body and "/connect/" not in body
     link.refresh_from_db()
     assert link.revoked_at is not None
     table = client.get(_url("relink_links", integration), headers=HTMX).content.decode()

@@ -31,10 +31,11 @@ def _edit_url(config, env="acme") -> str:
 
 
 def _picker_post(name: str, category: str = "HRIS", **overrides: str) -> dict:
-    """Every model and field of the category DISABLED, then `overrides` (input name -> value)."""
+    """Every field of the category DISABLED and every model but the first (a scope config must
+    read something), then `overrides` (input name -> value)."""
     data = {"name": name, "category": category}
-    for model, _label, fields in category_models(category):
-        data[f"model__{model}"] = "DISABLED"
+    for i, (model, _label, fields) in enumerate(category_models(category)):
+        data[f"model__{model}"] = "ENABLED" if i == 0 else "DISABLED"
         for f in fields:
             data[f"field__{model}__{f}"] = "DISABLED"
     data.update(overrides)

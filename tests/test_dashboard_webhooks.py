@@ -441,3 +441,272 @@ def test_endpoint_changes_are_audited_with_the_owner_as_actor(client, owner, env
     assert {e.actor_user_id for e in events} == {owner.pk}
     assert all(e.details["endpoint_id"] == endpoint.pk for e in events)
     assert not WebhookEndpoint.objects.filter(pk=endpoint.pk).exists()
+
+
+# --- Edit -----------------------------------------------------------------------------------------
+
+
+def _edit(client, endpoint, headers=None, **data):
+    fields = {"url": endpoint.url, "description": endpoint.description, "event_types": endpoint.event_types}
+    return client.post(_url("webhook_edit", endpoint_id=endpoint.pk), {**fields, **data}, headers=headers or {})
+
+
+@pytest.mark.parametrize(("persona", "status"), ROLE_MATRIX)
+def test_who_may_edit(client, request, endpoint, persona, status):
+    _login(client, request, persona)
+
+    response = _edit(client, endpoint, url="https://changed.test/h")
+
+    assert response.status_code == status
+    endpoint.refresh_from_db()
+    assert (endpoint.url == "https://changed.test/h") == (persona == "owner")
+    if persona in ("editor", "viewer", "outsider"):
+        assert client.get(_url("webhook_edit", endpoint_id=endpoint.pk)).status_code == status
+
+
+def test_the_edit_form_shows_the_endpoint_as_it_is(client, owner, endpoint):
+    endpoint.description, endpoint.event_types = "CRM", ["sync-finished"]
+    endpoint.save(update_fields=["description", "event_types"])
+    client.force_login(owner)
+
+    page = client.get(_url("webhook", endpoint_id=endpoint.pk)).content.decode()
+    body = client.get(_url("webhook_edit", endpoint_id=endpoint.pk)).content.decode()
+
+    assert _url("webhook_edit", endpoint_id=endpoint.pk) in page
+    assert "Edit webhook endpoint" in body and "Save endpoint" in body
+    assert f'action="{_url("webhook_edit", endpoint_id=endpoint.pk)}"' in body
+    assert 'value="https://hooks.acme.test/relink"' in body and 'value="CRM"' in body
+    assert 'value="sync-finished" checked' in body and 'value="integration-deleted" checked' not in body
+    assert "whsec_" not in body
+
+
+@pytest.mark.parametrize("htmx", [False, True])
+def test_editing_saves_redirects_and_is_audited_without_the_secret(client, owner, endpoint, htmx):
+    from integrations.models import AuditEvent
+
+    token = WebhookEndpoint.objects.get(pk=endpoint.pk).secret_encrypted
+    secret = endpoint.get_secret()
+    client.force_login(owner)
+
+    response = _edit(
+        client,
+        endpoint,
+        headers=HTMX if htmx else None,
+        url="https://hooks.acme.test/v2",
+        description="CRM v2",
+        event_types=["sync-finished", "integration-deleted"],
+    )
+
+    page = _url("webhook", endpoint_id=endpoint.pk)
+    assert (response["HX-Redirect"] if htmx else response["Location"]) == page  # PRG
+    stored = WebhookEndpoint.objects.get(pk=endpoint.pk)
+    assert (stored.url, stored.description) == ("https://hooks.acme.test/v2", "CRM v2")
+    assert stored.event_types == ["integration-deleted", "sync-finished"]
+    assert stored.secret_encrypted == token  # the secret is not touched
+    assert "Endpoint saved." in client.get(page).content.decode()
+    [event] = AuditEvent.objects.filter(action="webhook_endpoint.updated")
+    assert event.actor_user_id == owner.pk and event.details["endpoint_id"] == endpoint.pk
+    assert event.details["changed"] == {
+        "url": {"from": "https://hooks.acme.test/relink", "to": "https://hooks.acme.test/v2"},
+        "description": {"from": "", "to": "CRM v2"},
+        "event_types": {"from": [], "to": ["integration-deleted", "sync-finished"]},
+    }
+    dumped = str(event.details)
+    assert secret not in dumped and token not in dumped and "whsec_" not in dumped
+
+
+def test_saving_without_a_change_writes_nothing(client, owner, endpoint):
+    from integrations.models import AuditEvent
+
+    client.force_login(owner)
+
+    response = _edit(client, endpoint)
+
+    assert response.status_code == 302
+    assert not AuditEvent.objects.exists()
+    assert "Nothing to save" in client.get(response["Location"]).content.decode()
+
+
+@pytest.mark.parametrize("url", ["not a url", "ftp://hooks.acme.test/in", "javascript:alert(1)"])
+def test_an_invalid_url_is_one_message_and_keeps_what_was_typed(client, owner, endpoint, url):
+    client.force_login(owner)
+
+    response = _edit(client, endpoint, url=url, description="typed", event_types=["sync-finished"])
+
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert body.count("Enter a valid URL.") == 1
+    assert 'value="typed"' in body and 'value="sync-finished" checked' in body
+    endpoint.refresh_from_db()
+    assert endpoint.url == "https://hooks.acme.test/relink" and endpoint.description == ""
+
+
+def test_a_private_address_is_refused_on_edit_like_on_create(client, owner, endpoint, settings):
+    settings.WEBHOOK_ALLOW_PRIVATE_TARGETS = False
+    client.force_login(owner)
+
+    created = client.post(_url("webhook_new"), {"url": "http://10.0.0.5/internal"}).content.decode()
+    response = _edit(client, endpoint, url="http://10.0.0.5/internal", event_types=["sync-finished"])
+
+    body = response.content.decode()
+    assert response.status_code == 200
+    message = "Relink cannot send webhooks there: 10.0.0.5 is a private address; webhooks go to public addresses only."
+    assert message in body and message in created
+    assert 'value="http://10.0.0.5/internal"' in body and 'value="sync-finished" checked' in body
+    endpoint.refresh_from_db()
+    assert endpoint.url == "https://hooks.acme.test/relink" and endpoint.event_types == []
+
+
+def test_the_edited_event_filter_decides_what_the_endpoint_receives(client, owner, endpoint, environment):
+    from integrations import webhooks
+
+    integration = factories.IntegrationFactory(environment=environment)
+    client.force_login(owner)
+
+    _edit(client, endpoint, event_types=["sync-finished"])
+    assert webhooks.emit_integration_state_changed(integration) == []
+
+    _edit(client, endpoint, event_types=["integration-state-changed"])
+    assert [d.endpoint_id for d in webhooks.emit_integration_state_changed(integration)] == [endpoint.pk]
+
+    _edit(client, endpoint, event_types=[])  # none checked: all events
+    endpoint.refresh_from_db()
+    assert endpoint.event_types == [] and endpoint.wants("connection-flow-failed")
+
+
+# --- Deliveries: readable status, live refresh ------------------------------------------------------
+
+
+def _region(body: str) -> str:
+    return re.search(r'<section class="card" id="deliveries-region"[^>]*>', body).group(0)
+
+
+def test_the_status_and_last_response_read_as_words(client, viewer, endpoint):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    factories.WebhookDeliveryFactory(
+        endpoint=endpoint,
+        attempts=1,
+        last_response_status=404,
+        last_error="HTTP 404",
+        next_attempt_at=timezone.now() + timedelta(minutes=5),
+    )
+    factories.WebhookDeliveryFactory(
+        endpoint=endpoint, status=DeliveryStatus.FAILED, attempts=8, last_error="ConnectError: connection refused"
+    )
+    factories.WebhookDeliveryFactory(endpoint=endpoint, status=DeliveryStatus.DELIVERED, last_response_status=200)
+    client.force_login(viewer)
+
+    body = client.get(_url("webhook", endpoint_id=endpoint.pk)).content.decode()
+
+    assert 'class="badge delivery-pending">Pending</span> <small class="muted">retry' in body
+    assert 'class="badge delivery-failed">Failed' in body and 'class="badge delivery-delivered">Delivered' in body
+    assert "<td>404 Not Found</td>" in body and "<td>200 OK</td>" in body
+    assert "<td>ConnectError: connection refused</td>" in body
+    for code in ("PENDING", "DELIVERED", "FAILED"):
+        assert f">{code}<" not in body
+
+
+def test_the_deliveries_poll_while_one_is_due_and_stop_when_done(client, viewer, endpoint):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    delivery = factories.WebhookDeliveryFactory(endpoint=endpoint, next_attempt_at=timezone.now())
+    client.force_login(viewer)
+    url = _url("webhook", endpoint_id=endpoint.pk)
+
+    region = _region(client.get(url).content.decode())
+    assert f'hx-get="{url}"' in region and 'hx-trigger="every 2s, deliveriesChanged from:body"' in region
+
+    for status, next_attempt_at in [
+        (DeliveryStatus.DELIVERED, None),
+        (DeliveryStatus.FAILED, None),
+        (DeliveryStatus.PENDING, timezone.now() + timedelta(hours=2)),  # the next retry is hours away
+        (DeliveryStatus.PENDING, timezone.now() - timedelta(minutes=10)),  # lost: the sweep resends it
+    ]:
+        WebhookDelivery.objects.filter(pk=delivery.pk).update(status=status, next_attempt_at=next_attempt_at)
+        body = client.get(url).content.decode()
+        assert "every 2s" not in body, status
+        assert 'hx-trigger="deliveriesChanged from:body"' in _region(body)
+    # Being sent: claimed for the lease, still polled.
+    WebhookDelivery.objects.filter(pk=delivery.pk).update(
+        status=DeliveryStatus.PENDING, next_attempt_at=timezone.now() + timedelta(seconds=60)
+    )
+    assert "every 2s" in _region(client.get(url).content.decode())
+
+
+def test_the_poll_gets_only_the_region(client, viewer, endpoint):
+    factories.WebhookDeliveryFactory(endpoint=endpoint)
+    client.force_login(viewer)
+
+    response = client.get(_url("webhook", endpoint_id=endpoint.pk), headers=HTMX)
+
+    body = response.content.decode()
+    assert "<html" not in body and "Rotate secret" not in body
+    assert body.lstrip().startswith('<section class="card" id="deliveries-region"')
+    assert "integration-state-changed" in body
+    assert "HX-Request" in response["Vary"]
+
+
+def test_a_test_event_shows_its_result_without_a_reload(client, owner, environment, queued):
+    """Send test event (a plain POST, then the page), the worker sends it, the region's poll shows it."""
+    from integrations import webhooks
+
+    from .webhook_receiver import start_receiver
+
+    receiver, server = start_receiver([404])
+    try:
+        endpoint = factories.WebhookEndpointFactory(environment=environment, url=receiver.url)
+        client.force_login(owner)
+        page = _url("webhook", endpoint_id=endpoint.pk)
+
+        response = client.post(_url("webhook_test", endpoint_id=endpoint.pk))
+        assert response["Location"] == page
+        body = client.get(page).content.decode()
+        assert "Test event queued" in body and "every 2s" in _region(body)
+        [delivery] = WebhookDelivery.objects.filter(endpoint=endpoint)
+        assert 'class="badge delivery-pending">Pending' in body
+
+        webhooks.attempt_delivery(delivery.pk)  # the worker: 404, retried in 5 s
+        poll = client.get(page, headers=HTMX).content.decode()
+        assert "404 Not Found" in poll and "every 2s" in _region(poll)
+
+        WebhookDelivery.objects.filter(pk=delivery.pk).update(next_attempt_at=delivery.created_at)
+        webhooks.attempt_delivery(delivery.pk)  # the retry: 200
+        poll = client.get(page, headers=HTMX).content.decode()
+    finally:
+        server.shutdown()
+    assert len(receiver.received) == 2
+    assert 'class="badge delivery-delivered">Delivered' in poll and "200 OK" in poll
+    assert "every 2s" not in poll  # done: the poll stops
+
+
+def test_a_replay_over_htmx_asks_the_region_to_refresh(
+    client, owner, failed, queued, django_capture_on_commit_callbacks
+):
+    client.force_login(owner)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(
+            _url("webhook_replay", endpoint_id=failed.endpoint_id, delivery_id=failed.pk), headers=HTMX
+        )
+
+    assert "deliveriesChanged" in response["HX-Trigger-After-Settle"]
+    region = _region(client.get(_url("webhook", endpoint_id=failed.endpoint_id)).content.decode())
+    assert "every 2s" in region
+
+
+def test_the_endpoint_page_has_no_inline_script_or_handler(client, owner, endpoint):
+    from integrations import audit, webhooks
+
+    webhooks.rotate_secret(endpoint, audit.SYSTEM, webhooks.MAX_SECRET_OVERLAP)
+    factories.WebhookDeliveryFactory(endpoint=endpoint)
+    client.force_login(owner)
+
+    for url in (_url("webhook", endpoint_id=endpoint.pk), _url("webhook_rotate", endpoint_id=endpoint.pk)):
+        body = client.get(url).content.decode()
+        assert not re.search(r"<script(?![^>]*\bsrc=)[^>]*>", body)
+        assert not re.search(r"\son[a-z]+=", body)

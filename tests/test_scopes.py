@@ -36,7 +36,7 @@ def test_scope_config_writes_are_audited_and_names_stay_unique(environment, owne
     actor = audit.Actor(user=owner)
     spec = {"hris_employees": {"availability": "ENABLED", "fields": {}}}
     created = save_scope_config(environment.pk, actor, name="Core", spec=spec, category="HRIS")
-    save_scope_config(environment.pk, actor, name="Core v2", spec={}, instance=created)
+    save_scope_config(environment.pk, actor, name="Core v2", spec=spec, instance=created)
     actions = list(
         AuditEvent.objects.filter(environment=environment).order_by("pk").values_list("action", "actor_user", "details")
     )
@@ -45,7 +45,7 @@ def test_scope_config_writes_are_audited_and_names_stay_unique(environment, owne
         ("scope_config.updated", owner.pk, "Core v2"),
     ]
     with pytest.raises(ScopeConfigNameTaken):
-        save_scope_config(environment.pk, actor, name="core V2", spec={}, category="HRIS")
+        save_scope_config(environment.pk, actor, name="core V2", spec=spec, category="HRIS")
     with pytest.raises(ValueError):
         save_scope_config(environment.pk, actor, name="Bad", spec={"hris_employees": {"availability": "X"}})
     assert ScopeConfig.objects.filter(environment=environment).count() == 1

@@ -20,10 +20,10 @@ def _render(value, style: str | None = None) -> str:
 @pytest.mark.parametrize(
     "style, text",
     [
-        ("minute", "22 Nov 10:02"),
-        ("second", "22 Nov 10:02:05"),
+        ("minute", "22 Nov 10:02 UTC"),
+        ("second", "22 Nov 10:02:05 UTC"),
         ("date", "22 Nov 2026"),
-        ("full", "22 Nov 2026 10:02:05"),
+        ("full", "22 Nov 2026 10:02:05 UTC"),
     ],
 )
 def test_fixed_styles(style, text):
@@ -32,9 +32,8 @@ def test_fixed_styles(style, text):
 
 @time_machine.travel(NOW + timedelta(hours=3), tick=False)
 def test_natural_style_shows_the_exact_time_on_hover():
-    assert (
-        _render(NOW) == '<time datetime="2026-11-22T10:02:05+00:00" title="22 Nov 2026 10:02:05">3\xa0hours ago</time>'
-    )
+    expected = '<time datetime="2026-11-22T10:02:05+00:00" title="22 Nov 2026 10:02:05 UTC">3\xa0hours ago</time>'
+    assert _render(NOW) == expected
 
 
 def test_none_is_an_em_dash():
@@ -43,7 +42,19 @@ def test_none_is_an_em_dash():
 
 @override_settings(TIME_ZONE="Europe/Berlin")
 def test_times_are_shown_in_the_configured_time_zone():
-    assert _render(NOW, "minute") == '<time datetime="2026-11-22T11:02:05+01:00">22 Nov 11:02</time>'
+    assert _render(NOW, "minute") == '<time datetime="2026-11-22T11:02:05+01:00">22 Nov 11:02 CET</time>'
+
+
+def test_times_are_shown_in_the_operators_own_time_zone(client, db):
+    from tests import factories
+
+    user = factories.UserFactory(time_zone="America/New_York")
+    client.force_login(user)
+    page = client.get("/preferences/").content.decode()
+    assert " EST</time>" in page  # the page's "It is now …" in the operator's zone
+    user.time_zone = ""
+    user.save()
+    assert " UTC</time>" in client.get("/preferences/").content.decode()
 
 
 def _badge(state) -> str:

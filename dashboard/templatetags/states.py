@@ -13,7 +13,7 @@ from django.template.loader import render_to_string
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
-from integrations.models import IntegrationState
+from integrations.models import DeliveryStatus, IntegrationState
 
 register = template.Library()
 
@@ -42,6 +42,7 @@ def state_badge(state: str | None) -> str:
 LABELS: dict[str, dict[str, str]] = {
     "availability": {"ENABLED": "Enabled", "OPTIONAL": "Optional", "DISABLED": "Disabled"},
     "link": {
+        "NONE": "No link",
         "PENDING": "Sent, not opened",
         "OPENED": "Opened",
         "COMPLETED": "Completed",
@@ -49,6 +50,7 @@ LABELS: dict[str, dict[str, str]] = {
         "REVOKED": "Revoked",
     },
     "outcome": {"OK": "OK", "AUTH_FAILED": "Authentication failed", "UNAVAILABLE": "Provider unavailable"},
+    "delivery": dict(DeliveryStatus.choices),  # webhook deliveries: Pending, Delivered, Failed
 }
 
 

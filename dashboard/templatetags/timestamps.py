@@ -37,3 +37,9 @@ def timestamp(value: datetime | None, style: str = "natural") -> str:
         text = conditional_escape(naturaltime(value))
         return mark_safe(f'<time datetime="{local.isoformat()}" title="{formats.full(local)}">{text}</time>')
     return mark_safe(f'<time datetime="{local.isoformat()}">{STYLES[style](local)}</time>')
+
+
+@register.simple_tag
+def now_stamp() -> str:
+    """The current time in the active zone, with its abbreviation: "22 Nov 2026 10:02:05 CET"."""
+    return timestamp(timezone.now(), "full")

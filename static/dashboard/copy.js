@@ -32,6 +32,21 @@
     );
   });
 
-  document.addEventListener("DOMContentLoaded", function () { reveal(document); });
+  // "Select all": <input type="checkbox" data-select-all="NAME" hidden> ticks every checkbox
+  // named NAME on the page (shown only with JavaScript; each box can be ticked by hand).
+  document.addEventListener("change", function (event) {
+    var all = event.target.closest("[data-select-all]");
+    if (!all) return;
+    document.querySelectorAll('input[type="checkbox"][name="' + all.dataset.selectAll + '"]').forEach(function (box) {
+      box.checked = all.checked;
+    });
+  });
+
+  function revealSelectAll(root) {
+    root.querySelectorAll("[data-select-all]").forEach(function (box) { box.hidden = false; });
+  }
+
+  document.addEventListener("DOMContentLoaded", function () { reveal(document); revealSelectAll(document); });
+  document.addEventListener("htmx:load", function (event) { revealSelectAll(event.target); });
   document.addEventListener("htmx:load", function (event) { reveal(event.target); });
 })();

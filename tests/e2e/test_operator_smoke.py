@@ -32,7 +32,7 @@ def test_operator_signs_in_and_opens_an_integration(browser, live_server, shot):
     page.click("text=Umbrella Corp")
     page.wait_for_selector("#health")
     shot(page, "integration")
-    assert "syncs paused since 22 Nov 10:02" in page.inner_text("#health")
+    assert "syncs paused since 22 Nov 10:02 UTC" in page.inner_text("#health")
     page.goto(f"{live_server.url}/admin/")
     assert violations == []
     context.close()

@@ -17,6 +17,7 @@ from collections import Counter
 from django.core.management.base import BaseCommand, CommandError
 from django.db import models, transaction
 
+from integrations.checks import column_label
 from integrations.lib import crypto
 from integrations.models import ENCRYPTED_COLUMNS
 
@@ -61,10 +62,15 @@ class Command(BaseCommand):
         if batch_size < 1:
             raise CommandError("--batch-size must be at least 1.")
         skipped: list[tuple[str, str, str]] = []  # (model label, pk, column)
+        seen: set[type[models.Model]] = set()
         for model, column in ENCRYPTED_COLUMNS:
             counts = self.rotate_column(model, column, batch_size, skipped)
+            # A model's first column by its name ("webhook endpoints"), any further one with the
+            # column ("webhook endpoints.previous_secret": the secret replaced by a rotation).
+            label = column_label(model, column) if model in seen else model._meta.verbose_name_plural
+            seen.add(model)
             self.stdout.write(
-                f"{model._meta.verbose_name_plural}: rotated={counts[ROTATED]} "
+                f"{label}: rotated={counts[ROTATED]} "
                 f"already_current={counts[CURRENT]} undecryptable={counts[UNDECRYPTABLE]}"
             )
         if skipped:
