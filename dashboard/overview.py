@@ -26,10 +26,12 @@ from integrations.models import (
     Sync,
     SyncStatus,
 )
+from integrations.scopes import reads_nothing_filter
 
 from .access import get_env_access, remember_environment
 from .charts import auth_check_chart
 from .formats import local_minute
+from .health import mark_syncs_nothing
 from .htmx import DashboardRequest
 from .linkstate import link_states
 
@@ -52,6 +54,7 @@ def overview(request: DashboardRequest, env: str) -> HttpResponse:
         "can_edit": access.can(Role.EDITOR),
         "counts": state_counts(access.environment),
         "attention": attention,
+        "syncs_nothing": syncs_nothing_panel(access.environment),
         "changes": recent_state_changes(access.environment),
         "chart": auth_check_chart(
             AuthCheck.objects.filter(integration__environment=access.environment), timezone.localdate(now)
@@ -147,6 +150,37 @@ def needs_attention(environment: Environment, now: datetime) -> list[AttentionRo
         rows.append(row)
     rows.sort(key=lambda r: r.rank)
     return rows
+
+
+# --- Syncs nothing ------------------------------------------------------------------------------
+
+SYNCS_NOTHING_SHOWN = 20
+
+
+@dataclass
+class SyncsNothingPanel:
+    count: int
+    integrations: list[Integration]  # the first SYNCS_NOTHING_SHOWN, each with `.syncs_nothing`
+
+
+def syncs_nothing_panel(environment: Environment) -> SyncsNothingPanel:
+    """Enabled integrations whose syncs read no model (no scope config and no default for their
+    category, or one that enables nothing): how many, and the first few with the reason.
+    A few queries whatever the number of integrations."""
+    qs = (
+        Integration.objects.filter(environment=environment)
+        .exclude(state=IntegrationState.INACTIVE)
+        .filter(reads_nothing_filter(environment.pk))
+    )
+    rows = list(
+        qs.select_related("scope_config")
+        .defer("credentials_encrypted", "opted_out_fields")
+        .order_by("end_user_organization_name", "id")[: SYNCS_NOTHING_SHOWN + 1]
+    )
+    count = len(rows) if len(rows) <= SYNCS_NOTHING_SHOWN else qs.count()
+    rows = rows[:SYNCS_NOTHING_SHOWN]
+    mark_syncs_nothing(rows, environment.pk)
+    return SyncsNothingPanel(count, rows)
 
 
 # --- Recent state changes ----------------------------------------------------------------------

@@ -9,6 +9,7 @@ from connect_flow.models import LinkType
 from integrations.models import Integration, IntegrationState, Role
 
 from .access import SESSION_KEY, get_env_access, remember_environment, user_memberships
+from .health import mark_syncs_nothing
 from .htmx import DashboardRequest
 from .linkstate import link_states
 from .listing import ListFilters, render_list, tool_options
@@ -46,6 +47,7 @@ def integrations(request: DashboardRequest, env: str) -> HttpResponse:
     by_id = link_states(rows)
     for row in rows:
         row.link_state = by_id.get(row.pk)  # for the template
+    mark_syncs_nothing(rows, access.environment.pk)  # one query for the defaults, not one per row
     can_edit = access.can(Role.EDITOR)
     ctx = {
         "access": access,

@@ -16,7 +16,7 @@ from django.db.models import ProtectedError, Q
 
 from . import audit
 from .models import Availability, Integration, ScopeConfig
-from .providers import Category
+from .providers import Category, providers_of_category
 from .providers.base import Provider
 
 ENABLED, OPTIONAL, DISABLED = Availability.ENABLED, Availability.OPTIONAL, Availability.DISABLED
@@ -355,6 +355,33 @@ def save_scope_config(
     except IntegrityError:  # a concurrent save took the name
         raise ScopeConfigNameTaken(name) from None
     return instance
+
+
+def everything_spec(category: str) -> dict[str, Any]:
+    """A spec reading every model and field the tools of `category` offer."""
+    spec: dict[str, Any] = {}
+    for provider in providers_of_category(category):
+        for data_model in provider.models:
+            entry = spec.setdefault(data_model.name, {"availability": ENABLED, "fields": {}})
+            entry["fields"].update({f: ENABLED for f in data_model.fields})
+    return spec
+
+
+def create_starter_defaults(environment_id: int, actor: audit.Actor) -> list[ScopeConfig]:
+    """A new environment's default per category that has tools: "All HRIS data", reading
+    everything, so a first connection syncs something before anyone writes a scope config.
+    Operators narrow it, or pick another default, later."""
+    made = []
+    for category in Category:
+        spec = everything_spec(category.value)
+        if not spec or ScopeConfig.objects.filter(environment_id=environment_id, category=category.value).exists():
+            continue
+        config = save_scope_config(
+            environment_id, actor, name=f"All {category.value} data", spec=spec, category=category.value
+        )
+        ScopeConfig.objects.filter(pk=config.pk).update(is_default=True)
+        made.append(config)
+    return made
 
 
 # --- Duplicating and deleting ------------------------------------------------------------------

@@ -2,6 +2,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 from django.utils.text import slugify
 
+from integrations import audit, scopes
 from integrations.models import Environment, Membership, Role, User
 
 
@@ -29,6 +30,8 @@ class Command(BaseCommand):
             env, created = Environment.objects.get_or_create(slug=slug, defaults={"name": name})
             if user is not None:
                 Membership.objects.update_or_create(environment=env, user=user, defaults={"role": Role.OWNER})
+            if created:  # a default scope config per category, so a first connection syncs something
+                scopes.create_starter_defaults(env.pk, audit.Actor(label="create_environment"))
         self.stdout.write(
             f"{'Created' if created else 'Found'} environment {env.name!r}"
             + (f"; {user.email} is its owner" if user else "")
