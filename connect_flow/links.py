@@ -28,7 +28,7 @@ from integrations.models import (
 )
 from integrations.providers import Outcome, get_provider
 from integrations.providers.base import ModelPermissionDenied, OAuthProvider, Provider, ProviderError
-from integrations.scopes import ScopeSpec, default_scope_config, effective_scope_config, reads_a_model
+from integrations.scopes import ScopeSpec, default_scope_configs, effective_scope_config, reads_a_model
 from integrations.syncs import NotSyncable, queue_sync
 
 from .models import (
@@ -222,15 +222,9 @@ def latest_reconnect_links(integration_ids: list[str]) -> dict[str, ConnectionLi
 
 def live_reconnect_link(integration: Integration) -> ConnectionLink | None:
     """The integration's newest reconnection link that can still be used, if any."""
-    now = timezone.now()
     return (
-        ConnectionLink.objects.filter(
-            integration=integration,
-            kind=LinkKind.RECONNECT,
-            completed_at=None,
-            revoked_at=None,
-            expires_at__gt=now,
-        )
+        ConnectionLink.objects.usable()
+        .filter(integration=integration, kind=LinkKind.RECONNECT)
         .order_by("-created_at")
         .first()
     )
@@ -278,7 +272,7 @@ def target_scope(link: ConnectionLink) -> ScopeConfig | None:
         return link.scope_config
     if link.integration_id:
         return effective_scope_config(link.integration)
-    return default_scope_config(link.environment_id, link.category) if link.category else None
+    return default_scope_configs(link.environment_id).get(link.category) if link.category else None
 
 
 def verify_credentials(

@@ -46,6 +46,12 @@ class LinkStatus(models.TextChoices):
 LIVE_STATUSES = (LinkStatus.PENDING, LinkStatus.OPENED)
 
 
+class ConnectionLinkQuerySet(models.QuerySet):
+    def usable(self, now=None) -> ConnectionLinkQuerySet:
+        """Links that can still be completed (pending or opened): the query form of LIVE_STATUSES."""
+        return self.filter(completed_at=None, revoked_at=None, expires_at__gt=now or timezone.now())
+
+
 class ConnectionLink(models.Model):
     id = models.CharField(primary_key=True, max_length=24, default=_public_id, editable=False)
     environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="links")
@@ -78,6 +84,8 @@ class ConnectionLink(models.Model):
     activation_token_used_at = models.DateTimeField(null=True, blank=True, editable=False)
     # Set by the periodic bookkeeping once the link's expiry has been written to the audit trail.
     expiry_recorded_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ConnectionLinkQuerySet.as_manager()
 
     class Meta:
         verbose_name = "connection link"

@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from django.db import transaction
-from django.utils import timezone
 
 from integrations import audit
 from integrations.models import Integration, ScopeConfig
@@ -22,9 +21,7 @@ from .models import ConnectionLink
 def pending_links_to(config: ScopeConfig) -> int:
     """How many links targeting `config` can still be completed (not completed, revoked or expired;
     opened or not)."""
-    return ConnectionLink.objects.filter(
-        scope_config=config, completed_at=None, revoked_at=None, expires_at__gt=timezone.now()
-    ).count()
+    return ConnectionLink.objects.usable().filter(scope_config=config).count()
 
 
 @dataclass(frozen=True)

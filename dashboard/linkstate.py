@@ -9,7 +9,7 @@ from datetime import datetime
 from django.utils import timezone
 
 from connect_flow.links import latest_reconnect_links
-from connect_flow.models import ConnectionLink
+from connect_flow.models import LIVE_STATUSES, ConnectionLink
 from integrations.models import Integration, IntegrationState
 
 NO_LINK = "NONE"
@@ -24,7 +24,7 @@ class LinkState:
 
     @property
     def live(self) -> bool:
-        return self.code in ("PENDING", "OPENED")
+        return self.code in LIVE_STATUSES
 
 
 def is_broken(integration: Integration) -> bool:

@@ -24,6 +24,7 @@ from connect_flow.models import LIVE_STATUSES, ConnectionLink, LinkKind, LinkTyp
 from integrations.lib import shown_once
 from integrations.models import Environment, Role, ScopeConfig
 from integrations.providers import Category, providers_of_category
+from integrations.scopes import reads_a_model
 
 from .access import EnvAccess, get_env_access
 from .htmx import DashboardRequest, redirect_after_post
@@ -46,10 +47,6 @@ def embed_origins_warning(environment: Environment, link_type: str) -> str:
     return ""
 
 
-def _categories_with_tools() -> list[str]:
-    return [c.value for c in Category if providers_of_category(c.value)]
-
-
 class ConnectForm(forms.Form):
     end_user_organization_name = forms.CharField(label="Organization", max_length=200)
     end_user_email = forms.EmailField(label="Customer's email", help_text="Who connects; shown on the link's page.")
@@ -64,35 +61,34 @@ class ConnectForm(forms.Form):
     def __init__(self, *args, environment: Environment, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.environment = environment
-        categories = _categories_with_tools()
+        tools = {c.value: providers_of_category(c.value) for c in Category}
+        self.categories = [c for c, providers in tools.items() if providers]
+        self.tool_category = {p.id: c for c, providers in tools.items() for p in providers}
         tool_field = self.fields["tool"]
         assert isinstance(tool_field, forms.ChoiceField)
         tool_field.choices = [(PICKER, "Let the customer choose")] + [
-            (c, [(p.id, p.label) for p in providers_of_category(c)]) for c in categories
+            (c, [(p.id, p.label) for p in tools[c]]) for c in self.categories
         ]
-        self.configs = {
-            sc.pk: sc
-            for sc in ScopeConfig.objects.filter(environment=environment, category__in=categories).order_by(
-                "category", "name"
-            )
-        }
+        # Only configs that read something can be a link's target (integrations.scopes.reads_a_model).
+        configs = ScopeConfig.objects.filter(environment=environment, category__in=self.categories)
+        self.configs = {sc.pk: sc for sc in configs.order_by("category", "name") if reads_a_model(sc)}
         scope_field = self.fields["scope_config"]
         assert isinstance(scope_field, forms.ChoiceField)
+        several = len(self.categories) > 1
         scope_field.choices = [("", "The environment's default")] + [
-            (sc.pk, f"{sc.name} ({sc.category})" if len(categories) > 1 else sc.name) for sc in self.configs.values()
+            (sc.pk, f"{sc.name} ({sc.category})" if several else sc.name) for sc in self.configs.values()
         ]
 
     def clean(self) -> dict:
         data = super().clean() or {}
         tool = data.get("tool") or ""
         config = self.configs.get(data.get("scope_config") or "")
-        categories = _categories_with_tools()
         if tool:
-            category = next(c for c in categories if any(p.id == tool for p in providers_of_category(c)))
+            category = self.tool_category[tool]  # the field's choices admit only these tools
         elif config is not None:
             category = config.category
-        elif categories:
-            category = categories[0]
+        elif self.categories:
+            category = self.categories[0]
         else:
             raise forms.ValidationError("No tool is available on this deployment: no customer can connect.")
         if config is not None and config.category != category:

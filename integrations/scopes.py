@@ -261,10 +261,6 @@ def default_scope_configs(environment_id: int) -> dict[str, ScopeConfig]:
     return {c.category: c for c in ScopeConfig.objects.filter(environment_id=environment_id, is_default=True)}
 
 
-def default_scope_config(environment_id: int, category: str) -> ScopeConfig | None:
-    return ScopeConfig.objects.filter(environment_id=environment_id, category=category, is_default=True).first()
-
-
 def effective_scope_config(
     integration: Integration, defaults: Mapping[str, ScopeConfig] | None = None
 ) -> ScopeConfig | None:
@@ -279,9 +275,9 @@ def effective_scope_config(
     """
     if integration.scope_config_id:
         return integration.scope_config
-    if defaults is not None:
-        return defaults.get(integration.category)
-    return default_scope_config(integration.environment_id, integration.category)
+    if defaults is None:
+        defaults = default_scope_configs(integration.environment_id)
+    return defaults.get(integration.category)
 
 
 def effective_scope_config_ids(integrations: Iterable[Integration]) -> dict[str, str | None]:
