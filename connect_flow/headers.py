@@ -7,15 +7,15 @@ EMBEDDED page, and `X-Frame-Options: DENY` on everything else.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
-from urllib.parse import urlsplit
 
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.views.decorators.clickjacking import xframe_options_exempt
 from django.views.decorators.csrf import csrf_exempt
+
+from integrations.lib.origins import valid_origins
 
 from .models import ConnectionLink, LinkType
 
@@ -25,27 +25,14 @@ CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "object-src 'none'; base-uri 'none'; frame-ancestors {ancestors}"
 )
-_HOST_RE = re.compile(r"[A-Za-z0-9.\-]+(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?")
 
 
 def allowed_frame_origins(raw: Any) -> list[str]:
-    """The well-formed http(s) origins of an environment's `allowed_origins`.
+    """The well-formed http(s) origins of an environment's `allowed_origins` (`lib.origins`).
 
     Anything else is dropped: a stored value with a space or `;` must not add a CSP directive.
     """
-    origins: list[str] = []
-    for value in raw if isinstance(raw, list) else []:
-        if not isinstance(value, str):
-            continue
-        parts = urlsplit(value.strip())
-        if parts.scheme not in ("http", "https") or parts.path.strip("/") or parts.query or parts.fragment:
-            continue
-        if not _HOST_RE.fullmatch(parts.netloc):
-            continue
-        origin = f"{parts.scheme}://{parts.netloc}".lower()
-        if origin not in origins:
-            origins.append(origin)
-    return origins
+    return valid_origins(raw)
 
 
 def frame_origins(link: ConnectionLink | None) -> list[str]:

@@ -22,6 +22,7 @@ NAV_SECTIONS = {
     "log": "logs",
     "api_keys": "api_keys",
     "members": "members",
+    "environment_settings": "settings",
     "connect": "integrations",
     "reconnect": "integrations",
     "relink_bulk": "integrations",

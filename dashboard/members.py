@@ -1,7 +1,8 @@
 """The Members page: who can use an environment, and with which role. Owner-only.
 
-Owners add existing operators by email (accounts are created by admins, not here), change roles
-and remove members. An environment always keeps at least one owner.
+Owners invite people by email (dashboard/invitations.py: the email, and the page where the
+invited person sets a password or signs in and joins), revoke pending invitations, change roles and
+remove members. An environment always keeps at least one owner.
 
 Concurrency: a role change or a removal first locks the environment's row (`_lock_environment`),
 then the memberships. Every such request takes the locks in that one order, so two owners
@@ -11,7 +12,9 @@ sees the first one's change (the actor may no longer be an owner, the target may
 
 from __future__ import annotations
 
-from django import forms
+import logging
+import smtplib
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
@@ -19,39 +22,29 @@ from django.db import transaction
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.cache import add_never_cache_headers
 from django.views.decorators.http import require_POST
 
-from integrations import audit
-from integrations.models import Environment, Membership, Role, User
+from integrations import audit, invitations
+from integrations.invitations import InvitationError
+from integrations.lib import shown_once
+from integrations.models import Environment, Invitation, Membership, Role
 
 from .access import EnvAccess, get_env_access
 from .htmx import DashboardRequest, redirect_after_post
+from .invitations import UNSENT_LINK_SLOT, InviteForm, send_invitation, take_unsent_link
+
+logger = logging.getLogger(__name__)
 
 TEMPLATE = "dashboard/members.html"
 LAST_OWNER = "An environment needs at least one owner: make someone else an owner first."
 
 
-class AddMemberForm(forms.Form):
-    email = forms.EmailField(label="Email")
-    role = forms.ChoiceField(choices=Role.choices, initial=Role.VIEWER)
-
-    def __init__(self, *args, environment: Environment, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.environment = environment
-        self.user: User | None = None
-
-    def clean_email(self) -> str:
-        email = self.cleaned_data["email"].strip()
-        user = User.objects.filter(email__iexact=email, is_active=True).first()
-        if user is None:
-            raise forms.ValidationError("No Relink account uses this email. Ask an admin to create the account first.")
-        if Membership.objects.filter(environment=self.environment, user=user).exists():
-            raise forms.ValidationError(f"{user.email} is already a member; change their role below.")
-        self.user = user
-        return email
+def _members_url(access: EnvAccess) -> str:
+    return reverse("dashboard:members", kwargs={"env": access.environment.slug})
 
 
-def _render(request: DashboardRequest, access: EnvAccess, form: AddMemberForm) -> HttpResponse:
+def render_members(request: DashboardRequest, access: EnvAccess, form: InviteForm) -> HttpResponse:
     members = list(
         Membership.objects.filter(environment=access.environment).select_related("user").order_by("user__email")
     )
@@ -59,10 +52,15 @@ def _render(request: DashboardRequest, access: EnvAccess, form: AddMemberForm) -
         "access": access,
         "env": access.environment,
         "members": members,
+        "invitations": list(invitations.pending(access.environment)),
+        "unsent": take_unsent_link(request, access) if not form.is_bound else None,
         "form": form,
         "roles": Role.choices,
     }
-    return render(request, TEMPLATE, ctx)
+    response = render(request, TEMPLATE, ctx, status=400 if form.is_bound and form.errors else 200)
+    if ctx["unsent"]:
+        add_never_cache_headers(response)  # an invitation link is in this response only
+    return response
 
 
 def _audit(request: DashboardRequest, access: EnvAccess, action: str, membership: Membership, **details) -> None:
@@ -82,7 +80,7 @@ def _after_change(request: DashboardRequest, access: EnvAccess) -> HttpResponse:
         environment=access.environment, user_id=request.user.pk, role=Role.OWNER
     ).exists()
     if still_owner:
-        return redirect("dashboard:members", env=access.environment.slug)
+        return redirect(_members_url(access))
     if Membership.objects.filter(environment=access.environment, user_id=request.user.pk).exists():
         return redirect("dashboard:integrations", env=access.environment.slug)
     return redirect("dashboard:home")
@@ -110,28 +108,44 @@ def _is_last_owner(access: EnvAccess, membership: Membership) -> bool:
 @login_required
 def members(request: DashboardRequest, env: str) -> HttpResponse:
     access = get_env_access(request, env, Role.OWNER)
-    return _render(request, access, AddMemberForm(environment=access.environment))
+    return render_members(request, access, InviteForm())
 
 
 @login_required
 @require_POST
-def add_member(request: DashboardRequest, env: str) -> HttpResponse:
+def invite(request: DashboardRequest, env: str) -> HttpResponse:
+    """Owner: create the invitation and email it, then back to the Members page."""
     access = get_env_access(request, env, Role.OWNER)
-    form = AddMemberForm(request.POST, environment=access.environment)
+    form = InviteForm(request.POST)
     if not form.is_valid():
-        return _render(request, access, form)
-    with transaction.atomic():
-        membership, created = Membership.objects.get_or_create(
-            environment=access.environment, user=form.user, defaults={"role": form.cleaned_data["role"]}
-        )
-        if created:
-            _audit(request, access, "member.added", membership, role=membership.role)
-    assert form.user is not None  # a valid form found the user
-    if created:
-        messages.success(request, f"{form.user.email} added as {membership.get_role_display().lower()}.")
+        return render_members(request, access, form)
+    email, role = form.cleaned_data["email"], form.cleaned_data["role"]
+    try:
+        new = invitations.invite(access.environment, email, role, audit.Actor(user=request.user))
+    except InvitationError as exc:
+        form.add_error("email", str(exc))
+        return render_members(request, access, form)
+    try:
+        send_invitation(new, request.user)
+    except (smtplib.SMTPException, OSError) as exc:
+        logger.warning("invitation email to %s not sent: %s", email, exc)
+        shown_once.keep(request.session, UNSENT_LINK_SLOT, access.environment.pk, new.invitation.pk, new.token)
+        messages.error(request, f"The invitation for {email} was created, but the email could not be sent ({exc}).")
     else:
-        messages.info(request, f"{form.user.email} is already a member.")
-    return redirect("dashboard:members", env=access.environment.slug)
+        messages.success(request, f"Invitation sent to {email} ({new.invitation.get_role_display().lower()}).")
+    return redirect_after_post(request, _members_url(access) + "#invitations")
+
+
+@login_required
+@require_POST
+def revoke_invitation(request: DashboardRequest, env: str, invitation_id: int) -> HttpResponse:
+    access = get_env_access(request, env, Role.OWNER)
+    invitation = access.get_or_404(Invitation, pk=invitation_id)
+    if invitations.revoke(invitation, audit.Actor(user=request.user)):
+        messages.success(request, f"Invitation for {invitation.email} revoked: its link no longer works.")
+    else:
+        messages.info(request, f"The invitation for {invitation.email} was no longer pending.")
+    return redirect_after_post(request, _members_url(access) + "#invitations")
 
 
 @login_required
@@ -141,7 +155,7 @@ def change_role(request: DashboardRequest, env: str, member_id: int) -> HttpResp
     role = request.POST.get("role", "")
     if role not in Role.values:
         messages.error(request, "Choose a role: viewer, editor or owner.")
-        return redirect("dashboard:members", env=access.environment.slug)
+        return redirect(_members_url(access))
     with transaction.atomic():
         _lock_environment(request, access)
         membership = access.get_or_404(
@@ -149,10 +163,10 @@ def change_role(request: DashboardRequest, env: str, member_id: int) -> HttpResp
         )
         if membership.role == role:
             messages.info(request, f"{membership.user.email} is already {membership.get_role_display().lower()}.")
-            return redirect("dashboard:members", env=access.environment.slug)
+            return redirect(_members_url(access))
         if membership.role == Role.OWNER and _is_last_owner(access, membership):
             messages.error(request, f"{membership.user.email} is the last owner. {LAST_OWNER}")
-            return redirect("dashboard:members", env=access.environment.slug)
+            return redirect(_members_url(access))
         old = membership.role
         membership.role = role
         membership.save(update_fields=["role"])
@@ -172,7 +186,7 @@ def remove_member(request: DashboardRequest, env: str, member_id: int) -> HttpRe
         )
         if membership.role == Role.OWNER and _is_last_owner(access, membership):
             messages.error(request, f"{membership.user.email} is the last owner and cannot be removed. {LAST_OWNER}")
-            return redirect_after_post(request, reverse("dashboard:members", kwargs={"env": access.environment.slug}))
+            return redirect_after_post(request, _members_url(access))
         _audit(request, access, "member.removed", membership, role=membership.role)
         membership.delete()
     messages.success(request, f"{membership.user.email} removed from {access.environment.name}.")

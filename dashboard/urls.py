@@ -2,7 +2,9 @@ from django.urls import path
 
 from . import (
     account,
+    environment_settings,
     integration,
+    invitations,
     logs,
     members,
     onboarding,
@@ -20,6 +22,9 @@ app_name = "dashboard"
 urlpatterns = [
     path("", views.home, name="home"),
     path("preferences/", account.preferences, name="preferences"),
+    path("environments/new/", environment_settings.new_environment, name="environment_new"),
+    path("invite/<str:token>/", invitations.invitation, name="invitation"),
+    path("env/<slug:env>/settings/", environment_settings.environment_settings, name="environment_settings"),
     path("env/<slug:env>/", views.integrations, name="integrations"),
     path("env/<slug:env>/overview/", overview.overview, name="overview"),
     path("env/<slug:env>/connect/", onboarding.connect, name="connect"),
@@ -61,7 +66,12 @@ urlpatterns = [
     path("env/<slug:env>/secrets/create/", secrets.create_api_key, name="api_key_create"),
     path("env/<slug:env>/secrets/<int:key_id>/revoke/", secrets.revoke_api_key, name="api_key_revoke"),
     path("env/<slug:env>/members/", members.members, name="members"),
-    path("env/<slug:env>/members/add/", members.add_member, name="member_add"),
+    path("env/<slug:env>/members/invite/", members.invite, name="member_invite"),
+    path(
+        "env/<slug:env>/members/invitations/<int:invitation_id>/revoke/",
+        members.revoke_invitation,
+        name="invitation_revoke",
+    ),
     path("env/<slug:env>/members/<int:member_id>/role/", members.change_role, name="member_role"),
     path("env/<slug:env>/members/<int:member_id>/remove/", members.remove_member, name="member_remove"),
     path("env/<slug:env>/scope-configs/", scopes.scope_configs, name="scope_configs"),

@@ -18,6 +18,7 @@ from django.db import models
 from django.db.models import BooleanField, ExpressionWrapper, Q, QuerySet
 from django.http import HttpRequest
 
+from . import audit, environments, scopes
 from .health import request_auth_check, set_enabled
 from .lib.targets import TargetRefused, check_url
 from .models import (
@@ -31,6 +32,7 @@ from .models import (
     Membership,
     OutboxMessage,
     RequestLog,
+    Role,
     ScopeConfig,
     Sync,
     SyncedRecord,
@@ -155,14 +157,62 @@ class UserAdmin(DjangoUserAdmin):
         return super().get_inline_instances(request, obj) if obj is not None else []
 
 
+class EnvironmentAdminForm(forms.ModelForm):
+    """The same bounds as the dashboard's settings page (integrations.environments): a sync
+    interval within them, allowed origins one per line, each a real origin."""
+
+    allowed_origins = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 4}),
+        help_text="One origin per line (https://app.example.com): the pages that may frame embedded links.",
+    )
+
+    class Meta:
+        model = Environment
+        fields = ("name", "slug", "sync_interval", "allowed_origins")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            self.initial["allowed_origins"] = "\n".join(self.instance.allowed_origins or [])
+
+    def clean_sync_interval(self) -> Any:
+        try:
+            return environments.check_sync_interval(self.cleaned_data["sync_interval"])
+        except environments.SettingsError as exc:
+            raise forms.ValidationError(str(exc)) from None
+
+    def clean_allowed_origins(self) -> list[str]:
+        try:
+            return environments.parse_origin_lines(self.cleaned_data.get("allowed_origins") or "")
+        except environments.SettingsError as exc:
+            raise forms.ValidationError(str(exc)) from None
+
+
 @admin.register(Environment)
 class EnvironmentAdmin(admin.ModelAdmin):
+    """An environment created here gets its creator as owner (unless the members inline names
+    one) and a default scope config per category, as one created in the dashboard does."""
+
+    form = EnvironmentAdminForm
     list_display = ("name", "slug", "sync_interval", "created_at")
     search_fields = ("name", "slug")
     prepopulated_fields = {"slug": ("name",)}
     readonly_fields = ("created_at",)
     date_hierarchy = "created_at"
     inlines = (MembershipForEnvironmentInline,)
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        super().save_related(request, form, formsets, change)
+        if change:
+            return
+        environment, user = form.instance, request.user
+        assert isinstance(user, User)  # the admin site requires a signed-in staff user
+        actor = audit.Actor(user=user)
+        if not Membership.objects.filter(environment=environment, role=Role.OWNER).exists():
+            Membership.objects.update_or_create(environment=environment, user=user, defaults={"role": Role.OWNER})
+        scopes.create_starter_defaults(environment.pk, actor)
+        audit.record(environment.pk, "environment.created", actor, name=environment.name, slug=environment.slug)
 
 
 @admin.register(Membership)

@@ -18,7 +18,9 @@ import random
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from urllib.parse import urlsplit
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 from django.utils.text import slugify
@@ -473,9 +475,21 @@ def seed(now: datetime | None = None) -> SeedResult:
     return SeedResult(created=+created, states=state_counts(environment))
 
 
+def demo_embed_origins() -> list[str]:
+    """Where the demo's embedded links may be shown: Relink's own origin (the sandbox pages) and a
+    local app on port 3000, the usual development server of the app that would embed them."""
+    parts = urlsplit(settings.BASE_URL)
+    return [f"{parts.scheme}://{parts.netloc}".lower(), "http://localhost:3000"]
+
+
 def _environment(now: datetime, created: Counter) -> Environment:
     environment, new = Environment.objects.get_or_create(
-        slug=ENVIRONMENT_SLUG, defaults={"name": ENVIRONMENT_NAME, "created_at": now - timedelta(days=120)}
+        slug=ENVIRONMENT_SLUG,
+        defaults={
+            "name": ENVIRONMENT_NAME,
+            "created_at": now - timedelta(days=120),
+            "allowed_origins": demo_embed_origins(),
+        },
     )
     created["environment"] += new
     return environment
@@ -500,6 +514,9 @@ def _scope_configs(environment: Environment, now: datetime, created: Counter) ->
             defaults={"category": Category.HRIS.value, "spec": spec, "created_at": now - timedelta(days=100)},
         )
         created["scope config"] += new
+    # Integrations and links without a scope config of their own read "Core employees".
+    if not ScopeConfig.objects.filter(environment=environment, category=Category.HRIS.value, is_default=True).exists():
+        ScopeConfig.objects.filter(pk=configs["Core employees"].pk).update(is_default=True)
     return configs
 
 

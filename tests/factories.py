@@ -15,6 +15,7 @@ from integrations.models import (
     AuthCheck,
     Environment,
     Integration,
+    Invitation,
     Membership,
     RequestLog,
     Role,
@@ -59,6 +60,20 @@ class MembershipFactory(factory.django.DjangoModelFactory):
     environment = factory.SubFactory(EnvironmentFactory)
     user = factory.SubFactory(UserFactory)
     role = Role.EDITOR
+
+
+class InvitationFactory(factory.django.DjangoModelFactory):
+    """A pending invitation; its raw token is lost (only the hash is kept): use
+    integrations.invitations.invite() where a test needs the link."""
+
+    class Meta:
+        model = Invitation
+
+    environment = factory.SubFactory(EnvironmentFactory)
+    email = factory.Sequence(lambda n: f"invitee{n}@example.com")
+    role = Role.VIEWER
+    token_hash = factory.LazyFunction(lambda: hash_secret(new_secret("inv_")))
+    expires_at = factory.LazyFunction(lambda: timezone.now() + timedelta(days=7))
 
 
 class ScopeConfigFactory(factory.django.DjangoModelFactory):

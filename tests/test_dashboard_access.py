@@ -73,6 +73,7 @@ def _samples(environment) -> dict[str, str]:
     audit = factories.AuditEventFactory(environment=environment, integration_id=integration.id)
     link = factories.ConnectionLinkFactory(integration=integration)
     member = factories.MembershipFactory(environment=environment)
+    invitation = factories.InvitationFactory(environment=environment)
     values = {
         ("integration", "integration_id", "integration_pk"): integration.pk,
         ("scope_config", "scope_config_id", "scope_config_pk", "config", "config_id"): integration.scope_config_id,
@@ -84,6 +85,7 @@ def _samples(environment) -> dict[str, str]:
         ("audit", "audit_id", "event", "event_id", "audit_event_id"): audit.pk,
         ("link", "link_id", "connection_link_id"): link.pk,
         ("member", "member_id", "membership", "membership_id"): member.pk,
+        ("invitation", "invitation_id"): invitation.pk,
     }
     return {name: value for names, value in values.items() for name in names}
 

@@ -1,5 +1,5 @@
-"""The Members page: owner-only; add existing users by email, change roles, remove; an
-environment always keeps an owner."""
+"""The Members page: owner-only; change roles, remove; an environment always keeps an owner.
+Invitations: test_dashboard_invitations.py."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from dashboard import members
-from integrations.models import AuditEvent, Membership, Role, User
+from integrations.models import AuditEvent, Invitation, Membership, Role, User
 
 from . import factories
 
@@ -46,7 +46,8 @@ def test_only_owners_change_members(client, request, environment, owner, persona
     client.force_login(request.getfixturevalue(persona))
     owner_membership = _membership(owner, environment)
 
-    assert client.post(_url("dashboard:member_add"), {"email": newcomer.email, "role": "owner"}).status_code == status
+    invite = {"email": newcomer.email, "role": "owner"}
+    assert client.post(_url("dashboard:member_invite"), invite).status_code == status
     assert (
         client.post(_url("dashboard:member_role", member_id=owner_membership.pk), {"role": "viewer"}).status_code
         == status
@@ -54,11 +55,12 @@ def test_only_owners_change_members(client, request, environment, owner, persona
     assert client.post(_url("dashboard:member_remove", member_id=owner_membership.pk)).status_code == status
 
     assert not Membership.objects.filter(user=newcomer).exists()
+    assert not Invitation.objects.exists()
     assert _membership(owner, environment).role == Role.OWNER
 
 
 def test_anonymous_users_are_sent_to_login(client, environment):
-    for response in (client.get(_url()), client.post(_url("dashboard:member_add"), {"email": "x@y.test"})):
+    for response in (client.get(_url()), client.post(_url("dashboard:member_invite"), {"email": "x@y.test"})):
         assert response.status_code == 302
         assert response["Location"].startswith(reverse("login") + "?next=")
 
@@ -98,55 +100,6 @@ def test_the_member_list_runs_a_constant_number_of_queries(client, owner, enviro
         assert client.get(_url()).content.decode().count('class="member-row"') == 15
 
     assert len(with_15) == len(with_3), [q["sql"] for q in with_15.captured_queries]
-
-
-# --- Add -----------------------------------------------------------------------------------------
-
-
-def test_an_owner_adds_an_existing_user_by_email(client, owner, environment):
-    newcomer = factories.UserFactory(email="new@acme.test")
-    client.force_login(owner)
-
-    response = client.post(_url("dashboard:member_add"), {"email": "NEW@acme.test", "role": "editor"})
-
-    assert response.status_code == 302
-    assert response["Location"] == _url()
-    assert _membership(newcomer, environment).role == Role.EDITOR
-    event = AuditEvent.objects.get(action="member.added")
-    assert event.actor_user == owner and event.details["user_id"] == newcomer.pk
-    assert "new@acme.test" in client.get(_url()).content.decode()
-
-
-def test_an_unknown_email_is_a_form_error_and_creates_no_user(client, owner, environment):
-    client.force_login(owner)
-    users = User.objects.count()
-
-    response = client.post(_url("dashboard:member_add"), {"email": "nobody@acme.test", "role": "viewer"})
-
-    assert response.status_code == 200
-    assert "No Relink account uses this email" in response.content.decode()
-    assert User.objects.count() == users
-    assert Membership.objects.filter(environment=environment).count() == 1
-
-
-def test_adding_an_existing_member_again_is_a_form_error(client, owner, viewer, environment):
-    client.force_login(owner)
-
-    response = client.post(_url("dashboard:member_add"), {"email": viewer.email, "role": "owner"})
-
-    assert response.status_code == 200
-    assert "already a member" in response.content.decode()
-    assert _membership(viewer, environment).role == Role.VIEWER
-
-
-def test_an_invalid_role_is_a_form_error(client, owner, environment):
-    newcomer = factories.UserFactory(email="new@acme.test")
-    client.force_login(owner)
-
-    response = client.post(_url("dashboard:member_add"), {"email": newcomer.email, "role": "god"})
-
-    assert response.status_code == 200
-    assert not Membership.objects.filter(user=newcomer).exists()
 
 
 # --- Change role and remove -----------------------------------------------------------------------

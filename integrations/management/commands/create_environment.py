@@ -1,8 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
-from django.db import transaction
 from django.utils.text import slugify
 
-from integrations import audit, scopes
+from integrations import audit, environments
 from integrations.models import Environment, Membership, Role, User
 
 
@@ -26,12 +25,12 @@ class Command(BaseCommand):
             user = User.objects.filter(email__iexact=owner).first()
             if user is None:
                 raise CommandError(f"No user with email {owner!r} (create it first, e.g. manage.py createsuperuser).")
-        with transaction.atomic():
-            env, created = Environment.objects.get_or_create(slug=slug, defaults={"name": name})
-            if user is not None:
-                Membership.objects.update_or_create(environment=env, user=user, defaults={"role": Role.OWNER})
-            if created:  # a default scope config per category, so a first connection syncs something
-                scopes.create_starter_defaults(env.pk, audit.Actor(label="create_environment"))
+        env = Environment.objects.filter(slug=slug).first()
+        created = env is None
+        if env is None:  # with its owner and a default scope config per category (environments.py)
+            env = environments.create_environment(name, audit.Actor(label="create_environment"), slug=slug, owner=user)
+        elif user is not None:
+            Membership.objects.update_or_create(environment=env, user=user, defaults={"role": Role.OWNER})
         self.stdout.write(
             f"{'Created' if created else 'Found'} environment {env.name!r}"
             + (f"; {user.email} is its owner" if user else "")

@@ -1,0 +1,163 @@
+"""Environment settings (owner): name, sync interval, allowed embed origins, default scope config
+per category; and a new environment (staff), whose creator becomes its owner.
+
+The rules (bounds, origin syntax, which scope configs may be defaults) are the domain's
+(`integrations.environments`); this module only turns form fields into its values and back.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django import forms
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import HttpResponse
+from django.shortcuts import render
+from django.urls import reverse
+
+from integrations import audit, environments
+from integrations.environments import EnvironmentSettings, SettingsError
+from integrations.models import Environment, Role, ScopeConfig
+from integrations.providers import Category, providers_of_category
+from integrations.scopes import reads_a_model
+
+from .access import EnvAccess, get_env_access
+from .htmx import DashboardRequest, redirect_after_post
+
+TEMPLATE = "dashboard/environment_settings.html"
+NEW_TEMPLATE = "dashboard/environment_new.html"
+NO_DEFAULT = ""
+MINUTE = timedelta(minutes=1)
+
+
+def _minutes(interval: timedelta) -> int:
+    return int(interval / MINUTE)
+
+
+class SettingsForm(forms.Form):
+    name = forms.CharField(label="Name", max_length=100, help_text="Shown to your customers on the connect pages.")
+    sync_interval = forms.IntegerField(
+        label="Sync interval (minutes)",
+        min_value=_minutes(environments.SYNC_INTERVAL_MIN),
+        max_value=_minutes(environments.SYNC_INTERVAL_MAX),
+        help_text="How often each integration syncs: between 15 and 1440 minutes (24 hours). Each "
+        "integration's next sync is spread ±10 % around it, so a fleet does not sync at once.",
+    )
+    allowed_origins = forms.CharField(
+        label="Allowed embed origins",
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 4, "placeholder": "https://app.example.com", "spellcheck": "false"}),
+        help_text="One per line: the origins (scheme, host and port, no path) of your app's pages that show "
+        "an embedded connection link in an iframe, e.g. https://app.example.com. Embedded links "
+        "show a blank frame on any other page; magic links work without this.",
+    )
+
+    def __init__(self, *args, environment: Environment, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.environment = environment
+        self.categories = [c.value for c in Category if providers_of_category(c.value)]
+        configs = ScopeConfig.objects.filter(environment=environment, category__in=self.categories).order_by("name")
+        self.configs = {c.pk: c for c in configs}
+        for category in self.categories:
+            choices = [(NO_DEFAULT, "None — integrations without a scope config of their own sync nothing")]
+            choices += [(c.pk, c.name) for c in self.configs.values() if c.category == category and reads_a_model(c)]
+            self.fields[f"default_{category}"] = forms.ChoiceField(
+                label=f"Default scope config ({category})",
+                choices=choices,
+                required=False,
+                help_text=f"What a {category} integration reads when it has no scope config of its own, "
+                "and what a new connection link uses unless you choose another.",
+            )
+
+    def default_fields(self) -> list[forms.BoundField]:
+        return [self[f"default_{category}"] for category in self.categories]
+
+    def clean_allowed_origins(self) -> list[str]:
+        try:
+            return environments.parse_origin_lines(self.cleaned_data.get("allowed_origins") or "")
+        except SettingsError as exc:
+            raise forms.ValidationError(str(exc)) from None
+
+    def settings(self) -> EnvironmentSettings:
+        data = self.cleaned_data
+        return EnvironmentSettings(
+            name=data["name"],
+            sync_interval=timedelta(minutes=data["sync_interval"]),
+            allowed_origins=data["allowed_origins"],
+            defaults={c: self.configs.get(data.get(f"default_{c}") or "") for c in self.categories},
+        )
+
+
+def _initial(environment: Environment) -> dict:
+    current = environments.current_settings(environment)
+    initial = {
+        "name": current.name,
+        "sync_interval": _minutes(current.sync_interval),
+        "allowed_origins": "\n".join(current.allowed_origins),
+    }
+    initial |= {f"default_{c}": config.pk for c, config in current.defaults.items() if config is not None}
+    return initial
+
+
+def _render(request: DashboardRequest, access: EnvAccess, form: SettingsForm) -> HttpResponse:
+    ctx = {"access": access, "env": access.environment, "form": form}
+    return render(request, TEMPLATE, ctx, status=400 if form.is_bound and form.errors else 200)
+
+
+@login_required
+def environment_settings(request: DashboardRequest, env: str) -> HttpResponse:
+    """GET: the settings form. POST: save, then redirect back (Post/Redirect/Get)."""
+    access = get_env_access(request, env, Role.OWNER)
+    if request.method != "POST":
+        return _render(
+            request, access, SettingsForm(initial=_initial(access.environment), environment=access.environment)
+        )
+    form = SettingsForm(request.POST, environment=access.environment)
+    if not form.is_valid():
+        return _render(request, access, form)
+    try:
+        changed = environments.update_settings(access.environment, form.settings(), audit.Actor(user=request.user))
+    except SettingsError as exc:
+        form.add_error(None, str(exc))
+        return _render(request, access, form)
+    if changed:
+        messages.success(request, "Settings saved.")
+    else:
+        messages.info(request, "Nothing changed.")
+    return redirect_after_post(request, reverse("dashboard:environment_settings", kwargs={"env": env}))
+
+
+class NewEnvironmentForm(forms.Form):
+    name = forms.CharField(label="Name", max_length=100, help_text='e.g. "Acme production" or "Acme sandbox".')
+    slug = forms.SlugField(
+        label="URL name",
+        max_length=45,
+        required=False,
+        help_text="Letters, digits and hyphens, used in the dashboard's addresses; made from the name if empty.",
+    )
+
+
+@login_required
+def new_environment(request: DashboardRequest) -> HttpResponse:
+    """Staff only: create an environment; its creator becomes its owner and lands on its settings."""
+    if not request.user.is_staff:
+        raise PermissionDenied("Only staff users create environments.")
+    form = NewEnvironmentForm(request.POST if request.method == "POST" else None)
+    if form.is_valid():
+        try:
+            environment = environments.create_environment(
+                form.cleaned_data["name"],
+                audit.Actor(user=request.user),
+                slug=form.cleaned_data["slug"],
+                owner=request.user,
+            )
+        except SettingsError as exc:
+            form.add_error(None, str(exc))
+        else:
+            messages.success(request, f"{environment.name} created; you are its owner.")
+            url = reverse("dashboard:environment_settings", kwargs={"env": environment.slug})
+            return redirect_after_post(request, url)
+    status = 400 if form.is_bound else 200
+    return render(request, NEW_TEMPLATE, {"form": form}, status=status)
