@@ -103,7 +103,9 @@ class NewAccountForm(forms.Form):
 def _page(request: HttpRequest, ctx: dict, status: int = 200) -> HttpResponse:
     response = render(request, ACCEPT_TEMPLATE, ctx, status=status)
     add_never_cache_headers(response)
-    response["Referrer-Policy"] = "no-referrer"  # the token is in the URL
+    # The token is in the URL: no other site gets it as a referrer. (Not "no-referrer": a browser
+    # then sends `Origin: null` with the form, which CSRF protection rightly refuses.)
+    response["Referrer-Policy"] = "same-origin"
     return response
 
 

@@ -169,7 +169,7 @@ def test_a_new_person_sets_a_password_and_joins(client, owner, environment):
 
     page = client.get(path)
     assert page.status_code == 200
-    assert page["Referrer-Policy"] == "no-referrer" and "no-store" in page["Cache-Control"]
+    assert page["Referrer-Policy"] == "same-origin" and "no-store" in page["Cache-Control"]
     assert "Create account and join" in page.content.decode()
     assert not User.objects.filter(email="newbie@umbrella.test").exists()  # GET changes nothing
 
