@@ -84,6 +84,9 @@ class ConnectionLink(models.Model):
     activation_token_used_at = models.DateTimeField(null=True, blank=True, editable=False)
     # Set by the periodic bookkeeping once the link's expiry has been written to the audit trail.
     expiry_recorded_at = models.DateTimeField(null=True, blank=True)
+    # A reconnect link on which an operator allowed the credentials to reach another upstream
+    # account than the one connected before (e.g. the customer moved to a new tenant).
+    allow_account_change = models.BooleanField(default=False)
 
     objects = ConnectionLinkQuerySet.as_manager()
 
@@ -118,3 +121,47 @@ class ConnectionLink(models.Model):
     @property
     def status(self) -> str:
         return self.status_at(timezone.now())
+
+
+class ReconnectStep(models.TextChoices):
+    FAILING = "failing", "Authentication failing"
+    INVALID = "invalid", "Syncs paused"
+    REMINDER = "reminder", "Reminder"
+
+
+class ReconnectRequest(models.Model):
+    """One email asking the end customer to reconnect (connect_flow.notifications).
+
+    The unique constraint is the watermark: a step of a failure streak is inserted once, whoever
+    inserts it sends it, so several workers, overlapping beats or a restarted beat never send one
+    step twice. `step_key` is "failing", "invalid" or "reminder-<days>".
+    """
+
+    integration = models.ForeignKey(Integration, on_delete=models.CASCADE, related_name="reconnect_requests")
+    streak_started_at = models.DateTimeField()  # the integration's auth_failing_since for this streak
+    step_key = models.CharField(max_length=20)
+    step = models.CharField(max_length=10, choices=ReconnectStep.choices)
+    link = models.ForeignKey(ConnectionLink, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    recipient = models.EmailField()
+    language = models.CharField(max_length=2, choices=settings.LANGUAGES, default="en")
+    created_at = models.DateTimeField(default=timezone.now)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    error = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["integration", "streak_started_at", "step_key"], name="reconnect_request_once_per_step"
+            )
+        ]
+        indexes = [
+            # Integration page: WHERE integration=? ORDER BY created_at DESC.
+            models.Index(fields=["integration", "-created_at"], name="reconnect_request_recent_idx"),
+            # Retry sweep: WHERE sent_at IS NULL.
+            models.Index(fields=["created_at"], name="reconnect_request_unsent_idx", condition=models.Q(sent_at=None)),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.step_key} → {self.recipient}"

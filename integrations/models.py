@@ -78,6 +78,10 @@ class User(AbstractBaseUser, PermissionsMixin):
 # --- Environments ------------------------------------------------------------------------------
 
 
+def default_reminder_days() -> list[int]:
+    return [1, 3, 7, 14]
+
+
 class Environment(models.Model):
     """The tenant boundary: everything below belongs to exactly one environment."""
 
@@ -87,6 +91,26 @@ class Environment(models.Model):
     # Origins allowed to frame embedded connect pages (CSP frame-ancestors).
     allowed_origins = models.JSONField(default=list, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
+
+    # Health policy (integrations.health): how long authentication may fail before syncs pause,
+    # and whether transient errors (timeouts, 5xx, 429) count as failures too.
+    auth_failure_window = models.DurationField(default=timedelta(hours=72))
+    transient_errors_count = models.BooleanField(default=False)
+
+    # Reconnect requests to end customers (connect_flow.notifications): off unless an owner turns
+    # them on; the first email after `notify_first_after` of failing, reminders on these days
+    # after the integration became INVALID.
+    notify_customers = models.BooleanField(default=False)
+    notify_sender_name = models.CharField(max_length=100, blank=True)
+    notify_reply_to = models.EmailField(blank=True)
+    notify_language = models.CharField(max_length=2, choices=settings.LANGUAGES, default="en")
+    notify_first_after = models.DurationField(default=timedelta(hours=24))
+    notify_reminder_days = models.JSONField(default=default_reminder_days, blank=True)
+
+    # Silent failures (integrations.syncs): a successful sync whose record count for a model drops
+    # by more than this share, from at least this many records, finishes with a VOLUME_DROP warning.
+    volume_drop_percent = models.PositiveSmallIntegerField(default=50)
+    volume_drop_min_records = models.PositiveIntegerField(default=20)
     members = models.ManyToManyField(settings.AUTH_USER_MODEL, through="Membership", related_name="environments")
 
     class Meta:
@@ -105,11 +129,22 @@ class Role(models.TextChoices):
 ROLE_RANK = {Role.VIEWER: 1, Role.EDITOR: 2, Role.OWNER: 3}
 
 
+class DigestFrequency(models.TextChoices):
+    OFF = "off", "Off"
+    IMMEDIATE = "immediate", "Immediately"
+    DAILY = "daily", "Daily"
+
+
 class Membership(models.Model):
     environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="memberships")
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
     role = models.CharField(max_length=10, choices=Role.choices, default=Role.VIEWER)
     created_at = models.DateTimeField(default=timezone.now)
+    # The operator's email digest of integrations that started failing, became INVALID or
+    # recovered (connect_flow.notifications): off, one email per change, or one a day.
+    digest = models.CharField(max_length=10, choices=DigestFrequency.choices, default=DigestFrequency.OFF)
+    # Changes up to this moment have been sent (the digest's watermark).
+    digest_sent_until = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["environment", "user"], name="membership_unique")]
@@ -257,6 +292,12 @@ class Integration(models.Model):
     last_auth_error = models.CharField(max_length=500, blank=True)
     auth_failing_since = models.DateTimeField(null=True, blank=True)  # start of the current streak
     invalid_since = models.DateTimeField(null=True, blank=True)  # paused by the three-day rule
+    # The upstream account the credentials reach (provider.account_of), recorded at the first
+    # connection; a reconnect reaching another account is refused (connect_flow.links).
+    upstream_account = models.CharField(max_length=200, blank=True)
+    upstream_account_label = models.CharField(max_length=200, blank=True)
+    # An operator turned reconnect requests off for this integration.
+    reconnect_requests_off = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["-created_at"]
