@@ -100,8 +100,9 @@ def relink(ctx: ApiContext, integration_id: str) -> dict[str, Any]:
 
 NOT_SYNCABLE: dict[str, str] = {
     IntegrationState.INVALID: (
-        "The integration is INVALID: its authentication has been failing for three days, so its syncs are "
-        "paused. Create a reconnection link (POST /integrations/{id}/relink) for the customer to fix it."
+        "The integration is INVALID: its authentication kept failing for the environment's auth-failure "
+        "window (72 hours unless its owner changed it), so its syncs are paused. Create a reconnection link "
+        "(POST /integrations/{id}/relink) for the customer to fix it."
     ),
     IntegrationState.INACTIVE: (
         "The integration is INACTIVE: it was disabled. Enable it first (PUT /integrations/{id}/enabled)."

@@ -219,7 +219,14 @@ CELERY_BROKER_CONNECTION_MAX_RETRIES = None
 # (integrations/outbox.py) and beat's flush_outbox sends it once the broker is back.
 CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.3, "interval_max": 0.5}
 # Modules other than an app's tasks.py that define tasks: each task lives beside the code it runs.
-CELERY_IMPORTS = ["integrations.outbox", "integrations.syncs", "integrations.health", "integrations.webhooks"]
+CELERY_IMPORTS = [
+    "integrations.outbox",
+    "integrations.syncs",
+    "integrations.health",
+    "integrations.webhooks",
+    "connect_flow.notifications",
+    "integrations.digest",
+]
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
@@ -227,6 +234,7 @@ CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 # Periodic jobs. Each entry expires after its interval so a backlog never runs twice over.
 SCHEDULER_TICK_SECONDS = env.int("SCHEDULER_TICK_SECONDS", default=60)
 OUTBOX_FLUSH_SECONDS = env.int("OUTBOX_FLUSH_SECONDS", default=10)
+RECONNECT_REQUEST_MINUTES = env.int("RECONNECT_REQUEST_MINUTES", default=5)
 CELERY_BEAT_SCHEDULE = {
     # Publish outbox tasks whose publish after commit failed (broker down), or whose time came
     # (webhook retries): work committed during a broker outage goes out seconds after it is back.
@@ -265,6 +273,19 @@ CELERY_BEAT_SCHEDULE = {
         "task": "connect_flow.tasks.record_expired_links",
         "schedule": timedelta(minutes=1),
         "options": {"expires": 60},
+    },
+    # Email end customers whose integration's authentication is failing (connect_flow/notifications.py):
+    # each step of the schedule once; failed sends are retried.
+    "send-reconnect-requests": {
+        "task": "connect_flow.notifications.send_reconnect_requests",
+        "schedule": timedelta(minutes=RECONNECT_REQUEST_MINUTES),
+        "options": {"expires": RECONNECT_REQUEST_MINUTES * 60},
+    },
+    # Operators' email digests (integrations/digest.py): immediate ones within this interval.
+    "send-digests": {
+        "task": "integrations.digest.send_digests",
+        "schedule": timedelta(minutes=RECONNECT_REQUEST_MINUTES),
+        "options": {"expires": RECONNECT_REQUEST_MINUTES * 60},
     },
     # Delete request logs older than REQUEST_LOG_RETENTION_DAYS, in batches.
     "prune-request-logs": {
@@ -405,6 +426,8 @@ HIBOB_BASE_URL = env.str("HIBOB_BASE_URL", default="https://api.hibob.com/v1")
 API_RATE_LIMIT_PER_MINUTE = env.int("API_RATE_LIMIT_PER_MINUTE", default=600)
 API_UNAUTHENTICATED_RATE_LIMIT_PER_MINUTE = env.int("API_UNAUTHENTICATED_RATE_LIMIT_PER_MINUTE", default=60)
 API_CUSTOMER_ID = env.str("API_CUSTOMER_ID", default="")
+# `/bench/trivial`, the floor `manage.py bench_api` measures against (config/bench.py). Never in production.
+BENCH_VIEWS = env.bool("BENCH_VIEWS", default=False)
 # Sandbox HR's OAuth: access-token lifetime (minutes); the client secret defaults to one derived
 # from SECRET_KEY, used only between Relink and its own sandbox.
 SANDBOX_OAUTH_ACCESS_TOKEN_MINUTES = env.int("SANDBOX_OAUTH_ACCESS_TOKEN_MINUTES", default=10)

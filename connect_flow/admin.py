@@ -10,11 +10,11 @@ from django.http import HttpRequest
 from django.template.response import TemplateResponse
 from django.utils import timezone
 
-from integrations.admin import IntegrationAdmin, RelatedWithoutSecretsMixin
+from integrations.admin import IntegrationAdmin, ReadOnlyAdmin, RelatedWithoutSecretsMixin
 from integrations.models import Integration
 
 from .links import LinkInputError, create_relink_link, revoke
-from .models import ConnectionLink, LinkStatus, LinkType
+from .models import ConnectionLink, LinkStatus, LinkType, ReconnectRequest
 
 
 class LinkStatusFilter(admin.SimpleListFilter):
@@ -86,6 +86,8 @@ class ConnectionLinkAdmin(RelatedWithoutSecretsMixin, admin.ModelAdmin):
         "opened_at",
         "completed_at",
         "expiry_recorded_at",
+        # Chosen when the link is created, and audited there; an edit here would not be.
+        "allow_account_change",
     )
 
     actions = ("revoke_links",)
@@ -150,3 +152,15 @@ class IntegrationWithLinksAdmin(IntegrationAdmin):
         response = TemplateResponse(request, "admin/integrations/relink_links.html", context)
         response["Cache-Control"] = "no-store"
         return response
+
+
+@admin.register(ReconnectRequest)
+class ReconnectRequestAdmin(ReadOnlyAdmin):
+    """The emails that asked end customers to reconnect (connect_flow/notifications.py), one per
+    step of a failure streak; written by the application only."""
+
+    list_display = ("integration", "step_key", "recipient", "language", "created_at", "sent_at", "attempts", "error")
+    list_filter = ("step", "language")
+    list_select_related = ("integration",)
+    search_fields = ("=integration__id", "recipient", "integration__end_user_organization_name")
+    date_hierarchy = "created_at"

@@ -5,8 +5,9 @@ The dashboard, the /v1 API, admin actions and the hosted pages all call these fu
 
 from __future__ import annotations
 
+import logging
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from django.conf import settings
@@ -27,7 +28,14 @@ from integrations.models import (
     WebhookEvent,
 )
 from integrations.providers import Outcome, get_provider
-from integrations.providers.base import ModelPermissionDenied, OAuthProvider, Provider, ProviderError
+from integrations.providers.base import (
+    AuthResult,
+    ModelPermissionDenied,
+    OAuthProvider,
+    Provider,
+    ProviderError,
+    UpstreamAccount,
+)
 from integrations.scopes import ScopeSpec, default_scope_configs, effective_scope_config, reads_a_model
 from integrations.syncs import NotSyncable, queue_sync
 
@@ -40,6 +48,8 @@ from .models import (
     LinkStatus,
     LinkType,
 )
+
+log = logging.getLogger(__name__)
 
 LANGUAGE_CODES = [code for code, _ in settings.LANGUAGES]
 
@@ -84,13 +94,16 @@ def get_link(pk: str) -> ConnectionLink | None:
     return ConnectionLink.objects.select_related(*PAGE_RELATED).filter(pk=pk).first()
 
 
-def _audit(link: ConnectionLink, action: str, *, user=None, api_key=None, **details: Any) -> None:
-    """A link's event: by the operator or API key that acted, else by the end customer."""
+def _audit(
+    link: ConnectionLink, action: str, *, user=None, api_key=None, otherwise: str = "end customer", **details: Any
+) -> None:
+    """A link's event: by the operator or API key that acted, else by `otherwise` (the end
+    customer; "system" for the links reconnect requests send)."""
     details.setdefault("kind", link.kind)  # a first connection, or a reconnection
     audit.record(
         link.environment_id,
         action,
-        audit.Actor.of(user, api_key, otherwise="end customer"),
+        audit.Actor.of(user, api_key, otherwise=otherwise),
         integration_id=link.integration_id or "",
         link_id=link.id,
         link_type=link.link_type,
@@ -117,8 +130,8 @@ def _check_common(
             )
 
 
-def _new_link(**fields: Any) -> CreatedLink:
-    token = secrets.token_urlsafe(32)
+def _new_link(token: str | None = None, **fields: Any) -> CreatedLink:
+    token = token or secrets.token_urlsafe(32)
     now = timezone.now()
     link = ConnectionLink.objects.create(
         token_hash=hash_secret(token), created_at=now, expires_at=now + LINK_VALIDITY[fields["link_type"]], **fields
@@ -134,11 +147,21 @@ def create_relink_link(
     scope_config: ScopeConfig | None = None,
     user=None,
     api_key: ApiKey | None = None,
+    token: str | None = None,
+    allow_account_change: bool = False,
 ) -> CreatedLink:
-    """A reconnection link for one integration, optionally moving it to `scope_config` on completion."""
+    """A reconnection link for one integration, optionally moving it to `scope_config` on completion.
+
+    `allow_account_change`: the customer may connect credentials of another upstream account than
+    the one recorded (e.g. after moving to a new tenant); an operator's explicit, audited choice.
+
+    `token`: a token the caller derived (reconnect requests reuse one link per failure streak,
+    connect_flow.notifications); otherwise a random one. Without an operator or API key the link
+    is the system's."""
     _check_common(integration.environment, language, link_type, scope_config, integration.category)
     with transaction.atomic():
         created = _new_link(
+            token,
             environment=integration.environment,
             kind=LinkKind.RECONNECT,
             integration=integration,
@@ -147,13 +170,16 @@ def create_relink_link(
             scope_config=scope_config,
             created_by_user=user,
             created_by_api_key=api_key,
+            allow_account_change=allow_account_change,
         )
         _audit(
             created.link,
             "link.created",
             user=user,
             api_key=api_key,
+            otherwise="system",
             scope_config_id=scope_config.pk if scope_config else None,
+            **({"allow_account_change": True} if allow_account_change else {}),
         )
     return created
 
@@ -255,6 +281,10 @@ def revoke(link: ConnectionLink, *, user=None, api_key: ApiKey | None = None) ->
 # --- Verification ------------------------------------------------------------------------------
 
 
+# A reconnect whose credentials reach another upstream account than the one recorded.
+ACCOUNT_MISMATCH = "ACCOUNT_MISMATCH"
+
+
 @dataclass
 class Verification:
     ok: bool
@@ -262,6 +292,37 @@ class Verification:
     message: str = ""
     missing_permissions: list[str] = field(default_factory=list)
     credentials: dict[str, Any] = field(default_factory=dict)  # possibly refreshed by the check
+    # The upstream account the credentials reach (None: the tool cannot tell).
+    account: UpstreamAccount | None = None
+
+
+@dataclass(frozen=True)
+class AccountRule:
+    """What a link's credentials must reach: the integration's recorded upstream account (empty:
+    nothing recorded, anything goes), unless the operator allowed a change of account."""
+
+    connected: str = ""
+    allow_change: bool = False
+
+    @classmethod
+    def of(cls, link: ConnectionLink) -> AccountRule:
+        integration = link.integration if link.kind == LinkKind.RECONNECT and link.integration_id else None
+        if integration is None:
+            return cls()
+        return cls(integration.upstream_account, link.allow_account_change)
+
+
+NO_ACCOUNT_RULE = AccountRule()
+
+
+class AccountMismatch(Exception):
+    """Raised under the integration's lock when the account recorded meanwhile is not the one the
+    verified credentials reach (another attempt completed first)."""
+
+    def __init__(self, recorded: str, account: UpstreamAccount):
+        super().__init__(f"The credentials reach {account}, not the account connected before ({recorded})")
+        self.recorded = recorded
+        self.account = account
 
 
 def target_scope(link: ConnectionLink) -> ScopeConfig | None:
@@ -276,13 +337,19 @@ def target_scope(link: ConnectionLink) -> ScopeConfig | None:
 
 
 def verify_credentials(
-    provider: Provider, credentials: dict[str, Any], scope: ScopeConfig | None, opted_out: list[str]
+    provider: Provider,
+    credentials: dict[str, Any],
+    scope: ScopeConfig | None,
+    opted_out: list[str],
+    rule: AccountRule = NO_ACCOUNT_RULE,
 ) -> Verification:
     """Check the credentials against the provider before anything is saved.
 
-    First the auth check, then a probe read of every model the scope config would sync, so a
-    key lacking a permission is refused now rather than failing later syncs: a model the tool
-    refuses (403), or a field it leaves out of every record.
+    First the auth check; then the upstream account the credentials reach, refused
+    (ACCOUNT_MISMATCH) if it is not the account `rule` recorded and no change was allowed; then
+    a probe read of every model the scope config would sync, so a key lacking a permission is
+    refused now rather than failing later syncs: a model the tool refuses (403), or a field it
+    leaves out of every record.
     """
     result = provider.check_auth(credentials)
     if result.outcome is Outcome.AUTH_FAILED:
@@ -290,6 +357,13 @@ def verify_credentials(
     if result.outcome is Outcome.UNAVAILABLE:
         return Verification(False, "UNAVAILABLE", result.message)
     credentials = result.updated_credentials or credentials
+    try:
+        account = _account(provider, credentials, result, rule)
+    except ProviderError as exc:
+        return replace(_provider_failure(exc), credentials=credentials)
+    if account is not None and rule.connected and account.id != rule.connected and not rule.allow_change:
+        message = f"The credentials reach {account}, not the account connected before ({rule.connected})"
+        return Verification(False, ACCOUNT_MISMATCH, message, credentials=credentials, account=account)
     missing = []
     for model, fields in ScopeSpec.parse(scope.spec if scope else {}).fetch_plan(provider, opted_out):
         try:
@@ -302,8 +376,23 @@ def verify_credentials(
             missing += [permission for _, permission in provider.withheld_fields(model, fields, rows)]
     if missing:
         missing = list(dict.fromkeys(missing))
-        return Verification(False, "PERMISSION_MISSING", "", missing_permissions=missing, credentials=credentials)
-    return Verification(True, credentials=credentials)
+        return Verification(
+            False, "PERMISSION_MISSING", "", missing_permissions=missing, credentials=credentials, account=account
+        )
+    return Verification(True, credentials=credentials, account=account)
+
+
+def _account(
+    provider: Provider, credentials: dict[str, Any], checked: AuthResult, rule: AccountRule
+) -> UpstreamAccount | None:
+    """The account verified credentials reach; the recorded one's id when the tool says they reach
+    it by another signal (`Provider.same_account`), so nothing reads as a change of account."""
+    account = provider.account_of(credentials, checked)
+    if account is None or not rule.connected or account.id == rule.connected:
+        return account
+    if provider.same_account(rule.connected, account, credentials):
+        return replace(account, id=rule.connected)
+    return account
 
 
 def _provider_failure(exc: ProviderError) -> Verification:
@@ -312,12 +401,17 @@ def _provider_failure(exc: ProviderError) -> Verification:
 
 def record_failed_attempt(link: ConnectionLink, verification: Verification, tool: str) -> None:
     """A rejected attempt: audit, `connection-flow-failed` webhook. The integration is untouched."""
+    details: dict[str, Any] = {}
+    if verification.error_code == ACCOUNT_MISMATCH and verification.account is not None:
+        # For the operator: which account the credentials reached instead (the webhook keeps its shape).
+        details = {"account": verification.account.id, "account_label": verification.account.label}
     with transaction.atomic():
         _audit(
             link,
             "link.attempt_failed",
             error_code=verification.error_code,
             missing_permissions=verification.missing_permissions,
+            **details,
         )
         webhooks.emit(
             link.environment_id,
@@ -359,12 +453,19 @@ def complete(
     opted_out_fields: list[str],
     tool: str = "",
     issue_activation_token: bool = True,
+    account: UpstreamAccount | None = None,
 ) -> Completion:
     """Apply a verified connection, exactly once (the link row is locked; a second call raises).
 
     Reconnect: new credentials, the link's scope config (data expired), streak cleared, ACTIVE
     unless an operator disabled it, a sync queued on commit, `integration-state-changed` if the
-    state changed. Connect: a new integration, `integration-created`, a sync queued on commit.
+    state changed; once committed, an OAuth grant the new credentials replaced is revoked at the
+    tool (or forgotten, if the tool cannot revoke). Connect: a new integration,
+    `integration-created`, a sync queued on commit.
+
+    `account`, the upstream account the verified credentials reach, is recorded. On a reconnect,
+    an account other than the one recorded raises `AccountMismatch` (nothing changed) unless the
+    link allows a change of account, which is then audited (`integration.account_changed`).
 
     Without `issue_activation_token` (an embedded link completed in another tab) the token is
     issued later, once, to the frame that started the flow: `hand_off_activation_token`.
@@ -377,9 +478,12 @@ def complete(
         if status not in LIVE_STATUSES:
             raise LinkUnusable(status)
         if link.kind == LinkKind.RECONNECT:
-            integration = _apply_reconnect(link, credentials, opted_out_fields, now)
+            integration, replaced = _apply_reconnect(link, credentials, opted_out_fields, now, account)
+            if _replaces_a_grant(integration, replaced, credentials):
+                provider = integration.provider
+                transaction.on_commit(lambda: revoke_unused_grant(provider, replaced, link, "replaced by a reconnect"))
         else:
-            integration = _create_integration(link, tool, credentials, opted_out_fields, now)
+            integration = _create_integration(link, tool, credentials, opted_out_fields, now, account)
         link.completed_at = now
         link.integration = integration
         link.activation_token_hash = hash_secret(activation_token) if activation_token else ""
@@ -394,9 +498,14 @@ def complete(
     return Completion(integration, activation_token)
 
 
-def _apply_reconnect(link: ConnectionLink, credentials: dict[str, Any], opted_out: list[str], now) -> Integration:
+def _apply_reconnect(
+    link: ConnectionLink, credentials: dict[str, Any], opted_out: list[str], now, account: UpstreamAccount | None
+) -> tuple[Integration, dict[str, Any]]:
+    """The reconnected integration, and the credentials the new ones replaced."""
     integration = Integration.objects.select_for_update().get(pk=link.integration_id)
+    _record_account(link, integration, account)  # first: a refusal changes nothing
     old_state = integration.state
+    replaced = integration.get_credentials()
     integration.set_credentials(credentials)
     if link.scope_config_id and link.scope_config_id != integration.scope_config_id:
         integration.scope_config_id = link.scope_config_id
@@ -410,11 +519,66 @@ def _apply_reconnect(link: ConnectionLink, credentials: dict[str, Any], opted_ou
     integration.save()
     if integration.state != old_state:
         state_changed(integration, old_state, actor_label="end customer", reason="reconnected")
-    return integration
+    return integration, replaced
+
+
+def _record_account(link: ConnectionLink, integration: Integration, account: UpstreamAccount | None) -> None:
+    """Set the integration's upstream account to the one a reconnect's credentials reach.
+
+    Raises `AccountMismatch` if another account is recorded and the link does not allow a change
+    (an attempt that completed meanwhile recorded it: verification saw nothing recorded yet).
+    """
+    if account is None:
+        return  # the tool cannot tell: keep what is recorded
+    recorded = integration.upstream_account
+    if recorded and account.id != recorded:
+        if not link.allow_account_change:
+            raise AccountMismatch(recorded, account)
+        _audit(
+            link,
+            "integration.account_changed",
+            **{"from": recorded, "from_label": integration.upstream_account_label},
+            to=account.id,
+            to_label=account.label,
+        )
+    integration.upstream_account = account.id
+    integration.upstream_account_label = account.label or integration.upstream_account_label
+
+
+def _replaces_a_grant(integration: Integration, replaced: dict[str, Any], credentials: dict[str, Any]) -> bool:
+    """True when an OAuth reconnect's new credentials hold another grant than the replaced ones."""
+    if not isinstance(integration.provider, OAuthProvider):
+        return False
+    old = replaced.get("refresh_token") or replaced.get("access_token")
+    return bool(old) and old not in (credentials.get("refresh_token"), credentials.get("access_token"))
+
+
+def revoke_unused_grant(provider: Provider, credentials: dict[str, Any], link: ConnectionLink, reason: str) -> bool:
+    """Revoke at the tool an OAuth grant Relink will not use (`reason`: replaced by a reconnect, or
+    obtained by an attempt that did not complete), or forget it where the tool cannot revoke.
+
+    Audited (`integration.grant_revoked` / `integration.grant_forgotten`); best effort: a tool that
+    cannot be reached is logged and audited, never an error for the customer. True if revoked.
+    """
+    revoked, error = False, ""
+    if isinstance(provider, OAuthProvider):
+        try:
+            revoked = provider.revoke_grant(credentials)
+        except ProviderError as exc:
+            error = str(exc)[:500]
+            log.warning("could not revoke a %s grant (link %s): %s", provider.id, link.pk, error)
+    action = "integration.grant_revoked" if revoked else "integration.grant_forgotten"
+    _audit(link, action, otherwise="system", reason=reason, **({"error": error} if error else {}))
+    return revoked
 
 
 def _create_integration(
-    link: ConnectionLink, tool: str, credentials: dict[str, Any], opted_out: list[str], now
+    link: ConnectionLink,
+    tool: str,
+    credentials: dict[str, Any],
+    opted_out: list[str],
+    now,
+    account: UpstreamAccount | None,
 ) -> Integration:
     provider = get_provider(link.tool or tool)
     integration = Integration(
@@ -429,6 +593,8 @@ def _create_integration(
         setup_status=SetupStatus.COMPLETED,
         created_at=now,
         next_sync_at=now,
+        upstream_account=account.id if account else "",
+        upstream_account_label=account.label if account else "",
     )
     integration.set_credentials(credentials)
     integration.save()
@@ -457,9 +623,9 @@ def attempt(
     *,
     issue_activation_token: bool = True,
 ) -> Attempt:
-    """The hosted form's credentials: verify against the link's target scope, then record the
-    failure (audit + `connection-flow-failed`) or complete the link, exactly once."""
-    verification = verify_credentials(provider, credentials, target_scope(link), opted_out)
+    """The hosted form's credentials: verify against the link's target scope and account rule,
+    then record the failure (audit + `connection-flow-failed`) or complete the link, exactly once."""
+    verification = verify_credentials(provider, credentials, target_scope(link), opted_out, AccountRule.of(link))
     return _settle(link, provider, verification, opted_out, issue_activation_token)
 
 
@@ -474,7 +640,10 @@ def attempt_oauth(
     issue_activation_token: bool = True,
 ) -> Attempt:
     """The provider's redirect back: a refused consent or a failed code exchange is a failed
-    attempt like rejected credentials; exchanged credentials are verified and completed as `attempt`."""
+    attempt like rejected credentials; exchanged credentials are verified and completed as `attempt`.
+    A grant obtained by an attempt that does not complete (refused, or the link used meanwhile)
+    is revoked at once: nothing will ever use it."""
+    credentials: dict[str, Any] | None = None
     if error or not code:
         verification = Verification(False, "ACCESS_DENIED" if error == "access_denied" else "OAUTH_ERROR", error)
     else:
@@ -483,8 +652,14 @@ def attempt_oauth(
         except ProviderError as exc:
             verification = _provider_failure(exc)
         else:
-            verification = verify_credentials(provider, credentials, target_scope(link), opted_out)
-    return _settle(link, provider, verification, opted_out, issue_activation_token)
+            rule = AccountRule.of(link)
+            verification = verify_credentials(provider, credentials, target_scope(link), opted_out, rule)
+    result = _settle(link, provider, verification, opted_out, issue_activation_token)
+    if credentials is not None and result.completion is None:
+        revoke_unused_grant(
+            provider, verification.credentials or credentials, link, "obtained by an attempt that did not complete"
+        )
+    return result
 
 
 def _settle(
@@ -500,9 +675,14 @@ def _settle(
             opted_out_fields=opted_out,
             tool=provider.id,
             issue_activation_token=issue_token,
+            account=verification.account,
         )
     except LinkUnusable as exc:
         return Attempt(verification, unusable=exc.status)
+    except AccountMismatch as exc:
+        refused = replace(verification, ok=False, error_code=ACCOUNT_MISMATCH, message=str(exc))
+        record_failed_attempt(link, refused, provider.id)
+        return Attempt(refused)
     return Attempt(verification, completion=done)
 
 

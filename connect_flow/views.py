@@ -33,6 +33,7 @@ from django.utils import translation
 from django.utils.translation import gettext as _
 
 from integrations import requestlogs
+from integrations.health import HealthPolicy
 from integrations.lib.redaction import REDACTED
 from integrations.models import RequestLog
 from integrations.providers import REGISTRY, get_provider, providers_of_category
@@ -104,10 +105,14 @@ def _page(
     retry_url: str = "",
     status: int = 200,
 ) -> HttpResponse:
-    """The connect page: who asks, the tool (or the picker), permissions, opt-outs, the form."""
+    """The connect page: who asks, the tool (or the picker), permissions, opt-outs, the form; on
+    a reconnect, how long the connection may fail before syncs pause (the environment's window)."""
+    policy = HealthPolicy.of(link.environment)
     ctx: dict[str, Any] = {
         **_base_context(link),
         "environment_name": link.environment.name,
+        "auth_window_days": policy.window_days,
+        "auth_window_hours": policy.window_hours,
         "reconnect": link.kind == LinkKind.RECONNECT,
         # A relative "?" link: only on the page at /connect/<token>/, not on the callback's retry page.
         "can_change_tool": link.kind == LinkKind.CONNECT and not link.tool and not retry_url,
@@ -175,6 +180,11 @@ def _error(code: str, tool: str, missing: list[str] | None = None) -> dict[str, 
             "%(tool)s could not be reached just now. Nothing was changed. Please try again in a few minutes."
         ),
         "ACCESS_DENIED": _("Access was not granted in %(tool)s. To connect, allow access when %(tool)s asks."),
+        links.ACCOUNT_MISMATCH: _(
+            "These credentials belong to a different company account than the one connected before. Nothing "
+            "was changed. Use credentials of the %(tool)s account you connected before, or ask whoever sent "
+            "you this link to allow a change of account."
+        ),
     }
     message = messages.get(code, _("The connection could not be completed. Please try again."))
     return {"code": code, "message": message % {"tool": tool}, "missing": missing or []}

@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from django import forms
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
@@ -36,6 +37,20 @@ def _minutes(interval: timedelta) -> int:
     return int(interval / MINUTE)
 
 
+def _hours(interval: timedelta) -> int:
+    return int(interval / timedelta(hours=1))
+
+
+NOTIFY_FIELDS = (
+    "notify_customers",
+    "notify_sender_name",
+    "notify_reply_to",
+    "notify_language",
+    "notify_first_after",
+    "notify_reminder_days",
+)
+
+
 class SettingsForm(forms.Form):
     name = forms.CharField(label="Name", max_length=100, help_text="Shown to your customers on the connect pages.")
     sync_interval = forms.IntegerField(
@@ -52,6 +67,59 @@ class SettingsForm(forms.Form):
         help_text="One per line: the origins (scheme, host and port, no path) of your app's pages that show "
         "an embedded connection link in an iframe, e.g. https://app.example.com. Embedded links "
         "show a blank frame on any other page; magic links work without this.",
+    )
+
+    auth_failure_window = forms.IntegerField(
+        label="Pause syncs after (hours)",
+        min_value=_hours(environments.AUTH_WINDOW_MIN),
+        max_value=_hours(environments.AUTH_WINDOW_MAX),
+        help_text="How long an integration's credentials may be rejected before its syncs pause and it "
+        "becomes Invalid: between 24 hours and 14 days (336 hours). The connect pages and emails quote it.",
+    )
+    transient_errors_count = forms.BooleanField(
+        label="Count provider outages as failures",
+        required=False,
+        help_text="Off (recommended): timeouts, server errors and rate limits are the HR system's problem, "
+        "not the credentials', and neither start nor extend a failure.",
+    )
+    notify_customers = forms.BooleanField(
+        label="Ask customers to reconnect by email",
+        required=False,
+        help_text="Relink emails the customer's contact (the email given when they connected) a magic link "
+        "when authentication starts failing, when syncs pause, and as reminders, until it works again.",
+    )
+    notify_sender_name = forms.CharField(
+        label="Sender name", max_length=100, required=False, help_text="Shown as the sender; the name above if empty."
+    )
+    notify_reply_to = forms.EmailField(
+        label="Reply-to address", required=False, help_text="Where the customer's replies go, e.g. your support desk."
+    )
+    notify_language = forms.ChoiceField(
+        label="Email language when the customer's is not known",
+        choices=settings.LANGUAGES,
+        help_text="Otherwise the language of the last link the customer completed.",
+    )
+    notify_first_after = forms.IntegerField(
+        label="First email after (hours of failing)",
+        min_value=1,
+        max_value=_hours(environments.AUTH_WINDOW_MAX) - 1,
+        help_text="Before syncs pause, so the customer can fix it in time.",
+    )
+    notify_reminder_days = forms.CharField(
+        label="Reminders (days after syncs paused)",
+        max_length=100,
+        required=False,
+        help_text="Comma-separated, e.g. 1, 3, 7, 14. Empty: no reminders.",
+    )
+    volume_drop_percent = forms.IntegerField(
+        label="Warn when a sync reads fewer records, by more than (%)",
+        min_value=10,
+        max_value=95,
+        help_text="A sync that succeeds with far fewer records than usual often means a permission was "
+        "removed upstream: it finishes with a volume-drop warning.",
+    )
+    volume_drop_min_records = forms.IntegerField(
+        label="…for models with at least (records)", min_value=1, max_value=1_000_000
     )
 
     def __init__(self, *args, environment: Environment, **kwargs) -> None:
@@ -80,13 +148,31 @@ class SettingsForm(forms.Form):
         except SettingsError as exc:
             raise forms.ValidationError(str(exc)) from None
 
+    def clean_notify_reminder_days(self) -> list[int]:
+        try:
+            return environments.parse_reminder_days(self.cleaned_data.get("notify_reminder_days") or "")
+        except SettingsError as exc:
+            raise forms.ValidationError(str(exc)) from None
+
+    def fieldsets(self) -> list[tuple[str, str, list[forms.BoundField]]]:
+        """(id, legend, fields) in the order the page shows them."""
+        return [
+            ("health", "Failing authentication", [self[n] for n in ("auth_failure_window", "transient_errors_count")]),
+            ("reconnect-requests", "Reconnect requests to customers", [self[n] for n in NOTIFY_FIELDS]),
+            ("volume-drop", "Silent failures", [self["volume_drop_percent"], self["volume_drop_min_records"]]),
+        ]
+
     def settings(self) -> EnvironmentSettings:
         data = self.cleaned_data
+        policy = {name: data[name] for name in environments.POLICY_FIELDS}
+        policy["auth_failure_window"] = timedelta(hours=data["auth_failure_window"])
+        policy["notify_first_after"] = timedelta(hours=data["notify_first_after"])
         return EnvironmentSettings(
             name=data["name"],
             sync_interval=timedelta(minutes=data["sync_interval"]),
             allowed_origins=data["allowed_origins"],
             defaults={c: self.configs.get(data.get(f"default_{c}") or "") for c in self.categories},
+            policy=policy,
         )
 
 
@@ -98,6 +184,10 @@ def _initial(environment: Environment) -> dict:
         "allowed_origins": "\n".join(current.allowed_origins),
     }
     initial |= {f"default_{c}": config.pk for c, config in current.defaults.items() if config is not None}
+    initial |= dict(current.policy)
+    initial["auth_failure_window"] = _hours(current.policy["auth_failure_window"])
+    initial["notify_first_after"] = _hours(current.policy["notify_first_after"])
+    initial["notify_reminder_days"] = ", ".join(str(d) for d in current.policy["notify_reminder_days"])
     return initial
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from integrations.health import INVALID_AFTER
+from integrations.health import HealthPolicy
 from integrations.models import AuditEvent, Integration, IntegrationState, ScopeConfig
+from integrations.providers import REGISTRY
 from integrations.scopes import default_scope_configs, effective_scope_config, reads_a_model
+from integrations.sync_warnings import VolumeDrop
 
 from .formats import local_minute
 
@@ -34,12 +36,43 @@ def mark_syncs_nothing(integrations: Iterable[Integration], environment_id: int)
         row.syncs_nothing = syncs_nothing(row, defaults)  # type: ignore[attr-defined]  # for the template
 
 
-def describe_health(integration: Integration, syncs_nothing: str = "") -> dict[str, str]:
+def model_label(tool: str, model: str) -> str:
+    """ "hris_employees" → "Employees" (the tool's label for it; the name itself if unknown)."""
+    provider = REGISTRY.get(tool)
+    data_model = provider.get_model(model) if provider else None
+    return data_model.label if data_model else model
+
+
+def describe_volume_drop(integration: Integration, drop: VolumeDrop) -> str:
+    """ "Employees: 12 records in the last sync, usually 240 — a permission may have been removed
+    upstream" """
+    records = "record" if drop.current == 1 else "records"
+    return (
+        f"{model_label(integration.tool, drop.model)}: {drop.current} {records} in the last sync, usually "
+        f"{drop.previous} — a permission may have been removed upstream"
+    )
+
+
+def describe_warning(integration: Integration, warning: str) -> str:
+    """A stored sync warning for the sync history: a volume drop in words, any other as it is."""
+    drop = VolumeDrop.parse(warning)
+    return describe_volume_drop(integration, drop) if drop else str(warning)
+
+
+def describe_health(
+    integration: Integration,
+    policy: HealthPolicy,
+    syncs_nothing: str = "",
+    volume_drops: Sequence[VolumeDrop] = (),
+) -> dict[str, str]:
     """{"level": ok|warning|error|off, "text": "..."} — what is wrong, in one sentence.
 
-    With `syncs_nothing` (the reason from `syncs_nothing()`), an integration that would read
+    `policy` is the integration's environment's (`HealthPolicy.of`): when a failing streak pauses
+    syncs. With `syncs_nothing` (the reason from `syncs_nothing()`), an integration that would read
     "Healthy" or "Not checked yet" is an error instead, with that reason and "kind": "syncs_nothing"
-    (its authentication problems, if any, come first: they pause syncs anyway).
+    (its authentication problems, if any, come first: they pause syncs anyway). With
+    `volume_drops` (those of its latest sync that read everything, `latest_volume_drops`) it is a
+    warning, "kind": "volume_drop", until a sync reads the usual counts again.
     """
     error = f" — last error: {integration.last_auth_error}" if integration.last_auth_error else ""
     if integration.state == IntegrationState.INACTIVE:
@@ -51,7 +84,7 @@ def describe_health(integration: Integration, syncs_nothing: str = "") -> dict[s
             f"{local_minute(integration.invalid_since)}{error}",
         }
     if integration.auth_failing_since:
-        pause_at = integration.auth_failing_since + INVALID_AFTER
+        pause_at = policy.pauses_at(integration.auth_failing_since)
         return {
             "level": "warning",
             "text": f"Authentication failing since {local_minute(integration.auth_failing_since)} — syncs pause at "
@@ -59,6 +92,9 @@ def describe_health(integration: Integration, syncs_nothing: str = "") -> dict[s
         }
     if syncs_nothing:
         return {"level": "error", "text": syncs_nothing, "kind": "syncs_nothing"}
+    if volume_drops:
+        text = ". ".join(describe_volume_drop(integration, drop) for drop in volume_drops) + "."
+        return {"level": "warning", "text": text, "kind": "volume_drop"}
     if integration.last_auth_check_at:
         return {
             "level": "ok",
@@ -91,6 +127,13 @@ def _code_words(code: str) -> str:
     return code.replace("_", " ").lower()
 
 
+def _account_words(account_id: Any, label: Any) -> str:
+    """An upstream account as people read it: "Initech HR (sbxco_4)", or its id alone."""
+    if not account_id:
+        return ""
+    return f"{label} ({account_id})" if label and label != account_id else str(account_id)
+
+
 def describe_event(event: AuditEvent) -> str:
     """One line of an integration's audit trail in plain words (the actor is shown beside it)."""
     d: dict[str, Any] = event.details or {}
@@ -111,7 +154,11 @@ def describe_event(event: AuditEvent) -> str:
         case "auth_check.requested":
             return "Asked for an authentication check"
         case "link.created":
-            return f"Created {link} {connection} link" + (" to a new scope config" if d.get("scope_config_id") else "")
+            return (
+                f"Created {link} {connection} link"
+                + (" to a new scope config" if d.get("scope_config_id") else "")
+                + (", allowing a different company account" if d.get("allow_account_change") else "")
+            )
         case "link.opened":
             return f"Opened {link} {connection} link"
         case "link.completed":
@@ -124,9 +171,18 @@ def describe_event(event: AuditEvent) -> str:
             return f"{link.capitalize()} {connection} link expired unused"
         case "link.attempt_failed":
             missing = d.get("missing_permissions") or []
+            reached = _account_words(d.get("account"), d.get("account_label"))
             return (
                 f"{connection.capitalize()} attempt rejected: "
                 + _code_words(d.get("error_code") or "error")
                 + (f" (missing: {', '.join(missing)})" if missing else "")
+                + (f" (the credentials reach {reached})" if reached else "")
             )
+        case "integration.account_changed":
+            before = _account_words(d.get("from"), d.get("from_label"))
+            return f"Company account changed: {before} → {_account_words(d.get('to'), d.get('to_label'))}"
+        case "integration.grant_revoked":
+            return f"Revoked the OAuth grant {d.get('reason') or 'no longer used'}"
+        case "integration.grant_forgotten":
+            return f"Forgot the OAuth grant {d.get('reason') or 'no longer used'} (the tool could not revoke it)"
     return event.action

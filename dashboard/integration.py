@@ -15,16 +15,18 @@ from django.utils import timezone
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET, require_POST
 
-from integrations import health
-from integrations.health import request_auth_check
+from connect_flow import notifications
+from integrations import audit, health
+from integrations.health import HealthPolicy, request_auth_check
 from integrations.models import OPEN_SYNC_STATUSES, AuditEvent, Integration, Role
 from integrations.providers import REGISTRY
 from integrations.scopes import ModelCoverage, ScopeSpec
+from integrations.sync_warnings import latest_volume_drops
 from integrations.syncs import NotSyncable, queue_sync
 
 from .access import EnvAccess, get_env_access
 from .charts import auth_check_chart
-from .health import describe_event, describe_health, syncs_nothing
+from .health import describe_event, describe_health, describe_warning, syncs_nothing
 from .htmx import DashboardRequest, redirect_after_post
 from .linkstate import is_broken, link_states
 
@@ -49,6 +51,8 @@ def get_integration(access: EnvAccess, integration_id: str) -> Integration:
 
 def _syncs_context(integration: Integration) -> dict:
     recent = list(integration.syncs.select_related("scope_config").order_by("-created_at")[:20])
+    for sync in recent:
+        sync.shown_warnings = [describe_warning(integration, w) for w in sync.warnings or []]  # type: ignore[attr-defined]
     return {"syncs": recent, "sync_open": any(s.status in OPEN_SYNC_STATUSES for s in recent)}
 
 
@@ -78,15 +82,22 @@ CHECK_POLL_LIMIT = timedelta(seconds=60)  # a check not finished by then: stop p
 
 
 def health_context(access: EnvAccess, obj: Integration, check_after: datetime | None = None) -> dict:
-    """The status card: health in words, the repair block of a broken integration, and while an
-    operator's check runs (`check_after` = when it was asked for) the polling that shows its result."""
+    """The status card: health in words (under the environment's health policy, with the volume
+    drops of the latest sync that read everything), the repair block of a broken integration, and
+    while an operator's check runs (`check_after` = when it was asked for) the polling that shows
+    its result."""
     finished = bool(check_after and obj.last_auth_check_at and obj.last_auth_check_at >= check_after)
     pending = bool(check_after) and not finished and timezone.now() - check_after < CHECK_POLL_LIMIT  # type: ignore[operator]
     return {
         "access": access,
         "env": access.environment,
         "integration": obj,
-        "health": describe_health(obj, syncs_nothing=syncs_nothing(obj)),
+        "health": describe_health(
+            obj,
+            HealthPolicy.of(obj.environment),
+            syncs_nothing=syncs_nothing(obj),
+            volume_drops=latest_volume_drops(obj),
+        ),
         "can_edit": access.can(Role.EDITOR),
         "broken": is_broken(obj),
         "link_state": link_states([obj]).get(obj.pk),
@@ -107,6 +118,7 @@ def integration_page_context(access: EnvAccess, obj: Integration, **extra) -> di
         "coverage": scope_coverage(obj),
         "audit": audit_trail(obj),
         "relink": RelinkSection(access.environment, obj, {}),
+        "reconnect_requests": notifications.requests_for(obj),
         **_syncs_context(obj),
         **extra,
     }
@@ -187,6 +199,18 @@ def set_enabled(request: DashboardRequest, env: str, integration_id: str) -> Htt
     )
     # hx-post (for the Disable button's hx-confirm): a full page load, so the message shows.
     return redirect_after_post(request, integration_path(obj))
+
+
+@login_required
+@require_POST
+def reconnect_requests(request: DashboardRequest, env: str, integration_id: str) -> HttpResponse:
+    """Turn the integration's reconnect requests off or on again (editor+), audited."""
+    access = get_env_access(request, env, Role.EDITOR)
+    obj = get_integration(access, integration_id)
+    off = request.POST.get("off") == "1"
+    if notifications.set_requests_off(obj, off, audit.Actor(user=request.user)):
+        messages.success(request, f"Reconnect requests turned {'off' if off else 'on'} for this integration.")
+    return redirect_after_post(request, integration_path(obj) + "#reconnect-requests")
 
 
 @login_required

@@ -15,7 +15,7 @@ from django.http import HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
 
-from integrations.health import INVALID_AFTER
+from integrations.health import HealthPolicy
 from integrations.models import (
     AuditEvent,
     AuthCheck,
@@ -27,11 +27,12 @@ from integrations.models import (
     SyncStatus,
 )
 from integrations.scopes import reads_nothing_filter
+from integrations.sync_warnings import VolumeDrop
 
 from .access import get_env_access, remember_environment
 from .charts import auth_check_chart
 from .formats import local_minute
-from .health import mark_syncs_nothing
+from .health import describe_warning, mark_syncs_nothing
 from .htmx import DashboardRequest
 from .linkstate import link_states
 
@@ -93,9 +94,9 @@ def _hours(delta: timedelta) -> int:
     return max(0, int(delta.total_seconds() // 3600))
 
 
-def pause_text(failing_since: datetime, now: datetime) -> str:
-    """When the three-day rule pauses syncs, relative to `now`."""
-    left = failing_since + INVALID_AFTER - now
+def pause_text(failing_since: datetime, now: datetime, policy: HealthPolicy) -> str:
+    """When the environment's auth-failure window pauses syncs, relative to `now`."""
+    left = policy.pauses_at(failing_since) - now
     if left <= timedelta(0):
         return "syncs pause at the next failed check"
     hours = _hours(left)
@@ -106,7 +107,9 @@ def pause_text(failing_since: datetime, now: datetime) -> str:
 
 def needs_attention(environment: Environment, now: datetime) -> list[AttentionRow]:
     """INVALID integrations, ACTIVE ones failing authentication now, and integrations (not disabled)
-    whose latest sync partially failed — in one query, most urgent first."""
+    whose latest sync partially failed (a volume drop among its warnings is named first, in words)
+    — in one query, most urgent first."""
+    policy = HealthPolicy.of(environment)
     latest = Sync.objects.filter(integration=OuterRef("pk")).order_by("-created_at", "-pk")
     qs = (
         Integration.objects.filter(environment=environment)
@@ -134,7 +137,7 @@ def needs_attention(environment: Environment, now: datetime) -> list[AttentionRo
             row.reasons.append(
                 {
                     "level": "warning",
-                    "text": f"Authentication failing since {since} — {pause_text(obj.auth_failing_since, now)}",
+                    "text": f"Authentication failing since {since} — {pause_text(obj.auth_failing_since, now, policy)}",
                 }
             )
             row.rank = (1, obj.auth_failing_since)
@@ -145,7 +148,9 @@ def needs_attention(environment: Environment, now: datetime) -> list[AttentionRo
             n = len(warnings) if isinstance(warnings, list) else 1
             text = f"Latest sync partially failed with {n} warning{'s' if n != 1 else ''}"
             if isinstance(warnings, list) and warnings:
-                text += f": {warnings[0]}"
+                # a volume drop first: the sync looks fine otherwise
+                first = next((w for w in warnings if VolumeDrop.parse(w)), warnings[0])
+                text += f": {describe_warning(obj, first)}"
             row.reasons.append({"level": "warning", "text": text})
         rows.append(row)
     rows.sort(key=lambda r: r.rank)

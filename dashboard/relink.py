@@ -1,7 +1,9 @@
 """The "Relink integration" section of the integration page.
 
 A scope selector that previews the permission changes a reconnection would ask for, a form that
-creates a reconnection link, and the list of the integration's links with a revoke button.
+creates a reconnection link (optionally allowing credentials of another upstream account than the
+one connected, an operator's audited choice), and the list of the integration's links with a
+revoke button.
 
 Every view answers htmx with a named partial of `dashboard/integration.html` and a plain request
 with the whole integration page, so the section works without JavaScript. The link lifecycle
@@ -88,6 +90,8 @@ class RelinkSection:
         self.scope_config_id = params.get("scope_config", "")
         self.link_type = params.get("link_type", LinkType.EMBEDDED)
         self.language = params.get("language", "en")
+        # Off by default, and again once a link was created: each link is an explicit choice.
+        self.allow_account_change = allows_account_change(params) and created is None
         self.created = created
         self.error = error
 
@@ -143,6 +147,11 @@ class RelinkSection:
     @property
     def links_shown(self) -> int:
         return LINKS_SHOWN
+
+
+def allows_account_change(params: Mapping[str, str]) -> bool:
+    """The "Allow a different company account" checkbox: off unless ticked."""
+    return params.get("allow_account_change") == "1"
 
 
 def _render(
@@ -233,6 +242,7 @@ def create_link(request: DashboardRequest, env: str, integration_id: str) -> Htt
                 language=request.POST.get("language", "en"),
                 scope_config=scope_config,
                 user=request.user,
+                allow_account_change=allows_account_change(request.POST),
             )
         except LinkInputError as exc:
             error = f"No link created: {exc}."

@@ -44,6 +44,11 @@ urlpatterns = [
     ),
     path("env/<slug:env>/integrations/<str:integration_id>/enabled/", integration.set_enabled, name="set_enabled"),
     path("env/<slug:env>/integrations/<str:integration_id>/delete/", integration.delete, name="delete"),
+    path(
+        "env/<slug:env>/integrations/<str:integration_id>/reconnect-requests/",
+        integration.reconnect_requests,
+        name="reconnect_requests",
+    ),
     path("env/<slug:env>/integrations/<str:integration_id>/relink/", relink.section, name="relink"),
     path("env/<slug:env>/integrations/<str:integration_id>/reconnect/", repair.reconnect, name="reconnect"),
     path("env/<slug:env>/relink-links/", repair.bulk, name="relink_bulk"),

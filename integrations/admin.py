@@ -325,12 +325,15 @@ class IntegrationAdmin(admin.ModelAdmin):
         "last_auth_error",
         "auth_failing_since",
         "invalid_since",
+        # Recorded by the connect flow (the same-account guard); changed only through an allowing link.
+        "upstream_account",
+        "upstream_account_label",
     )
     fieldsets = (
         (None, {"fields": ("id", "environment", "tool", "category", "state", "enabled", "setup_status")}),
         ("End customer", {"fields": ("end_user_organization_name", "end_user_email", "end_user_origin_id")}),
         ("Scope", {"fields": ("scope_config", "opted_out_fields")}),
-        ("Credentials", {"fields": ("credentials",)}),
+        ("Credentials", {"fields": ("credentials", "upstream_account", "upstream_account_label")}),
         (
             "Health",
             {

@@ -8,8 +8,9 @@ whichever way a change arrives.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -24,6 +25,12 @@ from .models import Environment, Integration, Membership, Role, ScopeConfig, Use
 SYNC_INTERVAL_MIN = timedelta(minutes=15)
 SYNC_INTERVAL_MAX = timedelta(hours=24)
 MAX_ORIGINS = 20
+# The auth-failure window (integrations.health): how long credentials may be rejected before
+# syncs pause. Under a day pauses on one bad night; over two weeks leaves stale data too long.
+AUTH_WINDOW_MIN = timedelta(hours=24)
+AUTH_WINDOW_MAX = timedelta(days=14)
+MAX_REMINDERS = 10
+REMINDER_DAY_MAX = 90
 
 
 class SettingsError(ValueError):
@@ -34,6 +41,27 @@ def check_sync_interval(interval: timedelta) -> timedelta:
     if not SYNC_INTERVAL_MIN <= interval <= SYNC_INTERVAL_MAX:
         raise SettingsError("Choose a sync interval between 15 minutes and 24 hours.")
     return interval
+
+
+def check_auth_failure_window(window: timedelta) -> timedelta:
+    if not AUTH_WINDOW_MIN <= window <= AUTH_WINDOW_MAX:
+        raise SettingsError("Choose an authentication-failure window between 24 hours and 14 days.")
+    return window
+
+
+def parse_reminder_days(text: str) -> list[int]:
+    """Reminder days typed as "1, 3, 7, 14": whole days after syncs paused, sorted, unique."""
+    days: set[int] = set()
+    for part in text.replace(";", ",").split(","):
+        part = part.strip()
+        if not part:
+            continue
+        if not part.isdigit() or not 1 <= int(part) <= REMINDER_DAY_MAX:
+            raise SettingsError(f"Reminder days are whole numbers from 1 to {REMINDER_DAY_MAX}, e.g. 1, 3, 7, 14.")
+        days.add(int(part))
+    if len(days) > MAX_REMINDERS:
+        raise SettingsError(f"At most {MAX_REMINDERS} reminders.")
+    return sorted(days)
 
 
 def parse_origin_lines(text: str) -> list[str]:
@@ -91,6 +119,21 @@ def create_environment(name: str, actor: audit.Actor, *, slug: str = "", owner: 
     raise SettingsError("Could not find a free URL name for this environment; choose another.")
 
 
+# The policy fields an owner sets besides name, interval, origins and defaults, as stored on the row.
+POLICY_FIELDS = (
+    "auth_failure_window",
+    "transient_errors_count",
+    "notify_customers",
+    "notify_sender_name",
+    "notify_reply_to",
+    "notify_language",
+    "notify_first_after",
+    "notify_reminder_days",
+    "volume_drop_percent",
+    "volume_drop_min_records",
+)
+
+
 @dataclass(frozen=True)
 class EnvironmentSettings:
     name: str
@@ -98,6 +141,8 @@ class EnvironmentSettings:
     allowed_origins: list[str]
     # category → the default scope config (None: the category has no default)
     defaults: Mapping[str, ScopeConfig | None]
+    # POLICY_FIELDS → value; a field left out keeps its current value
+    policy: Mapping[str, Any] = field(default_factory=dict)
 
 
 def current_settings(environment: Environment) -> EnvironmentSettings:
@@ -106,7 +151,33 @@ def current_settings(environment: Environment) -> EnvironmentSettings:
         sync_interval=environment.sync_interval,
         allowed_origins=list(environment.allowed_origins or []),
         defaults=scopes.default_scope_configs(environment.pk),
+        policy={name: getattr(environment, name) for name in POLICY_FIELDS},
     )
+
+
+def check_policy(policy: Mapping[str, Any], current: Mapping[str, Any]) -> dict[str, Any]:
+    """`policy` merged over `current`, checked: SettingsError names what is out of bounds."""
+    merged = {**current, **policy}
+    unknown = set(policy) - set(POLICY_FIELDS)
+    if unknown:
+        raise SettingsError(f"Unknown settings: {', '.join(sorted(unknown))}.")
+    window = check_auth_failure_window(merged["auth_failure_window"])
+    first = merged["notify_first_after"]
+    if not timedelta(hours=1) <= first < window:
+        raise SettingsError(
+            f"Send the first email between 1 hour and the failure window ({_hours(window)} hours) after "
+            "authentication starts failing, so the customer hears of it before syncs pause."
+        )
+    if not 10 <= merged["volume_drop_percent"] <= 95:
+        raise SettingsError("Choose a volume drop between 10 and 95 percent.")
+    if not 1 <= merged["volume_drop_min_records"] <= 1_000_000:
+        raise SettingsError("The minimum number of records for a volume drop is between 1 and 1,000,000.")
+    merged["notify_reminder_days"] = parse_reminder_days(",".join(str(d) for d in merged["notify_reminder_days"]))
+    return merged
+
+
+def _hours(interval: timedelta) -> int:
+    return int(interval.total_seconds() // 3600)
 
 
 def update_settings(environment: Environment, new: EnvironmentSettings, actor: audit.Actor) -> list[str]:
@@ -127,6 +198,7 @@ def update_settings(environment: Environment, new: EnvironmentSettings, actor: a
         raise SettingsError("Give the environment a name.")
     check_sync_interval(new.sync_interval)
     origins = parse_origin_lines("\n".join(new.allowed_origins))
+    policy = check_policy(new.policy, current_settings(environment).policy)
     for category, config in new.defaults.items():
         if config is None:
             continue
@@ -145,8 +217,12 @@ def update_settings(environment: Environment, new: EnvironmentSettings, actor: a
             changes["sync_interval"] = (_minutes(before.sync_interval), _minutes(new.sync_interval))
         if before.allowed_origins != origins:
             changes["allowed_origins"] = (before.allowed_origins, origins)
+        for key, value in policy.items():
+            if before.policy[key] != value:
+                changes[key] = (_plain(before.policy[key]), _plain(value))
+            setattr(locked, key, value)
         locked.name, locked.sync_interval, locked.allowed_origins = name, new.sync_interval, origins
-        locked.save(update_fields=["name", "sync_interval", "allowed_origins"])
+        locked.save(update_fields=["name", "sync_interval", "allowed_origins", *POLICY_FIELDS])
         if new.sync_interval < before.sync_interval:
             latest = timezone.now() + new.sync_interval
             Integration.objects.filter(environment=locked, next_sync_at__gt=latest).update(next_sync_at=latest)
@@ -171,3 +247,8 @@ def update_settings(environment: Environment, new: EnvironmentSettings, actor: a
 
 def _minutes(interval: timedelta) -> int:
     return int(interval.total_seconds() // 60)
+
+
+def _plain(value: Any) -> Any:
+    """A setting's value for the audit trail's JSON: durations in hours."""
+    return _hours(value) if isinstance(value, timedelta) else value

@@ -1,15 +1,17 @@
 """The health rule: the one place that turns an authentication check into state.
 
 DESIGN "Integration state": a streak starts at the first AUTH_FAILED after the last OK. When a
-check is AUTH_FAILED and the streak started 72 hours or more before it, the integration becomes
-INVALID. An OK ends the streak and makes an INVALID integration ACTIVE again. UNAVAILABLE neither
-starts, extends nor ends a streak.
+check is AUTH_FAILED and the streak started the environment's auth-failure window (72 hours unless
+its owner chose another) or more before it, the integration becomes INVALID. An OK ends the streak
+and makes an INVALID integration ACTIVE again. UNAVAILABLE neither starts, extends nor ends a
+streak — unless the environment counts transient errors, and then it is a failure like AUTH_FAILED.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from celery import shared_task
@@ -19,30 +21,65 @@ from django.utils import timezone
 from . import audit as audit_trail
 from . import outbox, webhooks
 from .audit import Actor
-from .models import AuditEvent, AuthCheck, Integration, IntegrationState, WebhookEvent
+from .models import AuditEvent, AuthCheck, Environment, Integration, IntegrationState, WebhookEvent
 from .providers import Outcome
 from .providers.base import AuthResult
 
 log = logging.getLogger(__name__)
 
-INVALID_AFTER = timedelta(hours=72)
 RECHECK_INVALID_AFTER = timedelta(hours=23)  # an INVALID integration is re-checked once a day
 
 
-def apply_check_to_streak(integration: Integration, outcome: Outcome, at: datetime) -> None:
-    """Update the streak fields (`auth_failing_since`, `invalid_since`) in memory for one check.
+@dataclass(frozen=True)
+class HealthPolicy:
+    """An environment's parameters of the health rule (`Environment.auth_failure_window` and
+    `.transient_errors_count`, set by its owner within integrations.environments' bounds).
+    The defaults are the rule as DESIGN states it."""
+
+    window: timedelta = timedelta(hours=72)  # failing this long makes an integration INVALID
+    transient_errors_count: bool = False  # UNAVAILABLE counts as AUTH_FAILED
+
+    @classmethod
+    def of(cls, environment: Environment) -> HealthPolicy:
+        return cls(environment.auth_failure_window, environment.transient_errors_count)
+
+    @property
+    def window_hours(self) -> int:
+        return int(self.window.total_seconds() // 3600)
+
+    @property
+    def window_days(self) -> int | None:
+        """The window in whole days; None when it is not a whole number of days (quote hours then)."""
+        return self.window.days if self.window % timedelta(days=1) == timedelta(0) else None
+
+    def pauses_at(self, failing_since: datetime) -> datetime:
+        """When a streak that started at `failing_since` makes the integration INVALID (at the
+        first failed check from then on)."""
+        return failing_since + self.window
+
+
+DEFAULT_POLICY = HealthPolicy()
+
+
+def apply_check_to_streak(
+    integration: Integration, outcome: Outcome, at: datetime, policy: HealthPolicy = DEFAULT_POLICY
+) -> None:
+    """Update the streak fields (`auth_failing_since`, `invalid_since`) in memory for one check,
+    under the environment's `policy` (`HealthPolicy.of(environment)`).
 
     Works on anything with those two attributes (the demo seeder replays history through it).
     """
+    if outcome is Outcome.UNAVAILABLE and policy.transient_errors_count:
+        outcome = Outcome.AUTH_FAILED
     if outcome is Outcome.OK:
         integration.auth_failing_since = None
         integration.invalid_since = None
     elif outcome is Outcome.AUTH_FAILED:
         if integration.auth_failing_since is None:
             integration.auth_failing_since = at
-        if integration.invalid_since is None and at - integration.auth_failing_since >= INVALID_AFTER:
+        if integration.invalid_since is None and at >= policy.pauses_at(integration.auth_failing_since):
             integration.invalid_since = at
-    # UNAVAILABLE: the provider's problem; the streak is left exactly as it was.
+    # UNAVAILABLE (not counted): the provider's problem; the streak is left exactly as it was.
 
 
 def record_auth_check(
@@ -56,14 +93,17 @@ def record_auth_check(
 
     Steps, in one transaction with the integration row locked (so concurrent checks serialise):
     1. insert the AuthCheck row;
-    2. store refreshed credentials returned by the provider, if any;
-    3. apply the streak rule and derive the state;
+    2. store refreshed credentials returned by the provider, if any, and the upstream account the
+       check named if none was recorded yet (integrations connected before accounts were);
+    3. apply the streak rule under the environment's policy and derive the state;
     4. on a real state change: audit event and `integration-state-changed` outbox rows.
     """
     at = checked_at or timezone.now()
     with transaction.atomic():
-        integration = Integration.objects.select_for_update().get(pk=integration_id)
-        old_state = integration.state
+        integration = (
+            Integration.objects.select_for_update(of=("self",)).select_related("environment").get(pk=integration_id)
+        )
+        old_state, was_failing = integration.state, integration.auth_failing_since is not None
         AuthCheck.objects.create(
             integration=integration,
             checked_at=at,
@@ -85,17 +125,40 @@ def record_auth_check(
         if result.updated_credentials is not None:
             integration.set_credentials(result.updated_credentials)
             fields.append("credentials_encrypted")
+        if result.outcome is Outcome.OK and result.account is not None and not integration.upstream_account:
+            # Connected before accounts were recorded: the first OK check that names one records it.
+            integration.upstream_account = result.account.id
+            integration.upstream_account_label = result.account.label
+            fields += ["upstream_account", "upstream_account_label"]
         integration.last_auth_check_at = at
         integration.last_auth_outcome = result.outcome.value
         integration.last_auth_error = describe_error(result)
-        apply_check_to_streak(integration, result.outcome, at)
+        apply_check_to_streak(integration, result.outcome, at, HealthPolicy.of(integration.environment))
         integration.state = integration.derived_state()
         if old_state == IntegrationState.INVALID and integration.state == IntegrationState.ACTIVE:
             integration.next_sync_at = at  # healed: sync at the next tick
             fields.append("next_sync_at")
         integration.save(update_fields=fields)
+        if not was_failing and integration.auth_failing_since is not None:
+            started_failing(integration)
         if integration.state != old_state:
             state_changed(integration, old_state, actor_label="system", reason=f"auth check {result.outcome.value}")
+
+
+def started_failing(integration: Integration) -> None:
+    """A failure streak began: the audit event the operators' digest reads and Relink's own
+    `integration-auth-failing` webhook, once per streak (inside the check's transaction)."""
+    assert integration.auth_failing_since is not None
+    pauses_at = integration.auth_failing_since + HealthPolicy.of(integration.environment).window
+    audit(
+        integration,
+        "integration.auth_failing",
+        actor_label="system",
+        failing_since=integration.auth_failing_since.isoformat(),
+        pauses_at=pauses_at.isoformat(),
+        error=integration.last_auth_error,
+    )
+    webhooks.emit_integration_auth_failing(integration, pauses_at)
 
 
 def describe_error(result: AuthResult) -> str:

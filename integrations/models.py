@@ -257,7 +257,7 @@ class Integration(models.Model):
     """One end customer's connection to one tool.
 
     `state` is derived from two separate facts and stored for filtering: `enabled` (operator or
-    API switch) and `invalid_since` (paused after three days of failed authentication).
+    API switch) and `invalid_since` (paused after the auth-failure window of failed authentication).
     """
 
     id = models.CharField(primary_key=True, max_length=80, editable=False)
@@ -291,13 +291,14 @@ class Integration(models.Model):
     last_auth_outcome = models.CharField(max_length=12, blank=True, choices=[(o.value, o.value) for o in Outcome])
     last_auth_error = models.CharField(max_length=500, blank=True)
     auth_failing_since = models.DateTimeField(null=True, blank=True)  # start of the current streak
-    invalid_since = models.DateTimeField(null=True, blank=True)  # paused by the three-day rule
+    invalid_since = models.DateTimeField(null=True, blank=True)  # paused by the auth-failure window rule
     # The upstream account the credentials reach (provider.account_of), recorded at the first
     # connection; a reconnect reaching another account is refused (connect_flow.links).
-    upstream_account = models.CharField(max_length=200, blank=True)
-    upstream_account_label = models.CharField(max_length=200, blank=True)
+    # (Database defaults too: bulk loaders insert integrations with plain SQL.)
+    upstream_account = models.CharField(max_length=200, blank=True, db_default="")
+    upstream_account_label = models.CharField(max_length=200, blank=True, db_default="")
     # An operator turned reconnect requests off for this integration.
-    reconnect_requests_off = models.BooleanField(default=False)
+    reconnect_requests_off = models.BooleanField(db_default=False)
 
     class Meta:
         ordering = ["-created_at"]
@@ -472,6 +473,9 @@ class WebhookEvent(models.TextChoices):
     INTEGRATION_DELETED = "integration-deleted"
     SYNC_FINISHED = "sync-finished"
     CONNECTION_FLOW_FAILED = "connection-flow-failed"
+    # Relink's own (not in the reference API): authentication started failing; syncs pause at
+    # `pauses_at` unless it recovers.
+    INTEGRATION_AUTH_FAILING = "integration-auth-failing"
 
 
 class WebhookEndpoint(models.Model):

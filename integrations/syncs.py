@@ -38,6 +38,7 @@ from .pages import integration_url
 from .providers import Outcome
 from .providers.base import ModelPermissionDenied, ProviderAuthFailed, ProviderError
 from .scopes import ScopeSpec, effective_scope_config, effective_scope_config_ids
+from .sync_warnings import NO_SCOPE_CONFIG, field_withheld, model_not_granted, volume_drops
 
 log = logging.getLogger(__name__)
 
@@ -45,10 +46,6 @@ JITTER = 0.1  # next sync at interval ± 10 %, so a fleet connected at once spre
 STUCK_AFTER = timedelta(minutes=30)  # a RUNNING sync older than this is failed by the reaper
 REQUEUE_AFTER = timedelta(minutes=15)  # a QUEUED sync older than this had its task lost: resend
 MAX_ATTEMPTS = 3  # a sync whose worker died this many times is failed rather than run again
-# An integration with no scope config of its own and no default for its category reads no model.
-# Its syncs still run their auth check (so its health stays known and the three-day rule applies),
-# then end CANCELLED with this as warning and error: nothing was read, and nothing pretends it was.
-NO_SCOPE_CONFIG = "No scope config: nothing to sync"
 
 
 class NotSyncable(Exception):
@@ -313,8 +310,10 @@ def run_sync(sync_id: str) -> Sync | None:
     a dead worker); auth check through the health rule; fetch each model of the scope config the
     sync was queued with (the integration's effective one: its own, else its category's default;
     with none at all the sync ends CANCELLED with the NO_SCOPE_CONFIG warning); upsert records
-    (idempotent, so a rerun duplicates nothing); finish with a final status and the
-    `sync-finished` webhook. A heartbeat renews the lease meanwhile.
+    (idempotent, so a rerun duplicates nothing); compare each model's count with its usual one
+    (a VOLUME_DROP warning for a count far below it, sync_warnings.volume_drops); finish with a
+    final status — PARTIALLY_FAILED when there are warnings — and the `sync-finished` webhook.
+    A heartbeat renews the lease meanwhile.
     """
     now = timezone.now()
     claimed = _claim(sync_id, Q(status=SyncStatus.QUEUED) | _dead_run(now), now)
@@ -388,7 +387,7 @@ def _run(sync: Sync) -> Sync:
         try:
             rows = provider.fetch(model, credentials, fields)
         except ModelPermissionDenied as exc:
-            sync.warnings.append(f"permission {exc.permission!r} for {model} not granted")
+            sync.warnings.append(model_not_granted(model, exc.permission))
         except ProviderAuthFailed as exc:
             return _finish(sync, SyncStatus.AUTHENTICATION_FAILED, str(exc))
         except ProviderError as exc:
@@ -396,12 +395,10 @@ def _run(sync: Sync) -> Sync:
         else:
             sync.records_per_model[model] = upsert_records(integration, model, rows)
             for field_name, permission in provider.withheld_fields(model, fields, rows):
-                sync.warnings.append(
-                    f"permission {permission!r} for {model}.{field_name} not granted: "
-                    "the field is missing from every record"
-                )
+                sync.warnings.append(field_withheld(model, field_name, permission))
         sync.models_done += 1
         sync.save(update_fields=["models_done", "records_per_model", "warnings"])
+    sync.warnings.extend(drop.text for drop in volume_drops(sync))
     return _finish(sync, SyncStatus.PARTIALLY_FAILED if sync.warnings else SyncStatus.SUCCEEDED)
 
 

@@ -21,7 +21,7 @@ from django.db.models import Q
 from django.utils import timezone
 from standardwebhooks.webhooks import Webhook
 
-from . import audit, outbox
+from . import audit, outbox, sync_warnings
 from .lib import crypto
 from .lib.targets import check_url, guarded_client
 from .models import (
@@ -78,9 +78,13 @@ def integration_data(integration: Integration) -> dict[str, Any]:
 
 
 def sync_data(sync: Sync, log_url: str) -> dict[str, Any]:
+    """The `sync-finished` data: the reference's fields, and — a Relink addition, present only
+    when the sync finished with warnings, so a clean sync's payload is exactly the reference's —
+    `warnings`: one entry per warning, `{"code", "message"}`, a VOLUME_DROP with `model`,
+    `previous` (the usual count), `current` and `drop_percent` too (sync_warnings.entry)."""
     integration = sync.integration
     duration = sync.duration
-    return {
+    data: dict[str, Any] = {
         "sync_id": sync.id,
         "sync_state": sync.status,
         "sync_started_at": _iso(sync.started_at),
@@ -92,6 +96,9 @@ def sync_data(sync: Sync, log_url: str) -> dict[str, Any]:
         "end_user": end_user(integration),
         "log_url": log_url,
     }
+    if sync.warnings:
+        data["warnings"] = [sync_warnings.entry(w) for w in sync.warnings]
+    return data
 
 
 def emit(environment_id: int, event_type: str, data: dict[str, Any]) -> list[WebhookDelivery]:
@@ -114,6 +121,23 @@ def emit(environment_id: int, event_type: str, data: dict[str, Any]) -> list[Web
 
 def emit_integration_state_changed(integration: Integration) -> list[WebhookDelivery]:
     return emit(integration.environment_id, WebhookEvent.INTEGRATION_STATE_CHANGED, integration_data(integration))
+
+
+def emit_integration_auth_failing(integration: Integration, pauses_at: datetime) -> list[WebhookDelivery]:
+    """Relink's own event, when an integration's authentication starts failing: the reference's
+    integration fields, `failing_since` (the first rejected check) and `pauses_at` (when syncs
+    pause unless the credentials work again before)."""
+    data = {
+        "integration_tool": integration.tool,
+        "integration_id": integration.id,
+        "integration_category": integration.category,
+        "end_user": end_user(integration),
+        "state": integration.state,
+        "failing_since": _iso(integration.auth_failing_since),
+        "pauses_at": _iso(pauses_at),
+        "error": integration.last_auth_error,
+    }
+    return emit(integration.environment_id, WebhookEvent.INTEGRATION_AUTH_FAILING, data)
 
 
 # --- Endpoints (each change audited) -----------------------------------------------------------

@@ -2,8 +2,9 @@
 
 Each integration is for a fictional customer with its own sandbox company (owned by the demo
 environment, so its members manage it), employees and API key, and carries five days of
-auth-check and sync history played out under the three-day rule of DESIGN "Integration state",
-so the dashboard opens on a believable mix of healthy, failing, paused and disabled integrations.
+auth-check and sync history played out under the health rule of DESIGN "Integration state" with
+the demo environment's policy (its auth-failure window: three days unless changed), so the
+dashboard opens on a believable mix of healthy, failing, paused and disabled integrations.
 The failures are real: the keys behind them are revoked, so a live check against /sandbox
 answers 401.
 
@@ -26,7 +27,8 @@ from django.utils import timezone
 from django.utils.text import slugify
 
 from integrations import audit
-from integrations.health import apply_check_to_streak
+from integrations.health import DEFAULT_POLICY, HealthPolicy, apply_check_to_streak
+from integrations.lib.tokens import hash_secret
 from integrations.models import (
     AuditEvent,
     AuthCheck,
@@ -45,7 +47,7 @@ from integrations.models import (
 )
 from integrations.providers import Category, Outcome, get_provider
 
-from .models import SandboxCompany, SandboxEmployee
+from .models import SandboxApiKey, SandboxCompany, SandboxEmployee
 
 ENVIRONMENT_SLUG = "demo"
 ENVIRONMENT_NAME = "Demo production"
@@ -173,12 +175,19 @@ class Timeline:
     invalid_since: datetime | None = None
 
 
-def simulate(rng: random.Random, start: datetime, end: datetime, revoked_at: datetime | None) -> Timeline:
-    """Play the three-day rule over checks from `start` to `end`, the key failing from `revoked_at`.
+def simulate(
+    rng: random.Random,
+    start: datetime,
+    end: datetime,
+    revoked_at: datetime | None,
+    policy: HealthPolicy = DEFAULT_POLICY,
+) -> Timeline:
+    """Play the health rule under `policy` over checks from `start` to `end`, the key failing from
+    `revoked_at`.
 
     Checks run every CHECK_INTERVAL while the integration can sync and every RECHECK_INTERVAL once
-    it is INVALID. A rare UNAVAILABLE neither starts nor ends a streak, and never comes last, so
-    the stored last outcome describes the credentials.
+    it is INVALID. A rare UNAVAILABLE neither starts nor ends a streak (unless the policy counts
+    transient errors), and never comes last, so the stored last outcome describes the credentials.
     """
     timeline = Timeline()
     at = start
@@ -192,7 +201,7 @@ def simulate(rng: random.Random, start: datetime, end: datetime, revoked_at: dat
         else:
             outcome = Outcome.OK
         timeline.checks.append(Check(at, outcome, with_sync=can_sync))
-        apply_check_to_streak(timeline, outcome, at)
+        apply_check_to_streak(timeline, outcome, at, policy)
         at += CHECK_INTERVAL if timeline.invalid_since is None else RECHECK_INTERVAL
     return timeline
 
@@ -218,7 +227,7 @@ class Plan:
     rng: random.Random
 
 
-def plan_customer(index: int, now: datetime) -> Plan:
+def plan_customer(index: int, now: datetime, policy: HealthPolicy = DEFAULT_POLICY) -> Plan:
     origin_id = f"cust-{index + 1:03d}"
     rng = random.Random(f"relink-demo:{origin_id}")
     name = ORGANIZATIONS[index]
@@ -239,7 +248,7 @@ def plan_customer(index: int, now: datetime) -> Plan:
         employees=[_employee(rng, domain) for _ in range(rng.randint(5, 12))],
         revoked_at=revoked_at,
         disabled_at=disabled_at,
-        timeline=simulate(rng, start, disabled_at or now, revoked_at),
+        timeline=simulate(rng, start, disabled_at or now, revoked_at, policy),
         rng=rng,
     )
 
@@ -307,6 +316,9 @@ def create_integration(
         end_user_organization_name=plan.name,
         end_user_email=plan.creator_email,
         end_user_origin_id=plan.origin_id,
+        # The company its key reaches, as the sandbox adapter names it: recorded at the first connection.
+        upstream_account=company.account_id,
+        upstream_account_label=company.name,
         enabled=plan.disabled_at is None,
         scope_config=scope_config,
         opted_out_fields=plan.opted_out_fields,
@@ -472,7 +484,53 @@ def seed(now: datetime | None = None) -> SeedResult:
         created["membership"] += new
     scope_configs = _scope_configs(environment, now, created)
     _integrations(environment, scope_configs, operator, now, created)
+    _migrating_customer(environment, now, created)
     return SeedResult(created=+created, states=state_counts(environment))
+
+
+# --- A customer moving to a new tenant ----------------------------------------------------------
+
+MIGRATING_ORIGIN_ID = "cust-004"  # INVALID: the key Relink holds was revoked four days ago
+# Demo keys with values the README can print (they reach demo Sandbox HR companies only).
+SAME_COMPANY_KEY = "sbx_demo-same-company-new-key"
+NEW_TENANT_KEY = "sbx_demo-new-tenant-key"
+
+
+def _migrating_customer(environment: Environment, now: datetime, created: Counter) -> None:
+    """The same-account guard to try: cust-004's company has a new key, which reconnects it; the
+    tenant it is moving to, "<company> (new tenant)", has a key of its own, which a reconnection
+    link refuses ("a different company account") unless the operator allowed a change of account
+    when creating the link."""
+    integration = environment.integrations.filter(end_user_origin_id=MIGRATING_ORIGIN_ID).first()
+    if integration is None:
+        return
+    # Its own company, named as `_sandbox_company` names it (whatever key it holds now).
+    name = integration.end_user_organization_name
+    own = SandboxCompany.objects.filter(environment=environment, name__in=[name, f"{name} ({environment.slug})"])
+    company = own.order_by("name").first()
+    if company is None:
+        return
+    if not integration.upstream_account:  # seeded before accounts were recorded
+        environment.integrations.filter(pk=integration.pk).update(
+            upstream_account=company.account_id, upstream_account_label=company.name
+        )
+    tenant, new = SandboxCompany.objects.get_or_create(
+        name=f"{company.name} (new tenant)",
+        defaults={"environment": environment, "created_at": now - timedelta(days=2)},
+    )
+    if tenant.environment_id != environment.pk:
+        return  # a company of another environment: never touched
+    if new:
+        created["sandbox company"] += 1
+        SandboxEmployee.objects.bulk_create(
+            SandboxEmployee(company=tenant, **e)
+            for e in company.employees.values("first_name", "last_name", "email", "department", "salary")
+        )
+    for owner, raw, label in ((company, SAME_COMPANY_KEY, "New key"), (tenant, NEW_TENANT_KEY, "New tenant")):
+        SandboxApiKey.objects.get_or_create(
+            key_hash=hash_secret(raw),
+            defaults={"company": owner, "label": label, "prefix": raw[:10], "created_at": now - timedelta(hours=1)},
+        )
 
 
 def demo_embed_origins() -> list[str]:
@@ -489,6 +547,8 @@ def _environment(now: datetime, created: Counter) -> Environment:
             "name": ENVIRONMENT_NAME,
             "created_at": now - timedelta(days=120),
             "allowed_origins": demo_embed_origins(),
+            # The demo asks its failing customers to reconnect; the emails land in var/mail/.
+            "notify_customers": True,
         },
     )
     created["environment"] += new
@@ -525,8 +585,9 @@ def _integrations(
 ) -> None:
     existing = set(environment.integrations.values_list("end_user_origin_id", flat=True))
     rows = Rows()
+    policy = HealthPolicy.of(environment)  # an existing demo environment may have its own window
     for index in range(len(ORGANIZATIONS)):
-        plan = plan_customer(index, now)
+        plan = plan_customer(index, now, policy)
         if plan.origin_id in existing:
             continue
         create_integration(plan, environment, scope_configs[plan.scope_config_name], operator, rows)

@@ -66,6 +66,12 @@ class SandboxCompany(models.Model):
             self.slug = slugify(self.name)[:200]
         super().save(*args, **kwargs)
 
+    @property
+    def account_id(self) -> str:
+        """The company's stable id in the JSON API (`/me`'s `company_id`): what the sandbox
+        adapters report as the upstream account. Names and slugs are for people."""
+        return f"sbxco_{self.pk}"
+
     def create_key(self, label: str = "", permissions: list[str] | None = None) -> tuple[SandboxApiKey, str]:
         raw = new_secret(SANDBOX_KEY_PREFIX)
         key = SandboxApiKey.objects.create(

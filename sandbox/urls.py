@@ -15,6 +15,7 @@ urlpatterns = [
     # The OAuth 2.0 authorization server the `sandbox_oauth` adapter uses.
     path("oauth/authorize", views.oauth_authorize, name="oauth_authorize"),
     path("oauth/token", views.oauth_token, name="oauth_token"),
+    path("oauth/revoke", views.oauth_revoke, name="oauth_revoke"),
     # The JSON API the `sandbox` adapter calls.
     path("api/v1/me", views.api_me, name="api_me"),
     path("api/v1/employees", views.api_employees, name="api_employees"),

@@ -29,6 +29,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from integrations.lib import shown_once
+from integrations.lib.tokens import hash_secret
 
 from .access import (
     MANAGE_ROLE,
@@ -219,7 +220,11 @@ def api_key_required(permission: str | None = None) -> Callable:
 @require_GET
 @api_key_required()
 def api_me(request: HttpRequest, caller: Caller) -> JsonResponse:
-    return JsonResponse({"data": {"company": caller.company.name, "permissions": caller.permissions}})
+    """Who is calling: the company the key or grant belongs to (its stable id and its name) and
+    what it may read. The sandbox adapters take `company_id` as the upstream account."""
+    company = caller.company
+    data = {"company": company.name, "company_id": company.account_id, "permissions": caller.permissions}
+    return JsonResponse({"data": data})
 
 
 @require_GET
@@ -374,3 +379,31 @@ def oauth_token(request: HttpRequest) -> JsonResponse:
             400, "invalid_grant", "The authorization code or refresh token is invalid, expired, used or revoked."
         )
     return _token_response(*issued)
+
+
+@csrf_exempt
+@never_cache
+@require_POST
+def oauth_revoke(request: HttpRequest) -> HttpResponse:
+    """Token revocation (RFC 7009): the client says it no longer needs a token.
+
+    A refresh token revokes its grant, and with it every access token the grant issued (§2.1); an
+    access token ends that token only. The token is looked up among the authenticated client's
+    whatever `token_type_hint` says. An unknown, expired or already revoked token, or another
+    client's, answers 200 like a revoked one: the client could do nothing with an error (§2.2).
+    """
+    client = _authenticate_client(request)
+    if client is None:
+        return _token_error(401, "invalid_client", "Client authentication failed.")
+    raw = request.POST.get("token", "")
+    if not raw:
+        return _token_error(400, "invalid_request", "The token to revoke is missing.")
+    if raw.startswith(ACCESS_TOKEN_PREFIX):
+        SandboxAccessToken.objects.filter(token_hash=hash_secret(raw), grant__client=client).delete()
+    else:
+        grant = SandboxOAuthGrant.objects.filter(client=client, refresh_token_hash=hash_secret(raw)).first()
+        if grant is not None:
+            grant.revoke()
+    response = HttpResponse(status=200)
+    response["Pragma"] = "no-cache"
+    return response

@@ -2,9 +2,10 @@
 
 A threaded `http.server` on 127.0.0.1 with an OS-chosen port. Each route (method + path) gets a
 status, a JSON body (or a fixture file under tests/fixtures/providers/), optional headers and an
-optional delay before answering (to trigger client timeouts). Every request received is recorded
-with its method, path, query, headers and body so tests can assert the exact outbound request.
-Unrouted requests answer 404.
+optional delay before answering (to trigger client timeouts), or a function choosing the answer
+from the request (`respond`: e.g. one fake tool serving two companies, told apart by credentials).
+Every request received is recorded with its method, path, query, headers and body so tests can
+assert the exact outbound request. Unrouted requests answer 404.
 
 Use the `fake_hr` fixture (import it into the test module) or `FakeHRServer` as a context manager.
 """
@@ -15,6 +16,7 @@ import json
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -60,10 +62,14 @@ class _Server(ThreadingHTTPServer):
         """A client that timed out and hung up is expected here: stay quiet."""
 
 
+Responder = Callable[[RecordedRequest], Route]
+
+
 class FakeHRServer:
     def __init__(self) -> None:
         self.routes: dict[tuple[str, str], list[Route]] = {}
         self.requests: list[RecordedRequest] = []
+        self._responders: dict[tuple[str, str], Responder] = {}
         self._lock = threading.Lock()
         self._server = _Server(("127.0.0.1", 0), self._handler_class())
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.005}, daemon=True)
@@ -86,8 +92,14 @@ class FakeHRServer:
         self.sequence(method, path, Route(status, json, dict(headers or {}), delay))
 
     def sequence(self, method: str, path: str, *routes: Route) -> None:
-        """Answer successive requests with these routes in turn; the last one keeps answering."""
+        """Answer successive requests with these routes in turn; the last one keeps answering
+        (in place of a `respond` function for the same route)."""
+        self._responders.pop((method.upper(), path), None)
         self.routes[(method.upper(), path)] = list(routes)
+
+    def respond(self, method: str, path: str, responder: Responder) -> None:
+        """Answer `method path` with whatever `responder` makes of each request."""
+        self._responders[(method.upper(), path)] = responder
 
     def requests_to(self, path: str) -> list[RecordedRequest]:
         return [r for r in self.requests if r.path == path]
@@ -117,18 +129,20 @@ class FakeHRServer:
                 parts = urlsplit(self.path)
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
+                recorded = RecordedRequest(
+                    method=self.command,
+                    path=parts.path,
+                    query=parse_qs(parts.query, keep_blank_values=True),
+                    headers={k.lower(): v for k, v in self.headers.items()},
+                    body=body,
+                )
                 with fake._lock:
-                    fake.requests.append(
-                        RecordedRequest(
-                            method=self.command,
-                            path=parts.path,
-                            query=parse_qs(parts.query, keep_blank_values=True),
-                            headers={k.lower(): v for k, v in self.headers.items()},
-                            body=body,
-                        )
-                    )
+                    fake.requests.append(recorded)
+                    responder = fake._responders.get((self.command, parts.path))
                     queue = fake.routes.get((self.command, parts.path)) or [Route(404, {"error": "no such route"})]
                     route = queue.pop(0) if len(queue) > 1 else queue[0]
+                if responder is not None:
+                    route = responder(recorded)
                 if route.delay:
                     time.sleep(route.delay)
                 payload = b"" if route.json is None else json.dumps(route.json).encode()

@@ -17,7 +17,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from connect_flow.models import ConnectionLink
+from connect_flow.models import ConnectionLink, ReconnectRequest, ReconnectStep
 from integrations.lib.tokens import hash_secret, new_secret
 from integrations.models import (
     ApiKey,
@@ -130,6 +130,14 @@ def data(environment, owner) -> Fixtures:
         factories.RequestLogFactory(environment=environment, api_key=api_key, integration_id=integration.pk),
         factories.AuditEventFactory(environment=environment, integration_id=integration.pk, actor_api_key=api_key),
         link,
+        ReconnectRequest.objects.create(
+            integration=integration,
+            streak_started_at=timezone.now(),
+            step_key="failing",
+            step=ReconnectStep.FAILING,
+            link=link,
+            recipient="hr@example.com",
+        ),
         company,
         factories.SandboxEmployeeFactory(company=company),
         sandbox_key,

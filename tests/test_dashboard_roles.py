@@ -73,6 +73,7 @@ ROLE_MATRIX: dict[tuple[str, str], str] = {
     ("dashboard:connect_revoke", "POST"): E,
     ("dashboard:integration_health", "GET"): V,
     ("dashboard:reconnect", "POST"): E,
+    ("dashboard:reconnect_requests", "POST"): E,
     ("dashboard:relink_bulk", "GET"): E,
     ("dashboard:relink_bulk", "POST"): E,
     ("dashboard:relink_bulk_csv", "GET"): E,

@@ -26,7 +26,18 @@ def _url(env: str = "acme") -> str:
 
 
 def _form(**overrides) -> dict:
-    data = {"name": "Acme production", "sync_interval": "180", "allowed_origins": "", "default_HRIS": ""}
+    data = {
+        "name": "Acme production",
+        "sync_interval": "180",
+        "allowed_origins": "",
+        "default_HRIS": "",
+        "auth_failure_window": "72",
+        "notify_language": "en",
+        "notify_first_after": "24",
+        "notify_reminder_days": "1, 3, 7, 14",
+        "volume_drop_percent": "50",
+        "volume_drop_min_records": "20",
+    }
     return data | overrides
 
 
@@ -176,12 +187,12 @@ def test_bad_input_rerenders_with_a_message_and_changes_nothing(client, owner, e
 
 
 def test_a_scope_config_that_reads_nothing_or_is_anothers_cannot_be_the_default(client, owner, environment):
-    empty = factories.ScopeConfigFactory(environment=environment, name="Empty", spec=NOTHING)
+    empty = factories.ScopeConfigFactory(environment=environment, name="Reads nothing", spec=NOTHING)
     theirs = factories.ScopeConfigFactory(environment=factories.EnvironmentFactory(), name="Theirs", spec=EVERYTHING)
     client.force_login(owner)
 
     page = client.get(_url()).content.decode()
-    assert "Empty" not in page and "Theirs" not in page
+    assert "Reads nothing" not in page and "Theirs" not in page
     for pk in (empty.pk, theirs.pk):
         response = client.post(_url(), _form(default_HRIS=pk))
         assert response.status_code == 400
@@ -328,3 +339,68 @@ def test_admin_applies_the_same_bounds(client, superuser, field, value, message)
     assert "errorlist" in response.content.decode()
     assert message in response.content.decode()
     assert not Environment.objects.filter(slug="admin-made").exists()
+
+
+# --- Policy: failing authentication, reconnect requests, silent failures ---------------------------
+
+
+def test_the_policy_is_saved_and_audited(client, owner, environment):
+    client.force_login(owner)
+
+    response = client.post(
+        _url(),
+        _form(
+            auth_failure_window="48",
+            transient_errors_count="on",
+            notify_customers="on",
+            notify_sender_name="Acme HR Sync",
+            notify_reply_to="support@acme.test",
+            notify_language="de",
+            notify_first_after="12",
+            notify_reminder_days="7, 1,1, 3",
+            volume_drop_percent="30",
+            volume_drop_min_records="100",
+        ),
+    )
+
+    assert response.status_code == 302
+    environment.refresh_from_db()
+    assert environment.auth_failure_window == timedelta(hours=48)
+    assert environment.transient_errors_count is True
+    assert environment.notify_customers is True
+    assert (environment.notify_sender_name, environment.notify_reply_to) == ("Acme HR Sync", "support@acme.test")
+    assert environment.notify_language == "de"
+    assert environment.notify_first_after == timedelta(hours=12)
+    assert environment.notify_reminder_days == [1, 3, 7]
+    assert (environment.volume_drop_percent, environment.volume_drop_min_records) == (30, 100)
+    changes = AuditEvent.objects.get(action="environment.settings_changed").details["changes"]
+    assert changes["auth_failure_window"] == {"from": 72, "to": 48}
+    assert changes["notify_customers"] == {"from": False, "to": True}
+    page = client.get(_url()).content.decode()
+    assert 'value="48"' in page and 'value="1, 3, 7"' in page
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"auth_failure_window": "12"}, "greater than or equal to 24"),
+        ({"auth_failure_window": "400"}, "less than or equal to 336"),
+        ({"notify_first_after": "72"}, "before syncs pause"),
+        ({"notify_first_after": "0"}, "greater than or equal to 1"),
+        ({"notify_reminder_days": "1, soon"}, "whole numbers from 1 to 90"),
+        ({"notify_reminder_days": "0"}, "whole numbers from 1 to 90"),
+        ({"notify_reply_to": "not-an-address"}, "Enter a valid email address"),
+        ({"volume_drop_percent": "5"}, "greater than or equal to 10"),
+        ({"notify_language": "xx"}, "Select a valid choice"),
+    ],
+)
+def test_a_policy_out_of_bounds_changes_nothing(client, owner, environment, overrides, message):
+    client.force_login(owner)
+
+    response = client.post(_url(), _form(name="Changed", **overrides))
+
+    assert response.status_code == 400
+    assert message in response.content.decode()
+    environment.refresh_from_db()
+    assert environment.name == "Acme production"
+    assert environment.auth_failure_window == timedelta(hours=72)

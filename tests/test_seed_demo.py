@@ -196,3 +196,26 @@ def test_plans_are_deterministic():
 
     assert first.employees == second.employees
     assert [(c.at, c.outcome) for c in first.timeline.checks] == [(c.at, c.outcome) for c in second.timeline.checks]
+
+
+def test_the_failing_demo_customers_get_their_first_reconnect_request(seeded, smtp, settings):
+    """`make demo` sends the due reconnect requests right after seeding: a failing integration's
+    first email ("syncs will pause on …") and the paused ones' emails, each with a magic link."""
+    from connect_flow.models import ReconnectRequest
+
+    settings.BASE_URL = "http://127.0.0.1:8000"
+    out = io.StringIO()
+    call_command("send_reconnect_requests", stdout=out)
+
+    sent = ReconnectRequest.objects.filter(sent_at__isnull=False)
+    steps = set(sent.values_list("step", flat=True))
+    assert "failing" in steps and steps & {"invalid", "reminder"}  # paused a day ago: the first reminder
+    failing = sent.filter(step="failing").first()
+    assert failing.integration.state == IntegrationState.ACTIVE
+    message = smtp.wait_for(failing.recipient)
+    assert "syncs will pause on" in smtp.text(message)
+    assert "http://127.0.0.1:8000/connect/" in smtp.text(message)
+    assert f"{sent.count()} reconnect requests sent." in out.getvalue()
+    # A second run (beat's next tick) sends nothing more.
+    call_command("send_reconnect_requests", stdout=io.StringIO())
+    assert len(smtp.messages) == sent.count()

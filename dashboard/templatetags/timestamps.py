@@ -7,7 +7,7 @@ markup (machine-readable `datetime`, exact time on hover) identical everywhere.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django import template
 from django.contrib.humanize.templatetags.humanize import naturaltime
@@ -43,3 +43,9 @@ def timestamp(value: datetime | None, style: str = "natural") -> str:
 def now_stamp() -> str:
     """The current time in the active zone, with its abbreviation: "22 Nov 2026 10:02:05 CET"."""
     return timestamp(timezone.now(), "full")
+
+
+@register.filter
+def hours(value: timedelta | None) -> int:
+    """A duration in whole hours (`{{ env.notify_first_after|hours }}`)."""
+    return int(value.total_seconds() // 3600) if value else 0

@@ -76,17 +76,17 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name="integration",
             name="reconnect_requests_off",
-            field=models.BooleanField(default=False),
+            field=models.BooleanField(db_default=False),
         ),
         migrations.AddField(
             model_name="integration",
             name="upstream_account",
-            field=models.CharField(blank=True, max_length=200),
+            field=models.CharField(blank=True, db_default="", max_length=200),
         ),
         migrations.AddField(
             model_name="integration",
             name="upstream_account_label",
-            field=models.CharField(blank=True, max_length=200),
+            field=models.CharField(blank=True, db_default="", max_length=200),
         ),
         migrations.AddField(
             model_name="membership",

@@ -8,6 +8,13 @@ a key whose user lacks the privilege for the request, and 503 as throttling.
 
 An API key reads what its user's access level allows, field by field: a field the user may
 not see is left out of report answers, so it is absent from the records returned here.
+
+Upstream account: BambooHR's documented identity of an account is its company domain; no call
+returns a more stable id for it, and none is needed. An API key belongs to one user of one
+company and every request names that company in its path (`/{companyDomain}/v1/...`), so a
+check that passes proves the key reaches the company of that subdomain: the (normalized) company
+domain is the account, taken from the credentials without another request. A company whose
+subdomain BambooHR changed is a different account to Relink; the operator allows that reconnect.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from .base import (
     Outcome,
     Provider,
     ProviderAuthFailed,
+    UpstreamAccount,
     register,
 )
 from .rest import absence_window, check_request, fetch_json, select_rows
@@ -127,7 +135,11 @@ class BambooHRProvider(Provider):
                 error_code="INVALID_COMPANY_DOMAIN",
                 message="The company domain is not a BambooHR subdomain",
             )
-        return check_request(self.label, _error, method="GET", url=url, auth=_auth(credentials))
+        result = check_request(self.label, _error, method="GET", url=url, auth=_auth(credentials))
+        if result.outcome is Outcome.OK:
+            domain = company_domain(credentials)
+            result.account = UpstreamAccount(domain, f"{domain}.bamboohr.com")
+        return result
 
     def fetch(self, model: str, credentials: dict[str, Any], fields: list[str]) -> list[dict[str, Any]]:
         """Employees: `POST /v1/reports/custom?format=JSON` (request a custom report) with only the

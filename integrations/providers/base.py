@@ -3,6 +3,10 @@
 A tool declares what it needs from the end customer (its credential fields, which of them are
 secret), which data models it can read and the permission each model and field needs, and two
 operations: `check_auth(credentials)` and `fetch(model, credentials, fields)`.
+
+It also names the upstream account its credentials reach (`account_of`, usually read from the
+auth check's own answer): the connect flow records it at the first connection and refuses a
+reconnect whose credentials reach another account (connect_flow.links).
 """
 
 from __future__ import annotations
@@ -50,6 +54,26 @@ class DataModel:
     fields: dict[str, str] = field(default_factory=dict)  # field name -> permission it needs
 
 
+@dataclass(frozen=True)
+class UpstreamAccount:
+    """The account at the tool that credentials reach: the customer's company or tenant.
+
+    `id` is stable and unique at the tool (a company id, a subdomain); `label` is for people
+    (a company name), may change and is never compared.
+    """
+
+    id: str
+    label: str = ""
+
+    def __post_init__(self) -> None:
+        # Stored in Integration.upstream_account / upstream_account_label (200 characters each).
+        object.__setattr__(self, "id", str(self.id)[:200])
+        object.__setattr__(self, "label", str(self.label)[:200])
+
+    def __str__(self) -> str:
+        return f"{self.label} ({self.id})" if self.label and self.label != self.id else self.id
+
+
 @dataclass
 class AuthResult:
     outcome: Outcome
@@ -58,6 +82,8 @@ class AuthResult:
     message: str = ""
     # New credentials to store (e.g. refreshed OAuth tokens); None when nothing changed.
     updated_credentials: dict[str, Any] | None = None
+    # The upstream account the credentials reach, when the check's answer names it (OK checks only).
+    account: UpstreamAccount | None = None
 
 
 class ProviderError(Exception):
@@ -102,6 +128,23 @@ class Provider:
 
     def fetch(self, model: str, credentials: dict[str, Any], fields: list[str]) -> list[dict[str, Any]]:
         raise NotImplementedError
+
+    def account_of(self, credentials: dict[str, Any], checked: AuthResult) -> UpstreamAccount | None:
+        """The upstream account credentials that just passed `check_auth` reach (`checked` is
+        that check's result, `credentials` the ones it may have refreshed).
+
+        By default what the check's answer named (`AuthResult.account`); a tool whose check call
+        names no account overrides this with the cheapest call that does. None when the tool
+        cannot tell (then nothing is recorded and no reconnect is refused). May raise
+        `ProviderError` when the tool cannot answer.
+        """
+        return checked.account
+
+    def same_account(self, recorded: str, account: UpstreamAccount, credentials: dict[str, Any]) -> bool:
+        """Whether `account` (what the new `credentials` reach) is the account recorded as
+        `recorded` at an earlier connection. Equal ids by default; a tool whose identity signal is
+        indirect may look further (may raise `ProviderError`)."""
+        return account.id == recorded
 
     @classmethod
     def is_available(cls) -> bool:
@@ -160,6 +203,16 @@ class OAuthProvider(Provider):
         ProviderUnavailable when the tool cannot answer.
         """
         raise NotImplementedError
+
+    @classmethod
+    def revoke_grant(cls, credentials: dict[str, Any]) -> bool:
+        """Revoke, at the tool, the grant these credentials hold (a reconnect replaced it, or a
+        refused attempt will never use it): True when the tool confirmed.
+
+        False when the tool offers no revocation: the grant is then only forgotten (Relink drops
+        its tokens). Raises `ProviderError` when the tool could not be reached.
+        """
+        return False
 
 
 REGISTRY: dict[str, Provider] = {}

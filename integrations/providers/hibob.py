@@ -10,6 +10,13 @@ A service user starts with no permissions: an admin adds it to a permission grou
 View on the employee field categories (Basic info, Work, Payroll, ...) and on time off. People
 search silently leaves out fields the service user may not view, so such a field is absent
 from the records returned here.
+
+Upstream account: Bob documents no call that names the company a service user belongs to (its
+company endpoints describe fields and named lists). Every employee record carries the company's
+id, `companyId` (field `root.companyId`), so that is the account: read by a people search for
+that one field, made only when the connect flow asks (`account_of`), not on every auth check.
+A service user who may view no employee names no account; such a reconnect cannot be compared
+and is not refused.
 """
 
 from __future__ import annotations
@@ -25,7 +32,9 @@ from .base import (
     Category,
     CredentialField,
     DataModel,
+    ModelPermissionDenied,
     Provider,
+    UpstreamAccount,
     register,
 )
 from .rest import absence_window, check_request, default_error, fetch_json, json_body, select_rows
@@ -110,6 +119,22 @@ class HiBobProvider(Provider):
         return check_request(
             self.label, _error, method="GET", url=f"{base_url()}/company/people/fields", auth=_auth(credentials)
         )
+
+    def account_of(self, credentials: dict[str, Any], checked: AuthResult) -> UpstreamAccount | None:
+        """`POST /v1/people/search` asking only for `root.companyId`: the one company id on the
+        records the service user may see (None if it sees none, or records of several)."""
+        body = {"fields": ["root.id", "root.companyId"], "showInactive": False}
+        request = {"method": "POST", "url": f"{base_url()}/people/search", "json": body}
+        try:
+            answer = fetch_json(self.label, "hris_employees", "", auth=_auth(credentials), **request)
+        except ModelPermissionDenied:
+            return None
+        records = answer.get("employees") if isinstance(answer, dict) else None
+        ids = {field_value(r, "root.companyId") for r in records or [] if isinstance(r, dict)} - {MISSING, None, ""}
+        if len(ids) != 1:
+            return None
+        company_id = str(ids.pop())
+        return UpstreamAccount(company_id, f"HiBob company {company_id}")
 
     def fetch(self, model: str, credentials: dict[str, Any], fields: list[str]) -> list[dict[str, Any]]:
         """Employees: `POST /v1/people/search` (active employees, only the requested fields,

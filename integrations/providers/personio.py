@@ -9,6 +9,18 @@ What a credential may read is set when it is created in Personio (Settings > Int
 API credentials): read access per area (Employees, Absences, ...) and a whitelist of
 "Readable employee attributes". Attributes outside the whitelist are left out of answers, so
 a field the customer did not whitelist is simply absent from the records returned here.
+
+Upstream account: Personio's public API documents no call that names the company (account) a
+credential belongs to: `/auth` answers a token only, and no v1 endpoint returns a company id or
+the account's hostname. The best stable signal is the employees the credential reads. Personio's
+employee ids are unique across all Personio accounts (they are the ids of
+`GET /company/employees/{employee_id}`), so an employee belongs to exactly one account: the first
+employee of the auth check's own answer (`GET /company/employees?limit=1`, no extra request)
+stands for the account (`employee:<id>`). A reconnect whose first employee differs is the same
+account when the new credential can still read the recorded employee (`same_account`: one
+`GET /company/employees/{id}`; another account's credential gets 404). A credential without
+Employees read access names no account and cannot be compared (it is not refused); an account
+whose recorded employee was deleted needs the operator to allow the change.
 """
 
 from __future__ import annotations
@@ -29,6 +41,7 @@ from .base import (
     Provider,
     ProviderAuthFailed,
     ProviderUnavailable,
+    UpstreamAccount,
     register,
 )
 from .rest import (
@@ -139,7 +152,32 @@ class PersonioProvider(Provider):
             return transport_failure(exc, self.label)
         except RequestNotEncodable:
             return not_encodable(self.label)
-        return check_result(response, self.label, _error)
+        result = check_result(response, self.label, _error)
+        if response.is_success:
+            result.account = _account(response)
+        return result
+
+    def same_account(self, recorded: str, account: UpstreamAccount, credentials: dict[str, Any]) -> bool:
+        """The same account if the first employee is the recorded one, or if the new credential
+        can read the recorded employee: `GET /company/employees/{id}` answers 404 to a credential
+        of another account (employee ids are unique across Personio)."""
+        if account.id == recorded:
+            return True
+        employee_id = recorded.removeprefix(ACCOUNT_PREFIX)
+        if employee_id == recorded or not employee_id.isdigit():
+            return False
+        try:
+            with provider_client() as client:
+                token = self._token(client, credentials)
+                response = client.get(f"{base_url()}/company/employees/{employee_id}", headers=_bearer(token))
+        except httpx.TransportError as exc:
+            raise unavailable(exc, self.label) from exc
+        except RequestNotEncodable:
+            raise not_encodable_error(self.label) from None
+        if response.status_code in (403, 404):
+            return False
+        read_json(response, self.label, "hris_employees", self.model_spec("hris_employees").permission)
+        return True
 
     def fetch(self, model: str, credentials: dict[str, Any], fields: list[str]) -> list[dict[str, Any]]:
         """`GET /company/employees` or `GET /company/time-offs`, all pages (`limit`/`offset`)."""
@@ -219,6 +257,20 @@ class PersonioProvider(Provider):
             if len(data) < PAGE_LIMIT:
                 break
         return items
+
+
+ACCOUNT_PREFIX = "employee:"
+
+
+def _account(response: httpx.Response) -> UpstreamAccount | None:
+    """The account the auth check's answer stands for: its first employee (see the module docstring)."""
+    body = json_body(response)
+    data = body.get("data") if isinstance(body, dict) else None
+    first = data[0] if isinstance(data, list) and data and isinstance(data[0], dict) else {}
+    employee_id = _value((first.get("attributes") or {}).get("id"))
+    if employee_id in (None, "") or isinstance(employee_id, (dict, list)):
+        return None
+    return UpstreamAccount(f"{ACCOUNT_PREFIX}{employee_id}", f"Personio account of employee #{employee_id}")
 
 
 def _bearer(token: str) -> dict[str, str]:

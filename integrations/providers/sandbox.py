@@ -1,6 +1,8 @@
 """`sandbox`: the fake HR system Relink serves itself under /sandbox/, reached over real HTTP.
 
 It authenticates with an API key sent as a bearer token, exactly like a real HR system would.
+The auth check, `GET /sandbox/api/v1/me`, also names the company the key belongs to: its
+`company_id` is the upstream account (`AuthResult.account`), its name the label.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from .base import (
     Provider,
     ProviderAuthFailed,
     ProviderUnavailable,
+    UpstreamAccount,
     register,
 )
 from .rest import json_body, not_encodable, not_encodable_error, select
@@ -90,7 +93,7 @@ class SandboxProvider(Provider):
             return not_encodable(self.label)
         outcome = classify(response)
         if outcome is Outcome.OK:
-            return AuthResult(outcome, http_status=response.status_code)
+            return AuthResult(outcome, http_status=response.status_code, account=_account(response))
         error = _error_body(response)
         return AuthResult(
             outcome,
@@ -120,3 +123,12 @@ class SandboxProvider(Provider):
 def _error_body(response: httpx.Response) -> dict[str, Any]:
     body = json_body(response)
     return body.get("error", {}) if isinstance(body, dict) else {}
+
+
+def _account(response: httpx.Response) -> UpstreamAccount | None:
+    """The company `/me` names: `{"data": {"company_id": ..., "company": <name>, ...}}`."""
+    body = json_body(response)
+    data = body.get("data") if isinstance(body, dict) else None
+    if not isinstance(data, dict) or not data.get("company_id"):
+        return None
+    return UpstreamAccount(str(data["company_id"]), str(data.get("company") or ""))

@@ -3,6 +3,10 @@
 Access tokens are short-lived and every refresh rotates the refresh token, so the credentials
 change often: `check_auth` refreshes when needed and returns the new tokens in
 `AuthResult.updated_credentials`, which the caller must store (the old refresh token stops working).
+
+The upstream account is the company the grant belongs to, which `/me` names as for an API key.
+A grant Relink no longer needs (replaced by a reconnect, or obtained by a refused attempt) is
+revoked at the sandbox's RFC 7009 endpoint (`revoke_grant`).
 """
 
 from __future__ import annotations
@@ -47,6 +51,15 @@ REFRESH_MARGIN = timedelta(seconds=60)
 
 def token_url() -> str:
     return f"{settings.BASE_URL}/sandbox/oauth/token"
+
+
+def revocation_url() -> str:
+    return f"{settings.BASE_URL}/sandbox/oauth/revoke"
+
+
+def _client_auth() -> tuple[str, str]:
+    """HTTP Basic client authentication; RFC 6749 §2.3.1: the parts are form-encoded first."""
+    return quote_plus(CLIENT_ID), quote_plus(client_secret())
 
 
 def expires_soon(credentials: dict[str, Any]) -> bool:
@@ -97,11 +110,9 @@ class SandboxOAuthProvider(SandboxProvider, OAuthProvider):
     def _token_request(cls, form: dict[str, str], previous_refresh_token: str = "") -> dict[str, Any]:
         # Taken before the request, so the stored expiry is never later than the server's.
         requested_at = timezone.now()
-        # RFC 6749 §2.3.1: the Basic auth parts are form-encoded first.
-        auth = (quote_plus(CLIENT_ID), quote_plus(client_secret()))
         try:
             with provider_client() as client:
-                response = client.post(token_url(), data=form, auth=auth)
+                response = client.post(token_url(), data=form, auth=_client_auth())
         except httpx.TimeoutException as exc:
             raise ProviderUnavailable("Sandbox HR token endpoint did not answer in time") from exc
         except httpx.TransportError as exc:
@@ -124,6 +135,29 @@ class SandboxOAuthProvider(SandboxProvider, OAuthProvider):
         except (ValueError, KeyError, TypeError) as exc:
             message = "Sandbox HR token endpoint sent a malformed answer"
             raise ProviderUnavailable(message, response.status_code) from exc
+
+    @classmethod
+    def revoke_grant(cls, credentials: dict[str, Any]) -> bool:
+        """RFC 7009 revocation of the refresh token, which ends the whole grant and every access
+        token it issued (an access token alone when no refresh token is held)."""
+        refresh_token = credentials.get("refresh_token") or ""
+        token, hint = (refresh_token, "refresh_token") if refresh_token else (credentials.get("access_token"), "")
+        if not token:
+            return False  # nothing held, nothing to revoke
+        form = {"token": str(token), "token_type_hint": hint or "access_token"}
+        try:
+            with provider_client() as client:
+                response = client.post(revocation_url(), data=form, auth=_client_auth())
+        except httpx.TimeoutException as exc:
+            raise ProviderUnavailable("Sandbox HR revocation endpoint did not answer in time") from exc
+        except httpx.TransportError as exc:
+            raise ProviderUnavailable(f"Sandbox HR revocation endpoint unreachable: {exc}") from exc
+        except RequestNotEncodable:
+            raise ProviderAuthFailed("The token holds characters that cannot be sent to Sandbox HR") from None
+        if response.status_code != 200:
+            status = response.status_code
+            raise ProviderUnavailable(f"Sandbox HR revocation endpoint answered {status}", status)
+        return True
 
     def _refresh(self, credentials: dict[str, Any]) -> dict[str, Any]:
         refresh_token = credentials.get("refresh_token") or ""
