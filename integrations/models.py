@@ -451,7 +451,10 @@ class SyncedRecord(models.Model):
     remote_id = models.CharField(max_length=200)
     data = models.JSONField(default=dict)
     first_seen_at = models.DateTimeField(default=timezone.now)
-    updated_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)  # when `data` last changed
+    # Gone upstream: absent from a complete read of its model. Kept (never deleted), and cleared
+    # if the record comes back.
+    remote_deleted_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         verbose_name = "synced record"
