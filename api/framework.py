@@ -6,6 +6,12 @@ string in it may hold NUL or an unpaired surrogate, which PostgreSQL cannot stor
 envelope, `Cache-Control: no-store`, and one RequestLog row with redacted bodies — whatever the
 outcome and whatever the body, including unknown paths and unexpected errors.
 Handlers take an `ApiContext` and return the `data` of a success answer (or an HttpResponse).
+
+Round trips of a read such as `GET /v1/integrations/{id}`: one query for the key, its environment
+and the integration the request names (api/lookup.py; the URL's `integration_id` or the
+`X-Integration-Id` header), one Redis call for the rate limit (api/ratelimit.py), one INSERT of
+the request log in autocommit (integrations/requestlogs.py). tests/test_api_round_trips.py
+counts them. A key's `last_used_at` costs one UPDATE more at most once a minute.
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ from integrations.lib.redaction import REDACTED
 from integrations.lib.tokens import random_id
 from integrations.models import ApiKey, Environment, Integration, RequestLog
 
-from . import errors, ratelimit
+from . import errors, lookup, ratelimit
 from .errors import ApiError
 from .validation import Body
 
@@ -56,6 +62,8 @@ class ApiContext:
         self.raw_key = ""
         self.integration_id = ""  # for the request log, when the request names one
         self.path_secrets: list[str] = []  # URL segments masked in the logged path (tokens)
+        # The integration the request names, loaded with its key: {id: the integration or None}.
+        self.prefetched: dict[str, Integration | None] = {}
         self._body: Body | None = None
         self._decoded: Decoded | None = None
 
@@ -81,7 +89,9 @@ class ApiContext:
         """The integration if it belongs to the key's environment; any other id is a 404."""
         self.integration_id = integration_id[:80]
         integration = None
-        if 0 < len(integration_id) <= 80 and "\x00" not in integration_id:  # ids are <tool>:<24 chars>
+        if integration_id in self.prefetched:
+            integration = self.prefetched[integration_id]
+        elif lookup.usable_integration_id(integration_id):
             integration = (
                 Integration.objects.select_related("scope_config")
                 .defer("credentials_encrypted")
@@ -193,7 +203,9 @@ def api_view(
     """A Django view for one path: `handlers` maps HTTP methods to handlers.
 
     `fallback` answers every method (used by the catch-all for unknown paths). The values of the
-    URL kwargs named in `secret_kwargs` (e.g. a token) are masked in the logged path.
+    URL kwargs named in `secret_kwargs` (e.g. a token) are masked in the logged path. The
+    integration a request names (URL kwarg `integration_id`, else header `X-Integration-Id`) is
+    loaded with its key, in the same query.
     """
     handlers = dict(handlers or {})
 
@@ -223,7 +235,7 @@ def dispatch(
     error: ApiError | None = None
     try:
         if auth:
-            api_key = authenticate_limited(ctx)
+            api_key = authenticate_limited(ctx, named_integration(request, kwargs))
             retry_after = ratelimit.hit(api_key.key_hash[:32])
             if retry_after is not None:
                 raise errors.rate_limited(ratelimit.limit_per_minute(), retry_after)
@@ -259,27 +271,38 @@ def limit_unauthenticated(request: HttpRequest) -> None:
         raise errors.rate_limited_unauthenticated(limit, retry_after)
 
 
-def authenticate_limited(ctx: ApiContext) -> ApiKey:
+def named_integration(request: HttpRequest, kwargs: dict[str, Any]) -> str:
+    """The id of the integration a request is about, as its handler will ask for it ("" if none)."""
+    if "integration_id" in kwargs:
+        return str(kwargs["integration_id"])
+    return request.headers.get("X-Integration-Id", "").strip()
+
+
+def authenticate_limited(ctx: ApiContext, integration_id: str = "") -> ApiKey:
     """`authenticate`; a missing or invalid key also counts against the client address, and is a
     429 instead of a 401 once the address is over its limit."""
     try:
-        return authenticate(ctx)
+        return authenticate(ctx, integration_id)
     except ApiError:
         limit_unauthenticated(ctx.request)
         raise
 
 
-def authenticate(ctx: ApiContext) -> ApiKey:
+def authenticate(ctx: ApiContext, integration_id: str = "") -> ApiKey:
+    """The request's active key with its environment; with it, in the same query, the integration
+    `integration_id` of that environment (for `ctx.get_integration`)."""
     header = ctx.request.headers.get("Authorization", "")
     scheme, _, raw = header.strip().partition(" ")
     raw = raw.strip()
     if scheme.lower() != "bearer" or not raw:
         raise errors.authentication_invalid("Send your API key in the Authorization header: 'Bearer <key>'.")
     ctx.raw_key = raw
-    key = ApiKey.objects.find(raw) if len(raw) <= 200 else None
+    key, integration = lookup.key_and_integration(raw, integration_id) if len(raw) <= 200 else (None, None)
     if key is None:
         raise errors.authentication_invalid("The API key is invalid or has been revoked.")
     ctx.api_key = key
+    if integration_id:
+        ctx.prefetched[integration_id] = integration
     touch_last_used(key)
     return key
 

@@ -3,7 +3,8 @@
 `FailSoftRedisCache` is Django's Redis cache whose reads miss and whose writes are dropped when
 Redis cannot be reached, with a warning (at most one a minute per process) instead of an
 exception. Counters are the exception: `incr`/`decr` still raise, since no made-up count is
-right; their one caller (the API rate limit) serves the request when the count is unknown.
+right. The API rate limit counts in the same Redis with a script of its own (api/ratelimit.py) and
+serves the request when the count is unknown.
 """
 
 from __future__ import annotations

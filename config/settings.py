@@ -193,6 +193,11 @@ CELERY_TASK_TIME_LIMIT = 300
 # lease brings it back sooner (SYNC_LEASE_SECONDS below).
 if REDIS_URL:
     CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"] = CELERY_TASK_TIME_LIMIT + 60
+    # A worker consuming several queues takes from them in a fixed order (kombu's Redis
+    # transport, "priority": one BRPOP over the queues, in the order of CELERY_TASK_QUEUES
+    # below), so work a person is waiting for goes before the periodic jobs and those before the
+    # scheduler's sync backlog.
+    CELERY_BROKER_TRANSPORT_OPTIONS["queue_order_strategy"] = "priority"
 # Queues, so that no kind of work can hold up another: syncs, webhook deliveries (a slow
 # receiver waits out its timeout there), interactive work an operator or a customer is waiting
 # for (Check now), and the default queue for the short periodic jobs. A worker started without
@@ -200,10 +205,14 @@ if REDIS_URL:
 # (README, "Running in production").
 CELERY_TASK_DEFAULT_QUEUE = "celery"
 # Each queue has its own routing key: bound alike, a direct exchange would copy every task into all.
-CELERY_TASK_QUEUES = [Queue(name, routing_key=name) for name in ("celery", "syncs", "webhooks", "interactive")]
+# In priority order (see queue_order_strategy above).
+CELERY_TASK_QUEUES = [Queue(name, routing_key=name) for name in ("interactive", "celery", "syncs", "webhooks")]
 CELERY_TASK_ROUTES = {
     "integrations.syncs.run_sync": {"queue": "syncs"},
+    # The same work, queued by a person (a completed link, Force sync): before the scheduler's.
+    "integrations.syncs.run_sync_now": {"queue": "interactive"},
     "integrations.webhooks.attempt_delivery": {"queue": "webhooks"},
+    "integrations.webhooks.deliver_due_webhooks": {"queue": "webhooks"},
     "integrations.health.check_integration": {"queue": "interactive"},
 }
 # A running sync renews its lease every SYNC_HEARTBEAT_SECONDS; one not renewed for
@@ -234,6 +243,7 @@ CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 # Periodic jobs. Each entry expires after its interval so a backlog never runs twice over.
 SCHEDULER_TICK_SECONDS = env.int("SCHEDULER_TICK_SECONDS", default=60)
 OUTBOX_FLUSH_SECONDS = env.int("OUTBOX_FLUSH_SECONDS", default=10)
+WEBHOOK_RETRY_SECONDS = env.int("WEBHOOK_RETRY_SECONDS", default=10)
 RECONNECT_REQUEST_MINUTES = env.int("RECONNECT_REQUEST_MINUTES", default=5)
 CELERY_BEAT_SCHEDULE = {
     # Publish outbox tasks whose publish after commit failed (broker down), or whose time came
@@ -262,11 +272,12 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": timedelta(hours=1),
         "options": {"expires": 3600},
     },
-    # Resend webhook deliveries whose task was lost inside the broker.
+    # Queue the webhook retries that are due (they wait in their rows, never as delayed broker
+    # messages) and deliveries whose task was lost inside the broker (integrations/webhooks.py).
     "retry-due-webhooks": {
         "task": "integrations.webhooks.retry_due_webhooks",
-        "schedule": timedelta(minutes=1),
-        "options": {"expires": 60},
+        "schedule": timedelta(seconds=WEBHOOK_RETRY_SECONDS),
+        "options": {"expires": WEBHOOK_RETRY_SECONDS},
     },
     # Record an audit event for each link that passed its expiry since the last run.
     "record-expired-links": {
@@ -383,8 +394,9 @@ TIME_ZONE = "UTC"
 
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
-STATIC_ROOT = VAR_DIR / "staticfiles"
-STATIC_ROOT.mkdir(exist_ok=True)
+# Where collectstatic writes (hashed and precompressed copies, see STORAGES) and whitenoise serves from.
+STATIC_ROOT = Path(env.str("STATIC_ROOT", default=str(VAR_DIR / "staticfiles")))
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
@@ -416,6 +428,10 @@ SANDBOX_ENABLED = env.bool("SANDBOX_ENABLED", default=True)
 # (integrations/lib/targets.py), on save and at delivery. The demo and the tests turn this on to
 # deliver to receivers on 127.0.0.1; a deployment whose receivers are internal may too.
 WEBHOOK_ALLOW_PRIVATE_TARGETS = env.bool("WEBHOOK_ALLOW_PRIVATE_TARGETS", default=False)
+# Webhook delivery: seconds before an attempt gives up (connect, send, each read), and how many due
+# deliveries one task claims and sends at once (one thread each, one pooled client per process).
+WEBHOOK_HTTP_TIMEOUT = env.float("WEBHOOK_HTTP_TIMEOUT", default=15.0)
+WEBHOOK_DELIVERY_BATCH = env.int("WEBHOOK_DELIVERY_BATCH", default=20)
 # Timeout for calls to provider APIs, in seconds.
 PROVIDER_HTTP_TIMEOUT = env.float("PROVIDER_HTTP_TIMEOUT", default=15.0)
 # Provider API base URLs (overridable, e.g. for a regional endpoint or a test double).

@@ -25,6 +25,7 @@ from integrations.models import (
     IntegrationState,
     ScopeConfig,
     SetupStatus,
+    SyncType,
     WebhookEvent,
 )
 from integrations.providers import Outcome, get_provider
@@ -347,9 +348,10 @@ def verify_credentials(
 
     First the auth check; then the upstream account the credentials reach, refused
     (ACCOUNT_MISMATCH) if it is not the account `rule` recorded and no change was allowed; then
-    a probe read of every model the scope config would sync, so a key lacking a permission is
-    refused now rather than failing later syncs: a model the tool refuses (403), or a field it
-    leaves out of every record.
+    a probe of every model the scope config would sync (`Provider.probe`: one small page each, so
+    the customer waits about as long for a company of 50 as of 50,000), so a key lacking a
+    permission is refused now rather than failing later syncs: a model the tool refuses (403), or
+    a field it leaves out of every probed record (the probe judges by its page alone).
     """
     result = provider.check_auth(credentials)
     if result.outcome is Outcome.AUTH_FAILED:
@@ -367,7 +369,7 @@ def verify_credentials(
     missing = []
     for model, fields in ScopeSpec.parse(scope.spec if scope else {}).fetch_plan(provider, opted_out):
         try:
-            rows = provider.fetch(model, credentials, fields)
+            rows = provider.probe(model, credentials, fields)
         except ModelPermissionDenied as exc:
             missing.append(exc.permission)
         except ProviderError as exc:
@@ -458,10 +460,10 @@ def complete(
     """Apply a verified connection, exactly once (the link row is locked; a second call raises).
 
     Reconnect: new credentials, the link's scope config (data expired), streak cleared, ACTIVE
-    unless an operator disabled it, a sync queued on commit, `integration-state-changed` if the
+    unless an operator disabled it, a FULL sync queued on commit, `integration-state-changed` if the
     state changed; once committed, an OAuth grant the new credentials replaced is revoked at the
     tool (or forgotten, if the tool cannot revoke). Connect: a new integration,
-    `integration-created`, a sync queued on commit.
+    `integration-created`, a FULL sync queued on commit.
 
     `account`, the upstream account the verified credentials reach, is recorded. On a reconnect,
     an account other than the one recorded raises `AccountMismatch` (nothing changed) unless the
@@ -491,7 +493,8 @@ def complete(
         link.save(update_fields=["completed_at", "integration", "activation_token_hash", "activation_token_expires_at"])
         _audit(link, "link.completed")
         try:
-            queue_sync(integration.pk)
+            # FULL: new credentials may read fields or records the ones before could not.
+            queue_sync(integration.pk, SyncType.FULL)
         except NotSyncable:
             pass  # disabled by an operator: the new credentials are stored, and nothing runs until enabled
 

@@ -446,7 +446,10 @@ class Sync(models.Model):
 class SyncedRecord(models.Model):
     """A record read from the provider. Reconnecting never deletes these."""
 
-    integration = models.ForeignKey(Integration, on_delete=models.CASCADE, related_name="records")
+    # No index of its own: `syncedrecord_unique` (integration, model, remote_id) serves every lookup
+    # by integration. A second one let the planner, misled by stale statistics (a new integration
+    # "has no rows"), probe a sync's records through it and filter the rest: quadratic first syncs.
+    integration = models.ForeignKey(Integration, on_delete=models.CASCADE, related_name="records", db_index=False)
     model = models.CharField(max_length=60)
     remote_id = models.CharField(max_length=200)
     data = models.JSONField(default=dict)

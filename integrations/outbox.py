@@ -18,8 +18,10 @@ commit would send tasks for work that may roll back. So:
    worker have reconnected: kombu retries a lost broker with a growing pause (2 s, 4 s, … at
    most 30 s), so that is ~10 s after a short outage and at most ~40 s after a long one.
 
-Delayed work (webhook retries) waits here with `available_at`, not as ETA messages in the
-broker, so a broker restart loses no retry and no worker holds hours-long ETA tasks.
+Delayed work is never an ETA message in the broker (a broker restart would lose it, and one
+delayed past Redis's visibility timeout would be handed out twice): `available_at` holds a
+message back until its time, and webhook retries wait in their own rows (next_attempt_at), which
+beat's retry_due_webhooks picks up when due (integrations/webhooks.py).
 
 Exactly once, from the worker's point of view: a row is published by the one process that
 claimed it and then deleted. A process that dies between publishing and deleting leaves the row
@@ -47,6 +49,7 @@ log = logging.getLogger(__name__)
 
 # Registered task names, so the domain publishes without importing the task modules.
 RUN_SYNC = "integrations.syncs.run_sync"
+RUN_SYNC_NOW = "integrations.syncs.run_sync_now"  # the same, on the interactive queue
 CHECK_AUTH = "integrations.health.check_integration"
 DELIVER_WEBHOOK = "integrations.webhooks.attempt_delivery"
 

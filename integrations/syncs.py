@@ -1,6 +1,22 @@
 """Syncs: queueing (one open sync per integration), running, and the scheduler tick.
 
 Every sync starts with an auth check that goes through the health rule (health.record_auth_check).
+
+A sync streams each model page by page into `records.ModelWriter`, which writes only what changed
+and marks what a complete read no longer returns as deleted. What a sync reads:
+
+- FULL: every model completely.
+- DELTA (the scheduler's): for the models the tool can filter by change date
+  (`Provider.delta_models`), only the records changed since the previous read of that model
+  (`DELTA_OVERLAP` earlier, for clocks and records changed while it read); everything else
+  completely, writing only what changed. A complete read is still needed to see deletions, so a
+  DELTA sync runs as FULL (and says so: its `type` becomes FULL) when no FULL sync under its scope
+  config succeeded in the last FULL_READ_EVERY, e.g. the first sync, or the first after a change
+  of scope config.
+
+`Sync.records_per_model` is, per model, the records a complete read returned; for a model read as
+changes only, the records Relink holds for it that are not marked deleted (its live count), so the
+volume-drop rule compares like with like and never takes a small delta for a drop.
 """
 
 from __future__ import annotations
@@ -21,24 +37,24 @@ from django.db.models import BooleanField, Exists, ExpressionWrapper, F, OuterRe
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from . import outbox, webhooks
+from . import outbox, records, webhooks
 from .health import audit, check_and_record, describe_error
 from .lib.crypto import UndecryptableSecret
 from .models import (
     OPEN_SYNC_STATUSES,
     Integration,
     IntegrationState,
+    ScopeConfig,
     Sync,
-    SyncedRecord,
     SyncStatus,
     SyncType,
     WebhookEvent,
 )
 from .pages import integration_url
 from .providers import Outcome
-from .providers.base import ModelPermissionDenied, ProviderAuthFailed, ProviderError
+from .providers.base import ModelPermissionDenied, Provider, ProviderAuthFailed, ProviderError
 from .scopes import ScopeSpec, effective_scope_config, effective_scope_config_ids
-from .sync_warnings import NO_SCOPE_CONFIG, field_withheld, model_not_granted, volume_drops
+from .sync_warnings import NO_SCOPE_CONFIG, READ_EVERYTHING, field_withheld, model_not_granted, volume_drops
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +62,8 @@ JITTER = 0.1  # next sync at interval ± 10 %, so a fleet connected at once spre
 STUCK_AFTER = timedelta(minutes=30)  # a RUNNING sync older than this is failed by the reaper
 REQUEUE_AFTER = timedelta(minutes=15)  # a QUEUED sync older than this had its task lost: resend
 MAX_ATTEMPTS = 3  # a sync whose worker died this many times is failed rather than run again
+FULL_READ_EVERY = timedelta(hours=24)  # a DELTA sync runs as FULL when no FULL sync succeeded for this long
+DELTA_OVERLAP = timedelta(minutes=10)  # a delta read starts this long before the previous read did
 
 
 class NotSyncable(Exception):
@@ -57,9 +75,12 @@ class NotSyncable(Exception):
         self.state = state
 
 
-def _enqueue(sync_ids: list[str]) -> None:
-    """Run these syncs once the current transaction commits (through the outbox: never lost)."""
-    outbox.send_on_commit(outbox.RUN_SYNC, [(sync_id,) for sync_id in sync_ids])
+def _enqueue(sync_ids: list[str], *, interactive: bool = False) -> None:
+    """Run these syncs once the current transaction commits (through the outbox: never lost).
+    `interactive`: a person is waiting (a completed link, Force sync): the interactive queue,
+    which workers serve before the scheduler's (settings: CELERY_TASK_QUEUES)."""
+    task = outbox.RUN_SYNC_NOW if interactive else outbox.RUN_SYNC
+    outbox.send_on_commit(task, [(sync_id,) for sync_id in sync_ids])
 
 
 def queue_sync(
@@ -113,7 +134,7 @@ def queue_sync(
                 sync_id=sync.pk,
                 type=sync_type,
             )
-        _enqueue([sync.id])
+        _enqueue([sync.id], interactive=True)
     return sync, False
 
 
@@ -381,11 +402,14 @@ def _run(sync: Sync) -> Sync:
         return _finish(sync, SyncStatus.CANCELLED, NO_SCOPE_CONFIG)
     spec = ScopeSpec.parse(scope.spec)
     plan = spec.fetch_plan(provider, integration.opted_out_fields)
+    since = delta_starts(sync, scope, provider, [model for model, _ in plan])
     sync.models_total = len(plan)
-    sync.save(update_fields=["models_total"])
+    sync.save(update_fields=["models_total", "type"])
     for model, fields in plan:
+        writer = records.ModelWriter(integration.pk, model, complete=model not in since)
         try:
-            rows = provider.fetch(model, credentials, fields)
+            for page in provider.fetch_pages(model, credentials, fields, since=since.get(model)):
+                writer.write(page.rows)
         except ModelPermissionDenied as exc:
             sync.warnings.append(model_not_granted(model, exc.permission))
         except ProviderAuthFailed as exc:
@@ -393,8 +417,10 @@ def _run(sync: Sync) -> Sync:
         except ProviderError as exc:
             return _finish(sync, SyncStatus.FAILED, str(exc))
         else:
-            sync.records_per_model[model] = upsert_records(integration, model, rows)
-            for field_name, permission in provider.withheld_fields(model, fields, rows):
+            writer.finish()
+            count = writer.read if writer.complete else records.live_count(integration.pk, model)
+            sync.records_per_model[model] = count
+            for field_name, permission in provider.withheld_of(model, fields, writer.present, writer.any_rows):
                 sync.warnings.append(field_withheld(model, field_name, permission))
         sync.models_done += 1
         sync.save(update_fields=["models_done", "records_per_model", "warnings"])
@@ -402,26 +428,41 @@ def _run(sync: Sync) -> Sync:
     return _finish(sync, SyncStatus.PARTIALLY_FAILED if sync.warnings else SyncStatus.SUCCEEDED)
 
 
-def upsert_records(integration: Integration, model: str, rows: list[dict]) -> int:
-    now = timezone.now()
-    SyncedRecord.objects.bulk_create(
-        [
-            SyncedRecord(
-                integration=integration,
-                model=model,
-                remote_id=str(row["id"]),
-                data=row,
-                first_seen_at=now,
-                updated_at=now,
-            )
-            for row in rows
-        ],
-        update_conflicts=True,
-        unique_fields=["integration", "model", "remote_id"],
-        update_fields=["data", "updated_at"],
-        batch_size=1000,
-    )
-    return len(rows)
+def delta_starts(sync: Sync, scope: ScopeConfig, provider: Provider, models: list[str]) -> dict[str, datetime]:
+    """For a DELTA sync, the models to read as changes only, each with the date to read from:
+    the start of the newest recent sync (same scope config, read everything) that read the model,
+    less DELTA_OVERLAP. Empty for a FULL sync — and for a DELTA sync with no FULL sync of its scope
+    config succeeded within FULL_READ_EVERY, which then runs as FULL (`sync.type` changed, saved
+    by the caller). Two indexed queries (`sync_history_idx`).
+    """
+    if sync.type == SyncType.FULL:
+        return {}
+    recent = Sync.objects.filter(
+        integration_id=sync.integration_id,
+        scope_config_id=scope.pk,
+        status__in=READ_EVERYTHING,
+        started_at__gte=max(scope.updated_at, timezone.now() - FULL_READ_EVERY),
+    ).exclude(pk=sync.pk)
+    if not recent.filter(type=SyncType.FULL).exists():
+        sync.type = SyncType.FULL
+        return {}
+    delta_capable = [model for model in models if model in provider.delta_models]
+    if not delta_capable:
+        return {}
+    starts: dict[str, datetime] = {}
+    for started, counts in recent.order_by("-created_at").values_list("started_at", "records_per_model")[:50]:
+        for model in delta_capable:
+            if started is not None and model not in starts and model in (counts or {}):
+                starts[model] = started - DELTA_OVERLAP
+        if len(starts) == len(delta_capable):
+            break
+    return starts
+
+
+@shared_task(name="integrations.syncs.run_sync_now")
+def run_sync_now(sync_id: str) -> Sync | None:
+    """`run_sync` for a sync a person is waiting for: routed to the interactive queue."""
+    return run_sync(sync_id)
 
 
 @shared_task(name="integrations.syncs.reap_stuck_syncs")

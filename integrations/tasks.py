@@ -1,7 +1,7 @@
 """Housekeeping tasks of the integrations app that belong to no other module.
 
 The other tasks live beside the code they run: syncs (run_sync, tick, reap_stuck_syncs), health
-(check_integration, recheck_invalid_integrations), webhooks (attempt_delivery,
+(check_integration, recheck_invalid_integrations), webhooks (attempt_delivery, deliver_due_webhooks,
 retry_due_webhooks), outbox (flush_outbox); config.settings.CELERY_IMPORTS lists those modules.
 """
 

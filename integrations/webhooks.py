@@ -4,25 +4,43 @@ A change writes one WebhookDelivery per endpoint in its own transaction, with th
 it in the task outbox (outbox.py): sent after commit, or once the broker is back. One event id per
 real change, kept across retries and replays, so receivers can deduplicate on the `webhook-id`
 header.
+
+Delivery, at volume (tasks on the `webhooks` queue, so no receiver can delay a sync):
+- A task claims due deliveries in a batch (WEBHOOK_DELIVERY_BATCH; one UPDATE … RETURNING, with
+  SKIP LOCKED on PostgreSQL: concurrent claimers take different rows) — the delivery it was
+  queued for first, then the oldest due — and sends them at once, each POST on a thread of its
+  own, over one pooled, kept-alive, SSRF-guarded HTTP client per worker process
+  (lib/clients.py, lib/targets.py). Each attempt is logged (WebhookAttempt) as it answers.
+- A failed attempt is retried after RETRY_DELAYS (at once, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h,
+  10 h): the retry waits in its row's next_attempt_at, and beat's retry_due_webhooks (every
+  WEBHOOK_RETRY_SECONDS) queues deliver_due_webhooks tasks for what is due. No task carries an
+  ETA or countdown, so none outlives the broker's visibility timeout and none is lost with it.
+- A claim holds a delivery for CLAIM_LEASE: a worker that dies mid-send leaves it to be claimed
+  again after that (at least once; receivers deduplicate on `webhook-id`).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Sequence
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
 from celery import shared_task
-from django.db import transaction
+from django.conf import settings
+from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
+from kombu.exceptions import KombuError
 from standardwebhooks.webhooks import Webhook
 
 from . import audit, outbox, sync_warnings
-from .lib import crypto
+from .lib import clients, crypto
 from .lib.targets import check_url, guarded_client
 from .models import (
     DeliveryStatus,
@@ -46,10 +64,23 @@ RETRY_DELAYS = [
     timedelta(hours=10),
 ]
 MAX_ATTEMPTS = len(RETRY_DELAYS) + 1
-TIMEOUT_SECONDS = 15
-# A claimed delivery is not picked up again for this long (longer than one attempt can take),
+# A claimed delivery is not picked up again for this long: longer than one attempt can take (its
+# batch is sent at once; WEBHOOK_HTTP_TIMEOUT, 15 s, bounds each of connect, send and each read),
 # so a worker that dies mid-send is retried by the sweep instead of leaving the row stuck.
-CLAIM_LEASE = timedelta(seconds=60)
+CLAIM_LEASE = timedelta(minutes=2)
+# How much of a receiver's answer is read (the rest is not waited for) and kept on the attempt.
+RESPONSE_READ_LIMIT = 64 * 1024
+RESPONSE_KEPT = 1000
+# Idle pooled connections are closed after this (or sooner, when the receiver closes them).
+KEEPALIVE_SECONDS = 30.0
+# deliver_due_webhooks stops taking new batches after this, and beat queues at most this many
+# of them per run; one left waiting longer than DRAIN_TASK_EXPIRES behind a backlog is dropped.
+DRAIN_BUDGET_SECONDS = 30.0
+MAX_DRAIN_TASKS = 20
+DRAIN_TASK_EXPIRES = 60
+DELIVERY_FIELDS = ["attempts", "last_response_status", "last_error", "status", "delivered_at", "next_attempt_at"]
+
+log = logging.getLogger(__name__)
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -336,67 +367,208 @@ def signed_request(
     return body.encode(), headers
 
 
-@shared_task(name="integrations.webhooks.attempt_delivery")
-def attempt_delivery(delivery_id: int) -> WebhookDelivery | None:
-    """Send one due delivery once, record the attempt, and schedule the next one if it failed.
+# --- Delivery -----------------------------------------------------------------------------------
 
-    Returns None when the delivery is not due or another worker claimed it (safe to call twice).
-    """
-    now = timezone.now()
-    claimed = WebhookDelivery.objects.filter(
-        pk=delivery_id, status=DeliveryStatus.PENDING, next_attempt_at__lte=now
-    ).update(next_attempt_at=now + CLAIM_LEASE)
-    if not claimed:
-        return None
-    delivery = WebhookDelivery.objects.select_related("endpoint").get(pk=delivery_id)
-    body, headers = signed_request(delivery, signing_secrets(delivery.endpoint, now), now)
-    started = time.monotonic()
-    status_code, response_text, error = None, "", ""
+
+def _build_client() -> httpx.Client:
+    """The process's client for webhooks: pooled, kept alive, SSRF-guarded on every new connection."""
+    batch = settings.WEBHOOK_DELIVERY_BATCH
+    return guarded_client(
+        verify=clients.shared_ssl_context(),
+        # A batch is sent at once: never make one of its requests wait for a connection.
+        limits=httpx.Limits(
+            max_connections=max(100, batch),
+            max_keepalive_connections=max(20, batch),
+            keepalive_expiry=KEEPALIVE_SECONDS,
+        ),
+        timeout=settings.WEBHOOK_HTTP_TIMEOUT,
+        follow_redirects=False,
+    )
+
+
+# Rebuilt (its pooled connections closed) if the target policy changes: a connection opened while
+# private targets were allowed is never reused once they are not.
+def _client_key() -> tuple[bool, float, int]:
+    return settings.WEBHOOK_ALLOW_PRIVATE_TARGETS, settings.WEBHOOK_HTTP_TIMEOUT, settings.WEBHOOK_DELIVERY_BATCH
+
+
+_client = clients.ProcessClient("webhooks", _build_client, key=_client_key)
+
+
+def http_client() -> httpx.Client:
+    """This process's webhook client (integrations/lib/clients.py: one per process, fork-safe)."""
+    return _client.get()
+
+
+@dataclass
+class _Outcome:
+    attempted_at: datetime
+    status_code: int | None
+    response_text: str
+    error: str
+    duration_ms: int
+
+
+def _read_some(response: httpx.Response, deadline: float) -> str:
+    """At most RESPONSE_READ_LIMIT bytes of the body, read until `deadline`; a bigger or slower body
+    is cut off (its connection is then closed rather than pooled)."""
+    chunks: list[bytes] = []
+    size = 0
+    for chunk in response.iter_bytes():
+        chunks.append(chunk)
+        size += len(chunk)
+        if size >= RESPONSE_READ_LIMIT or time.monotonic() > deadline:
+            break
+    raw = b"".join(chunks)[:RESPONSE_READ_LIMIT]
     try:
-        with guarded_client(timeout=TIMEOUT_SECONDS, follow_redirects=False) as client:
-            response = client.post(delivery.endpoint.url, content=body, headers=headers)
-        status_code, response_text = response.status_code, response.text[:1000]
+        return raw.decode(response.encoding or "utf-8", errors="replace")[:RESPONSE_KEPT]
+    except LookupError:  # a charset Python does not know
+        return raw.decode("utf-8", errors="replace")[:RESPONSE_KEPT]
+
+
+def _send(client: httpx.Client, url: str, body: bytes, headers: dict[str, str], timeout: float) -> _Outcome:
+    """One POST (any thread: touches no database). Never raises: an error is the attempt's outcome."""
+    attempted_at = timezone.now()
+    started = time.monotonic()
+    status_code, text, error = None, "", ""
+    try:
+        with client.stream("POST", url, content=body, headers=headers, timeout=timeout) as response:
+            text = _read_some(response, started + timeout)
+            status_code = response.status_code
     except httpx.HTTPError as exc:
         error = f"{type(exc).__name__}: {exc}"[:500]
-    duration_ms = int((time.monotonic() - started) * 1000)
+    except Exception as exc:  # e.g. httpx.InvalidURL: this delivery's failure, not its batch's
+        log.warning("webhook POST to %s failed unexpectedly", url, exc_info=True)
+        error = f"{type(exc).__name__}: {exc}"[:500]
+    return _Outcome(attempted_at, status_code, text, error, int((time.monotonic() - started) * 1000))
 
-    delivery.attempts += 1
-    delivery.last_response_status = status_code
-    delivery.last_error = error or ("" if status_code and status_code < 300 else f"HTTP {status_code}")
-    if status_code is not None and 200 <= status_code < 300:
-        delivery.status = DeliveryStatus.DELIVERED
-        delivery.delivered_at = timezone.now()
-        delivery.next_attempt_at = None
-        retry_in = None
-    elif delivery.attempts < MAX_ATTEMPTS:
-        retry_in = RETRY_DELAYS[delivery.attempts - 1]
-        delivery.next_attempt_at = timezone.now() + retry_in
+
+def _claim(limit: int, now: datetime, first: int | None = None) -> list[int]:
+    """Claim up to `limit` due deliveries — `first` if it is due, then the oldest due — in one
+    statement: their next_attempt_at moves CLAIM_LEASE ahead, so no other claimer takes them
+    until then. On PostgreSQL the due rows are locked with SKIP LOCKED, so concurrent claimers take
+    different rows and none waits; SQLite runs one writing statement at a time."""
+    table = connection.ops.quote_name(WebhookDelivery._meta.db_table)
+    due = f"SELECT id FROM {table} WHERE status = '{DeliveryStatus.PENDING.value}' AND next_attempt_at <= %s"
+    at = connection.ops.adapt_datetimefield_value(now)
+    skip_locked = connection.features.has_select_for_update_skip_locked
+    lock = " FOR UPDATE SKIP LOCKED" if skip_locked else ""
+    parts, params = [f"{due} ORDER BY next_attempt_at LIMIT %s{lock}"], [at, limit]
+    if first is not None:
+        parts = [f"{due} AND id = %s{lock}", f"{due} AND id <> %s ORDER BY next_attempt_at LIMIT %s{lock}"]
+        params = [at, first, at, first, limit - 1]
+    if skip_locked:  # ARRAY(...) runs each locking subquery exactly once, whatever plan the UPDATE gets
+        claimed = "id = ANY(" + " || ".join(f"ARRAY({part})" for part in parts) + ")"
     else:
-        delivery.status = DeliveryStatus.FAILED
-        delivery.next_attempt_at = None
-        retry_in = None
+        claimed = " OR ".join(f"id IN ({part})" for part in parts)
+    sql = f"UPDATE {table} SET next_attempt_at = %s WHERE {claimed} RETURNING id"
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [connection.ops.adapt_datetimefield_value(now + CLAIM_LEASE), *params])
+        claimed_ids = [row[0] for row in cursor.fetchall()]
+    if first in claimed_ids:  # its own task's delivery first
+        claimed_ids.remove(first)
+        claimed_ids.insert(0, first)
+    return claimed_ids
+
+
+def _record(results: list[tuple[WebhookDelivery, _Outcome]]) -> None:
+    """Log each attempt and move each delivery on (delivered, retried at next_attempt_at, or
+    failed): one UPDATE per distinct outcome (a batch that all got a 200 is one), one INSERT."""
+    now = timezone.now()
+    changes: dict[tuple[Any, ...], list[WebhookDelivery]] = {}
+    for delivery, outcome in results:
+        status_code = outcome.status_code
+        delivery.attempts += 1
+        delivery.last_response_status = status_code
+        delivery.last_error = outcome.error or ("" if status_code and status_code < 300 else f"HTTP {status_code}")
+        if status_code is not None and 200 <= status_code < 300:
+            delivery.status = DeliveryStatus.DELIVERED
+            delivery.delivered_at = now
+            delivery.next_attempt_at = None
+        elif delivery.attempts < MAX_ATTEMPTS:  # beat's retry_due_webhooks sends it when due
+            delivery.next_attempt_at = now + RETRY_DELAYS[delivery.attempts - 1]
+        else:
+            delivery.status = DeliveryStatus.FAILED
+            delivery.next_attempt_at = None
+        changes.setdefault(tuple(getattr(delivery, f) for f in DELIVERY_FIELDS), []).append(delivery)
     with transaction.atomic():
-        WebhookAttempt.objects.create(
-            delivery=delivery,
-            attempted_at=now,
-            response_status=status_code,
-            response_body=response_text,
-            error=error,
-            duration_ms=duration_ms,
+        updated = sum(
+            WebhookDelivery.objects.filter(pk__in=[d.pk for d in group]).update(
+                **dict(zip(DELIVERY_FIELDS, values, strict=True))
+            )
+            for values, group in changes.items()
         )
-        delivery.save(
-            update_fields=[
-                "attempts",
-                "last_response_status",
-                "last_error",
-                "status",
-                "delivered_at",
-                "next_attempt_at",
-            ]
+        live = {d.pk for d, _ in results}
+        if updated < len(results):  # an endpoint deleted meanwhile took its deliveries with it
+            live = set(WebhookDelivery.objects.filter(pk__in=live).values_list("pk", flat=True))
+        WebhookAttempt.objects.bulk_create(
+            WebhookAttempt(
+                delivery=delivery,
+                attempted_at=outcome.attempted_at,
+                response_status=outcome.status_code,
+                response_body=outcome.response_text,
+                error=outcome.error,
+                duration_ms=outcome.duration_ms,
+            )
+            for delivery, outcome in results
+            if delivery.pk in live
         )
-        if retry_in is not None:  # the retry waits in the outbox until it is due
-            outbox.send_on_commit(outbox.DELIVER_WEBHOOK, [(delivery.pk,)], available_at=delivery.next_attempt_at)
-    return delivery
+
+
+def deliver_due(limit: int | None = None, first: int | None = None) -> list[WebhookDelivery]:
+    """Claim up to `limit` (WEBHOOK_DELIVERY_BATCH) due deliveries — `first` among them if it is
+    due — and send them at once, each on its own thread over the process's pooled client; each
+    attempt is recorded as soon as it has its answer. Returns the deliveries sent, updated."""
+    now = timezone.now()
+    ids = _claim(limit or settings.WEBHOOK_DELIVERY_BATCH, now, first)
+    if not ids:
+        return []
+    by_id = WebhookDelivery.objects.select_related("endpoint").in_bulk(ids)
+    deliveries = [by_id[pk] for pk in ids if pk in by_id]
+    secrets: dict[str, list[str]] = {}
+    jobs = []
+    for delivery in deliveries:
+        if delivery.endpoint_id not in secrets:
+            secrets[delivery.endpoint_id] = signing_secrets(delivery.endpoint, now)
+        body, headers = signed_request(delivery, secrets[delivery.endpoint_id], now)
+        jobs.append((delivery, delivery.endpoint.url, body, headers))
+    client, timeout = http_client(), settings.WEBHOOK_HTTP_TIMEOUT
+    if len(jobs) == 1:
+        delivery, url, body, headers = jobs[0]
+        _record([(delivery, _send(client, url, body, headers, timeout))])
+        return deliveries
+    with ThreadPoolExecutor(max_workers=len(jobs), thread_name_prefix="webhook") as pool:
+        pending = {pool.submit(_send, client, url, body, headers, timeout): d for d, url, body, headers in jobs}
+        while pending:  # record what has answered while slower receivers are still waited for
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            _record([(pending.pop(future), future.result()) for future in done])
+    return deliveries
+
+
+@shared_task(name="integrations.webhooks.attempt_delivery")
+def attempt_delivery(delivery_id: int) -> WebhookDelivery | None:
+    """Send this delivery once if it is due, together with up to WEBHOOK_DELIVERY_BATCH - 1 other
+    due deliveries (one claim, one batch sent at once); a failed attempt waits for its retry in
+    its row (next_attempt_at), which beat's retry_due_webhooks picks up.
+
+    Returns this delivery after its attempt, or None when it was not due or another worker had
+    claimed it (safe to call twice; the deliveries it took from other tasks make those no-ops).
+    """
+    sent = deliver_due(first=delivery_id)
+    return next((d for d in sent if d.pk == delivery_id), None)
+
+
+@shared_task(name="integrations.webhooks.deliver_due_webhooks")
+def deliver_due_webhooks(budget_seconds: float = DRAIN_BUDGET_SECONDS) -> int:
+    """Deliver due deliveries, batch after batch, until none is due or `budget_seconds` have passed
+    (then the next beat run sends another of these). Returns how many were sent."""
+    started = time.monotonic()
+    total = 0
+    while True:
+        sent = len(deliver_due())
+        total += sent
+        if sent < settings.WEBHOOK_DELIVERY_BATCH or time.monotonic() - started >= budget_seconds:
+            return total
 
 
 def replay(delivery: WebhookDelivery) -> None:
@@ -429,15 +601,22 @@ LOST_DELIVERY_AFTER = timedelta(minutes=2)
 
 
 @shared_task(name="integrations.webhooks.retry_due_webhooks")
-def retry_due_webhooks(batch_size: int = 500) -> int:
-    """Safety net for deliveries whose task was lost inside the broker (e.g. a Redis restart)."""
-    with transaction.atomic():
-        ids = list(
-            WebhookDelivery.objects.filter(
-                status=DeliveryStatus.PENDING, next_attempt_at__lte=timezone.now() - LOST_DELIVERY_AFTER
-            )
-            .order_by("next_attempt_at")
-            .values_list("pk", flat=True)[:batch_size]
-        )
-        outbox.send_on_commit(outbox.DELIVER_WEBHOOK, [(pk,) for pk in ids])
-    return len(ids)
+def retry_due_webhooks(max_tasks: int = MAX_DRAIN_TASKS) -> int:
+    """Beat, every WEBHOOK_RETRY_SECONDS: hand the due retries — and deliveries whose task was
+    lost inside the broker — to the webhooks queue, one deliver_due_webhooks task per batch
+    (at most `max_tasks`). Runs no delivery itself, and no task it sends carries a delay: a retry
+    waits in its row until due, never in the broker (whose visibility timeout would hand a long
+    ETA task out twice). Returns how many deliveries were found due."""
+    now = timezone.now()
+    batch = settings.WEBHOOK_DELIVERY_BATCH
+    due = WebhookDelivery.objects.filter(status=DeliveryStatus.PENDING, next_attempt_at__lte=now).filter(
+        Q(attempts__gt=0) | Q(next_attempt_at__lte=now - LOST_DELIVERY_AFTER)
+    )
+    count = due[: batch * max_tasks].count()
+    try:
+        for _ in range(-(-count // batch)):
+            # Expires: one that waited this long behind a backlog has been overtaken by later runs.
+            deliver_due_webhooks.apply_async(expires=DRAIN_TASK_EXPIRES)
+    except (KombuError, OSError) as exc:  # the broker is down: the rows wait, the next run retries
+        log.warning("webhooks: could not queue due deliveries (%s: %s); the next run will", type(exc).__name__, exc)
+    return count

@@ -91,10 +91,16 @@ class SandboxEmployee(models.Model):
     email = models.EmailField()
     department = models.CharField(max_length=100, blank=True)
     salary = models.PositiveIntegerField(default=0)
+    # When the record last changed: the JSON API's `updated_after` filter reads it.
+    updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         verbose_name = "sandbox employee"
         ordering = ["last_name", "first_name"]
+        indexes = [
+            # A page of the JSON API: WHERE company_id = ? ORDER BY id LIMIT ? OFFSET ?.
+            models.Index(fields=["company", "id"], name="sandbox_employee_page_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.first_name} {self.last_name}"

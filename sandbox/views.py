@@ -13,6 +13,8 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import wraps
 from urllib.parse import parse_qsl, unquote_plus, urlencode, urlsplit, urlunsplit
 
@@ -23,6 +25,7 @@ from django.db.models import Count, Q
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 from django.utils.text import slugify
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
@@ -46,6 +49,7 @@ from .models import (
     SandboxApiKey,
     SandboxAuthorizationCode,
     SandboxCompany,
+    SandboxEmployee,
     SandboxOAuthClient,
     SandboxOAuthGrant,
     access_token_validity,
@@ -227,30 +231,80 @@ def api_me(request: HttpRequest, caller: Caller) -> JsonResponse:
     return JsonResponse({"data": data})
 
 
+# Lists page like Personio's (the tool Sandbox HR stands for): `limit` records (50 when absent, at
+# most 100) from `offset` (the first record to return), in id order, with Personio's `metadata`
+# block; `updated_after` (ISO 8601, naive is UTC) keeps the records changed after it.
+DEFAULT_PAGE_LIMIT = 50
+MAX_PAGE_LIMIT = 100
+
+
+@dataclass(frozen=True)
+class _ListQuery:
+    limit: int
+    offset: int
+    updated_after: datetime | None
+
+
+def _list_query(request: HttpRequest) -> _ListQuery | JsonResponse:
+    """The paging and filter parameters, or the 400 answering bad ones."""
+    try:
+        limit = int(request.GET.get("limit", DEFAULT_PAGE_LIMIT))
+        offset = int(request.GET.get("offset", 0))
+    except ValueError:
+        return _error(400, "INVALID_PARAMETER", "limit and offset must be integers.")
+    if not 1 <= limit <= MAX_PAGE_LIMIT or offset < 0:
+        return _error(400, "INVALID_PARAMETER", f"limit must be 1 to {MAX_PAGE_LIMIT} and offset 0 or more.")
+    raw = request.GET.get("updated_after")
+    updated_after = None
+    if raw is not None:
+        try:
+            updated_after = parse_datetime(raw)
+        except ValueError:
+            updated_after = None
+        if updated_after is None:
+            return _error(400, "INVALID_PARAMETER", "updated_after must be an ISO 8601 date-time.")
+        if timezone.is_naive(updated_after):
+            updated_after = updated_after.replace(tzinfo=UTC)
+    return _ListQuery(limit, offset, updated_after)
+
+
+def _list_page(rows: list[dict[str, object]], query: _ListQuery, total: int) -> JsonResponse:
+    metadata = {
+        "total_elements": total,
+        "current_page": query.offset // query.limit,
+        "total_pages": -(-total // query.limit),
+    }
+    body = {"success": True, "metadata": metadata, "offset": query.offset, "limit": query.limit, "data": rows}
+    return JsonResponse(body)
+
+
 @require_GET
 @api_key_required("employees:read")
 def api_employees(request: HttpRequest, caller: Caller) -> JsonResponse:
-    with_salary = "compensation:read" in caller.permissions
-    data = []
-    for e in caller.company.employees.all():
-        row: dict[str, object] = {
-            "id": str(e.pk),
-            "first_name": e.first_name,
-            "last_name": e.last_name,
-            "email": e.email,
-            "department": e.department,
-        }
-        if with_salary:
-            row["salary"] = e.salary
-        data.append(row)
-    return JsonResponse({"data": data})
+    query = _list_query(request)
+    if isinstance(query, JsonResponse):
+        return query
+    columns = ["id", "first_name", "last_name", "email", "department"]
+    if "compensation:read" in caller.permissions:
+        columns.append("salary")
+    employees = SandboxEmployee.objects.filter(company_id=caller.company_id)
+    if query.updated_after is not None:
+        employees = employees.filter(updated_at__gt=query.updated_after)
+    total = employees.count()
+    rows = list(employees.order_by("pk").values(*columns)[query.offset : query.offset + query.limit])
+    for row in rows:
+        row["id"] = str(row["id"])
+    return _list_page(rows, query, total)
 
 
 @require_GET
 @api_key_required("absences:read")
 def api_absences(request: HttpRequest, caller: Caller) -> JsonResponse:
-    # The sandbox keeps no absences yet; the endpoint exists so permission checks are real.
-    return JsonResponse({"data": []})
+    # The sandbox keeps no absences yet; the endpoint exists so permission checks (and paging) are real.
+    query = _list_query(request)
+    if isinstance(query, JsonResponse):
+        return query
+    return _list_page([], query, 0)
 
 
 # --- OAuth 2.0 authorization server (RFC 6749, authorization code grant) ------------------------

@@ -7,6 +7,7 @@ import os
 import pytest
 from django.db import connection
 
+from integrations.lib.http import close_shared_client
 from integrations.models import Role
 
 from . import factories
@@ -69,6 +70,15 @@ def superuser(db):
 @pytest.fixture
 def is_postgres():
     return connection.vendor == "postgresql"
+
+
+@pytest.fixture(autouse=True)
+def _no_pooled_provider_connections():
+    """Provider calls share one pooled client per process (integrations/lib/http.py). Closed after
+    each test, so no test reuses another's connection, and no kept-alive connection holds a live
+    server's request thread (and that thread's database connection) open after its test."""
+    yield
+    close_shared_client()
 
 
 @pytest.fixture(autouse=True)

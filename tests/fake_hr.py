@@ -4,8 +4,9 @@ A threaded `http.server` on 127.0.0.1 with an OS-chosen port. Each route (method
 status, a JSON body (or a fixture file under tests/fixtures/providers/), optional headers and an
 optional delay before answering (to trigger client timeouts), or a function choosing the answer
 from the request (`respond`: e.g. one fake tool serving two companies, told apart by credentials).
-Every request received is recorded with its method, path, query, headers and body so tests can
-assert the exact outbound request. Unrouted requests answer 404.
+Every request received is recorded with its method, path, query, headers, body and the client's
+port (requests sharing a port came over one kept-alive connection) so tests can assert the exact
+outbound request. Unrouted requests answer 404. `pages` serves a list the way Personio pages it.
 
 Use the `fake_hr` fixture (import it into the test module) or `FakeHRServer` as a context manager.
 """
@@ -48,6 +49,7 @@ class RecordedRequest:
     query: dict[str, list[str]]
     headers: dict[str, str]  # lower-cased names
     body: bytes
+    client_port: int = 0  # the client's end of the TCP connection the request came over
 
     def json(self) -> Any:
         return json.loads(self.body or b"null")
@@ -101,6 +103,42 @@ class FakeHRServer:
         """Answer `method path` with whatever `responder` makes of each request."""
         self._responders[(method.upper(), path)] = responder
 
+    def pages(
+        self,
+        method: str,
+        path: str,
+        items: list[Any],
+        *,
+        numbered: bool = False,
+        default_limit: int = 50,
+        max_limit: int = 200,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        """Answer `method path` with `items` a page at a time, as Personio's lists page
+        (https://developer.personio.de/docs/pagination-adoption-guide-for-v1-get-employees-endpoint):
+        `limit` items (`default_limit` when absent; above `max_limit` a 400) from `offset`, the first
+        item — or, `numbered`, the page number (Personio's time-offs) — with a `metadata` block
+        (`total_elements`, `current_page`, `total_pages`)."""
+
+        def answer(request: RecordedRequest) -> Route:
+            try:
+                limit = int(request.query.get("limit", [str(default_limit)])[0])
+                offset = int(request.query.get("offset", ["0"])[0])
+            except ValueError:
+                return Route(400, {"success": False, "error": {"code": 400, "message": "bad paging"}})
+            if not 1 <= limit <= max_limit or offset < 0:
+                return Route(400, {"success": False, "error": {"code": 400, "message": "bad paging"}})
+            first = offset * limit if numbered else offset
+            metadata = {
+                "total_elements": len(items),
+                "current_page": offset if numbered else offset // limit,
+                "total_pages": -(-len(items) // limit),
+            }
+            body = {"success": True, "metadata": metadata, "offset": offset, "limit": limit}
+            return Route(json={**body, "data": items[first : first + limit]}, headers=dict(headers or {}))
+
+        self.respond(method, path, answer)
+
     def requests_to(self, path: str) -> list[RecordedRequest]:
         return [r for r in self.requests if r.path == path]
 
@@ -135,6 +173,7 @@ class FakeHRServer:
                     query=parse_qs(parts.query, keep_blank_values=True),
                     headers={k.lower(): v for k, v in self.headers.items()},
                     body=body,
+                    client_port=self.client_address[1],
                 )
                 with fake._lock:
                     fake.requests.append(recorded)

@@ -38,7 +38,7 @@ def _fresh_cache():
 
 @pytest.fixture(autouse=True)
 def _no_celery(monkeypatch):
-    monkeypatch.setattr("integrations.syncs._enqueue", lambda sync_ids: None)
+    monkeypatch.setattr("integrations.syncs._enqueue", lambda sync_ids, **kwargs: None)
 
 
 @pytest.fixture

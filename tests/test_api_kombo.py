@@ -25,7 +25,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 @pytest.fixture(autouse=True)
 def _setup(monkeypatch, settings, live_server):
     cache.clear()
-    monkeypatch.setattr("integrations.syncs._enqueue", lambda sync_ids: None)  # no worker in these tests
+    monkeypatch.setattr("integrations.syncs._enqueue", lambda sync_ids, **kwargs: None)  # no worker in these tests
     settings.BASE_URL = live_server.url
     yield
     cache.clear()

@@ -51,7 +51,7 @@ def wsgi_requests_keep_the_test_connection():
 def api(db, settings, monkeypatch, wsgi_requests_keep_the_test_connection):
     """The key and the real objects the fuzzer may aim at."""
     settings.API_RATE_LIMIT_PER_MINUTE = 1_000_000
-    monkeypatch.setattr("integrations.syncs._enqueue", lambda sync_ids: None)
+    monkeypatch.setattr("integrations.syncs._enqueue", lambda sync_ids, **kwargs: None)
     cache.clear()
     environment = factories.EnvironmentFactory(slug="fuzz", name="Fuzz")
     scope_config = factories.ScopeConfigFactory(environment=environment)

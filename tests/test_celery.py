@@ -42,6 +42,8 @@ def test_worker_reliability_settings():
     [
         ("integrations.syncs.run_sync", "syncs"),
         ("integrations.webhooks.attempt_delivery", "webhooks"),
+        ("integrations.webhooks.deliver_due_webhooks", "webhooks"),
+        ("integrations.webhooks.retry_due_webhooks", "celery"),  # only queues deliver_due_webhooks
         ("integrations.health.check_integration", "interactive"),
         ("integrations.syncs.tick", "celery"),
         ("integrations.syncs.reap_stuck_syncs", "celery"),

@@ -60,7 +60,7 @@ def compiled_catalogs(django_db_blocker):
 
 @pytest.fixture(autouse=True)
 def no_enqueue(monkeypatch):
-    monkeypatch.setattr(syncs, "_enqueue", lambda ids: None)
+    monkeypatch.setattr(syncs, "_enqueue", lambda ids, **kwargs: None)
 
 
 @pytest.fixture

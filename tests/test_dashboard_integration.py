@@ -54,7 +54,7 @@ def test_a_viewer_sees_no_actions_and_cannot_force_a_sync(client, viewer, integr
 
 
 def test_an_editor_forces_one_sync_and_a_second_click_reports_the_open_one(client, editor, integration, monkeypatch):
-    monkeypatch.setattr(syncs, "_enqueue", lambda ids: None)
+    monkeypatch.setattr(syncs, "_enqueue", lambda ids, **kwargs: None)
     client.force_login(editor)
     first = client.post(_url("force_sync", integration), follow=True)
     assert "Sync queued." in first.content.decode()

@@ -76,7 +76,7 @@ def _post_form(client, path: str, params: dict[str, Any], multipart: bool):
 
 @pytest.fixture(autouse=True)
 def _no_celery(monkeypatch):
-    monkeypatch.setattr("integrations.syncs._enqueue", lambda sync_ids: None)
+    monkeypatch.setattr("integrations.syncs._enqueue", lambda sync_ids, **kwargs: None)
 
 
 @pytest.fixture

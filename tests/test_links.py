@@ -31,7 +31,7 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture(autouse=True)
 def no_enqueue(monkeypatch):
-    monkeypatch.setattr(syncs, "_enqueue", lambda ids: None)
+    monkeypatch.setattr(syncs, "_enqueue", lambda ids, **kwargs: None)
 
 
 @pytest.fixture

@@ -28,7 +28,7 @@ FORM_TOKEN_RE = re.compile(r'name="form_token" value="([^"]+)"')
 
 @pytest.fixture(autouse=True)
 def no_enqueue(monkeypatch):
-    monkeypatch.setattr(syncs, "_enqueue", lambda ids: None)
+    monkeypatch.setattr(syncs, "_enqueue", lambda ids, **kwargs: None)
 
 
 def _everything_logged(caplog) -> str:

@@ -52,7 +52,7 @@ def test_force_sync_answers_queued_while_the_broker_is_down_and_the_sweep_sends_
     sync = Sync.objects.get(pk=body["data"]["sync_id"])
     assert sync.status == SyncStatus.QUEUED
     (waiting,) = OutboxMessage.objects.all()
-    assert (waiting.task, waiting.args, waiting.attempts) == (outbox.RUN_SYNC, [sync.pk], 1)
+    assert (waiting.task, waiting.args, waiting.attempts) == (outbox.RUN_SYNC_NOW, [sync.pk], 1)
     assert "Connection refused" in waiting.last_error and waiting.claimed_until is None
     assert "broker unavailable" in caplog.text
 
@@ -62,7 +62,7 @@ def test_force_sync_answers_queued_while_the_broker_is_down_and_the_sweep_sends_
     broker.down = False
     assert outbox.flush_outbox() == 1
     assert outbox.flush_outbox() == 0
-    assert broker.sent == [(outbox.RUN_SYNC, (sync.pk,))]
+    assert broker.sent == [(outbox.RUN_SYNC_NOW, (sync.pk,))]
     assert not OutboxMessage.objects.exists()
 
 
@@ -127,7 +127,7 @@ def test_a_claimed_message_is_left_to_its_claimer_until_the_lease_ends(db, broke
     assert broker.sent == [(outbox.RUN_SYNC, ("s1",))]
 
 
-def test_a_failed_webhook_attempt_schedules_its_retry_in_the_outbox_not_the_broker(
+def test_a_failed_webhook_attempt_waits_for_its_retry_in_its_row_not_the_outbox_or_the_broker(
     environment, broker, django_capture_on_commit_callbacks
 ):
     endpoint = factories.WebhookEndpointFactory(environment=environment, url="http://127.0.0.1:9/unreachable")
@@ -138,14 +138,15 @@ def test_a_failed_webhook_attempt_schedules_its_retry_in_the_outbox_not_the_brok
 
     delivery.refresh_from_db()
     assert delivery.attempts == 1 and delivery.status == "PENDING"
-    (retry,) = OutboxMessage.objects.all()
-    assert retry.available_at == delivery.next_attempt_at
-    assert broker.sent == []  # waits until due
+    assert delivery.next_attempt_at > timezone.now()  # the retry's time, in the row
+    assert not OutboxMessage.objects.exists()
+    assert broker.sent == []
     assert outbox.flush_outbox() == 0
+    assert webhooks.retry_due_webhooks() == 0  # not due yet
     with time_machine.travel(delivery.next_attempt_at + timedelta(seconds=1)):
-        assert outbox.flush_outbox() == 1
-    assert broker.sent == [(outbox.DELIVER_WEBHOOK, (delivery.pk,))]
-    assert WebhookDelivery.objects.get().attempts == 1  # published, not yet run
+        assert webhooks.retry_due_webhooks() == 1  # beat: queues (here: runs) the retry
+    assert WebhookDelivery.objects.get().attempts == 2
+    assert broker.sent == [] and not OutboxMessage.objects.exists()
 
 
 def test_work_rolled_back_publishes_nothing(environment, broker, django_capture_on_commit_callbacks):
@@ -213,7 +214,13 @@ def test_every_task_the_outbox_names_is_registered():
     from config.celery import app
 
     app.loader.import_default_modules()
-    for name in (outbox.RUN_SYNC, outbox.CHECK_AUTH, outbox.DELIVER_WEBHOOK, "integrations.outbox.flush_outbox"):
+    for name in (
+        outbox.RUN_SYNC,
+        outbox.RUN_SYNC_NOW,
+        outbox.CHECK_AUTH,
+        outbox.DELIVER_WEBHOOK,
+        "integrations.outbox.flush_outbox",
+    ):
         assert name in app.tasks, name
 
 

@@ -7,12 +7,20 @@ from __future__ import annotations
 import base64
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
+from connect_flow import links
+from integrations.models import ScopeConfig
 from integrations.providers import REGISTRY, Category, Outcome, get_provider
-from integrations.providers.base import ModelPermissionDenied, ProviderAuthFailed, ProviderUnavailable
+from integrations.providers.base import (
+    PROBE_PAGE_SIZE,
+    ModelPermissionDenied,
+    ProviderAuthFailed,
+    ProviderUnavailable,
+)
 from integrations.providers.rest import absence_window
 
 from .fake_hr import FakeHRServer, Route, closed_port_url, fake_hr_fixture, load_fixture  # noqa: F401
@@ -378,7 +386,7 @@ def test_fetch_returns_only_the_requested_fields_and_asks_only_for_them(tool, se
     assert rows and all(set(row) == {"id", "first_name"} for row in rows)
     (request,) = server.requests_to(tool.path("hris_employees"))
     if tool.id == "personio":
-        assert request.query == {"attributes[]": ["first_name"], "limit": ["200"], "offset": ["0"]}
+        assert request.query == {"attributes[]": ["first_name"], "limit": ["100"], "offset": ["0"]}
         assert request.headers["authorization"] == f"Bearer {PERSONIO_TOKEN}"
     elif tool.id == "bamboohr":
         assert request.query == {"format": ["JSON"], "onlyCurrent": ["true"]}
@@ -465,7 +473,7 @@ def test_personio_pages_through_employees_and_follows_the_rotated_token(personio
         "success": True,
         "data": [
             {"type": "Employee", "attributes": {"id": {"value": n}, "first_name": {"value": f"E{n}"}}}
-            for n in range(1, 201)
+            for n in range(1, 101)
         ],
     }
     personio.sequence(
@@ -477,8 +485,105 @@ def test_personio_pages_through_employees_and_follows_the_rotated_token(personio
 
     rows = get_provider("personio").fetch("hris_employees", TOOLS["personio"].credentials, ["first_name"])
 
-    assert len(rows) == 202
+    assert len(rows) == 102
     first, second = personio.requests_to("/v1/company/employees")
-    assert (first.query["offset"], second.query["offset"]) == (["0"], ["200"])
+    assert (first.query["offset"], second.query["offset"]) == (["0"], ["100"])
+    assert first.query["limit"] == second.query["limit"] == ["100"]  # Personio's maximum since 2025
     assert first.headers["authorization"] == f"Bearer {PERSONIO_TOKEN}"
     assert second.headers["authorization"] == "Bearer papi-rotated-token"
+
+
+def _personio_employee(n: int) -> dict[str, Any]:
+    return {"type": "Employee", "attributes": {"id": {"value": n}, "first_name": {"value": f"E{n}"}}}
+
+
+def _personio_time_off(n: int) -> dict[str, Any]:
+    return {
+        "type": "TimeOffPeriod",
+        "attributes": {
+            "id": n,
+            "status": "approved",
+            "start_date": "2024-05-02T00:00:00+02:00",
+            "end_date": "2024-05-03T00:00:00+02:00",
+            "employee": {"type": "Employee", "attributes": {"id": {"value": 7}}},
+        },
+    }
+
+
+def test_personio_yields_a_page_per_request_by_record_offset_for_employees_and_page_number_for_time_offs(personio):
+    """Employees' `offset` is the first record; time-offs' is the page number (Personio's docs)."""
+    personio.pages("GET", "/v1/company/employees", [_personio_employee(n) for n in range(1, 251)], max_limit=100)
+    personio.pages("GET", "/v1/company/time-offs", [_personio_time_off(n) for n in range(1, 451)], numbered=True)
+    personio_provider = get_provider("personio")
+
+    pages = list(personio_provider.fetch_pages("hris_employees", TOOLS["personio"].credentials, ["first_name"]))
+    assert [len(p.rows) for p in pages] == [100, 100, 50]
+    assert [row["id"] for p in pages for row in p.rows] == [str(n) for n in range(1, 251)]
+    assert [r.query["offset"] for r in personio.requests_to("/v1/company/employees")] == [["0"], ["100"], ["200"]]
+
+    pages = list(
+        personio_provider.fetch_pages("hris_absences", TOOLS["personio"].credentials, ALL_FIELDS["hris_absences"])
+    )
+    assert [len(p.rows) for p in pages] == [200, 200, 50]
+    assert [r.query["offset"] for r in personio.requests_to("/v1/company/time-offs")] == [["0"], ["1"], ["2"]]
+
+
+def test_personio_stops_at_the_last_page_metadata_names(personio):
+    """Exactly two full pages: `metadata.total_pages` ends the read without asking for an empty third."""
+    personio.pages("GET", "/v1/company/employees", [_personio_employee(n) for n in range(1, 201)], max_limit=100)
+
+    rows = get_provider("personio").fetch("hris_employees", TOOLS["personio"].credentials, ["first_name"])
+
+    assert len(rows) == 200
+    assert len(personio.requests_to("/v1/company/employees")) == 2
+
+
+def test_personio_reads_changes_with_updated_since_and_updated_from(personio):
+    since = datetime(2024, 3, 5, 14, 30, 5, tzinfo=UTC)
+    provider = get_provider("personio")
+
+    list(provider.fetch_pages("hris_employees", TOOLS["personio"].credentials, ["first_name"], since=since))
+    list(provider.fetch_pages("hris_absences", TOOLS["personio"].credentials, ["start_date"], since=since))
+
+    (employees,) = personio.requests_to("/v1/company/employees")
+    assert employees.query["updated_since"] == ["2024-03-05T14:30:05"]
+    (time_offs,) = personio.requests_to("/v1/company/time-offs")
+    assert time_offs.query["updated_from"] == ["2024-03-04"]  # a date, inclusive: the day before
+    assert provider.delta_models == {"hris_employees", "hris_absences"}
+
+
+@pytest.mark.parametrize("tool_id", ["bamboohr", "hibob"])
+def test_tools_without_documented_paging_or_change_filter_read_everything_as_one_page(tool_id, fake_hr, settings):
+    tool = TOOLS[tool_id]
+    serve(tool, fake_hr, settings)
+    provider = get_provider(tool_id)
+    since = datetime(2024, 3, 5, tzinfo=UTC)
+
+    for model in ALL_FIELDS:
+        pages = list(provider.fetch_pages(model, tool.credentials, ALL_FIELDS[model], since=since))
+        assert [p.rows for p in pages] == [EXPECTED_RECORDS[(tool_id, model)]]
+        (request,) = fake_hr.requests_to(tool.path(model))  # one request, no paging parameters, no filter
+        assert not {"limit", "offset", "cursor", "page", "since", "updated_after"} & set(request.query)
+    assert provider.delta_models == frozenset()
+
+
+def test_the_probe_reads_one_small_page_of_each_model_whatever_the_company_size(personio):
+    """What the hosted connect page runs when the customer submits credentials: the auth check,
+    then one page of PROBE_PAGE_SIZE records per model in scope — never the whole company."""
+    personio.pages("GET", "/v1/company/employees", [_personio_employee(n) for n in range(1, 5001)], max_limit=100)
+    personio.pages("GET", "/v1/company/time-offs", [_personio_time_off(n) for n in range(1, 3001)], numbered=True)
+    scope = ScopeConfig(
+        spec={
+            "hris_employees": {"availability": "ENABLED", "fields": {"first_name": "ENABLED"}},
+            "hris_absences": {"availability": "ENABLED", "fields": {"start_date": "ENABLED"}},
+        }
+    )
+
+    verification = links.verify_credentials(get_provider("personio"), TOOLS["personio"].credentials, scope, [])
+
+    assert verification.ok, verification
+    check, probe = personio.requests_to("/v1/company/employees")
+    assert (check.query["limit"], check.query["offset"]) == (["1"], ["0"])  # the auth check
+    assert (probe.query["limit"], probe.query["offset"]) == ([str(PROBE_PAGE_SIZE)], ["0"])
+    (time_offs,) = personio.requests_to("/v1/company/time-offs")
+    assert (time_offs.query["limit"], time_offs.query["offset"]) == ([str(PROBE_PAGE_SIZE)], ["0"])

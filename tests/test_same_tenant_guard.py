@@ -78,7 +78,7 @@ def compiled_catalogs(django_db_blocker):
 
 @pytest.fixture(autouse=True)
 def no_enqueue(monkeypatch):
-    monkeypatch.setattr(syncs, "_enqueue", lambda ids: None)
+    monkeypatch.setattr(syncs, "_enqueue", lambda ids, **kwargs: None)
 
 
 def _basic(request: RecordedRequest) -> tuple[str, str]:

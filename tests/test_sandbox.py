@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from io import StringIO
 
 import pytest
@@ -14,7 +15,7 @@ from django.utils import timezone
 from integrations.models import Role
 from integrations.providers import Outcome, get_provider
 from integrations.providers.base import ModelPermissionDenied
-from sandbox.models import SandboxApiKey, SandboxCompany
+from sandbox.models import SandboxApiKey, SandboxCompany, SandboxEmployee
 
 from .factories import MembershipFactory, SandboxCompanyFactory, SandboxEmployeeFactory, UserFactory
 
@@ -117,6 +118,59 @@ def test_employees_include_salary_only_with_compensation_read(client, company):
     [row] = _api(client, "employees", without_comp).json()["data"]
     assert "salary" not in row
     assert "first_name" in row
+
+
+def test_employees_page_like_personio_by_limit_and_offset_in_id_order(client, company):
+    employees = SandboxEmployeeFactory.create_batch(5, company=company)
+    SandboxEmployeeFactory.create_batch(3, company=SandboxCompanyFactory(name="Globex HR"))  # never listed here
+    _, raw = company.create_key()
+    ids = sorted(e.pk for e in employees)
+
+    pages = [_api(client, f"employees?limit=2&offset={offset}", raw).json() for offset in (0, 2, 4)]
+
+    assert [[int(row["id"]) for row in page["data"]] for page in pages] == [ids[:2], ids[2:4], ids[4:]]
+    assert [page["metadata"] for page in pages] == [
+        {"total_elements": 5, "current_page": n, "total_pages": 3} for n in range(3)
+    ]
+    assert [(page["offset"], page["limit"]) for page in pages] == [(0, 2), (2, 2), (4, 2)]
+    assert _api(client, "employees?offset=5", raw).json()["data"] == []
+
+
+def test_employees_default_to_50_a_page_and_refuse_more_than_100(client, company):
+    SandboxEmployeeFactory.create_batch(51, company=company)
+    _, raw = company.create_key()
+
+    first = _api(client, "employees", raw).json()
+    assert (len(first["data"]), first["limit"], first["metadata"]["total_elements"]) == (50, 50, 51)
+    for bad in ("limit=101", "limit=0", "limit=x", "offset=-1", "updated_after=yesterday"):
+        response = _api(client, f"employees?{bad}", raw)
+        assert response.status_code == 400, bad
+        assert response.json()["error"]["code"] == "INVALID_PARAMETER"
+    assert _api(client, "employees?limit=100", raw).status_code == 200
+
+
+def test_employees_updated_after_returns_only_the_records_changed_since(client, company):
+    old, changed = SandboxEmployeeFactory.create_batch(2, company=company)
+    day_ago = timezone.now() - timedelta(days=1)
+    SandboxEmployee.objects.filter(pk=old.pk).update(updated_at=day_ago)
+    changed.first_name = "Changed"
+    changed.save()  # updated_at: now
+    _, raw = company.create_key()
+    since = (timezone.now() - timedelta(hours=1)).isoformat()
+
+    page = client.get("/sandbox/api/v1/employees", {"updated_after": since}, headers={"Authorization": f"Bearer {raw}"})
+
+    assert [row["id"] for row in page.json()["data"]] == [str(changed.pk)]
+    assert page.json()["metadata"]["total_elements"] == 1
+    naive = (timezone.now() - timedelta(hours=1)).replace(tzinfo=None).isoformat()  # read as UTC
+    assert len(_api(client, f"employees?updated_after={naive}", raw).json()["data"]) == 1
+
+
+def test_absences_page_too(client, company):
+    _, raw = company.create_key()
+    body = _api(client, "absences?limit=10&offset=0", raw).json()
+    assert body["data"] == [] and body["metadata"]["total_elements"] == 0
+    assert _api(client, "absences?limit=500", raw).status_code == 400
 
 
 def test_employees_need_employees_read(client, company):

@@ -172,7 +172,7 @@ def _api(client, key: str, path: str, body: dict):
 
 @pytest.mark.django_db
 def test_the_api_refuses_a_config_that_enables_no_model_as_target(client, environment, monkeypatch):
-    monkeypatch.setattr("integrations.syncs._enqueue", lambda sync_ids: None)
+    monkeypatch.setattr("integrations.syncs._enqueue", lambda sync_ids, **kwargs: None)
     _key, raw = ApiKey.create(environment, "Backend")
     empty = _config(environment, "Legacy empty", NOTHING)
     integration = factories.IntegrationFactory(environment=environment)
@@ -238,7 +238,7 @@ def test_reads_nothing_filter(environment):
 
 @pytest.mark.django_db
 def test_a_connect_link_without_scope_config_follows_the_default_at_sync_time(environment, monkeypatch):
-    monkeypatch.setattr("integrations.syncs._enqueue", lambda sync_ids: None)
+    monkeypatch.setattr("integrations.syncs._enqueue", lambda sync_ids, **kwargs: None)
     default = _config(environment, "Default", is_default=True)
     created = links.create_connect_link(environment, end_user_email="hr@c.test", end_user_organization_name="C")
     assert links.target_scope(created.link) == default  # the hosted page asks for its permissions
@@ -260,7 +260,7 @@ def test_a_connect_link_without_scope_config_follows_the_default_at_sync_time(en
 
 @pytest.fixture
 def sandbox(live_server, settings, monkeypatch):
-    monkeypatch.setattr(syncs, "_enqueue", lambda sync_ids: None)
+    monkeypatch.setattr(syncs, "_enqueue", lambda sync_ids, **kwargs: None)
     settings.BASE_URL = live_server.url
     company = SandboxCompany.objects.create(name="Initech")
     factories.SandboxEmployeeFactory.create_batch(3, company=company)

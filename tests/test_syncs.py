@@ -6,18 +6,22 @@ import socket
 import subprocess
 import sys
 import threading
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 import time_machine
 from django.conf import settings
 from django.db import connection, connections
+from django.db.models import F
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from standardwebhooks.webhooks import Webhook
 
-from integrations import outbox, syncs, webhooks
+from integrations import outbox, records, syncs, webhooks
 from integrations.models import Integration, OutboxMessage, Sync, SyncedRecord, WebhookDelivery
-from sandbox.models import SandboxCompany
+from integrations.providers.base import Page, ProviderUnavailable
+from integrations.providers.sandbox import SandboxProvider
+from sandbox.models import SandboxCompany, SandboxEmployee
 
 from .factories import (
     EnvironmentFactory,
@@ -39,7 +43,7 @@ ABSENCES_SPEC = {
 def enqueued(monkeypatch) -> list[str]:
     """Tasks are eager in tests; record what would be enqueued instead, and run syncs by hand."""
     sent: list[str] = []
-    monkeypatch.setattr(syncs, "_enqueue", sent.extend)
+    monkeypatch.setattr(syncs, "_enqueue", lambda sync_ids, **kwargs: sent.extend(sync_ids))
     return sent
 
 
@@ -466,3 +470,208 @@ def test_undecryptable_credentials_fail_the_sync_with_a_clear_error(sandbox):
     sync = SyncFactory(integration=integration, status="QUEUED", started_at=None, ended_at=None)
     done = syncs.run_sync(sync.pk)
     assert done.status == "FAILED" and "cannot be decrypted" in done.error_message
+
+
+# --- Streaming, no-op writes, deletions, deltas --------------------------------------------------
+
+
+class _SandboxRequests:
+    """The sandbox adapter's list requests (path and query) and how many records each answered."""
+
+    def __init__(self, monkeypatch) -> None:
+        self.calls: list[tuple[str, dict, int]] = []
+        real = SandboxProvider._get
+
+        def spy(provider, path, credentials, params=None):
+            response = real(provider, path, credentials, params)
+            if path != "me":
+                self.calls.append((path, dict(params or {}), len(response.json().get("data", []))))
+            return response
+
+        monkeypatch.setattr(SandboxProvider, "_get", spy)
+
+    def to(self, path: str) -> list[tuple[dict, int]]:
+        return [(params, count) for p, params, count in self.calls if p == path]
+
+
+def _employees(company, count: int) -> None:
+    SandboxEmployee.objects.bulk_create(
+        SandboxEmployee(company=company, first_name=f"F{n}", last_name=f"L{n}", email=f"e{n}@x.test", salary=n)
+        for n in range(count)
+    )
+
+
+def _row_versions(integration) -> dict[str, tuple]:
+    """Per record: its updated_at and, on PostgreSQL, its row version (xmin, xmax): a row rewritten,
+    or only locked, gets new ones."""
+    fields = ["remote_id", "updated_at"]
+    if connection.vendor != "postgresql":
+        return {r: (u,) for r, u in SyncedRecord.objects.filter(integration=integration).values_list(*fields)}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT remote_id, updated_at, xmin::text, xmax::text FROM integrations_syncedrecord "
+            "WHERE integration_id = %s",
+            [integration.pk],
+        )
+        return {row[0]: tuple(row[1:]) for row in cursor.fetchall()}
+
+
+def _record_writes(queries) -> list[str]:
+    """The statements that write synced records (page upserts and the deletion marking)."""
+    return [q["sql"] for q in queries if "integrations_syncedrecord" in q["sql"] and not q["sql"].startswith("SELECT")]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_company_larger_than_a_page_syncs_completely_page_by_page(sandbox, monkeypatch):
+    _employees(sandbox, 227)  # 230 with the fixture's 3: pages of 100, 100, 30
+    requests = _SandboxRequests(monkeypatch)
+    integration, _ = _integration(sandbox)
+
+    with CaptureQueriesContext(connection) as queries:
+        sync = _run(integration)
+
+    assert sync.status == "SUCCEEDED" and sync.type == "FULL"  # the first sync of an integration reads everything
+    assert sync.records_per_model == {"hris_employees": 230}
+    assert SyncedRecord.objects.filter(integration=integration, remote_deleted_at=None).count() == 230
+    pages = requests.to("employees")
+    assert [(params["offset"], params["limit"], count) for params, count in pages] == [
+        (0, 100, 100),
+        (100, 100, 100),
+        (200, 100, 30),
+    ]
+    assert all("updated_after" not in params for params, _ in pages)
+    # One upsert per page, then the deletion marking: written as they arrive, never held all at once.
+    upserts = [sql for sql in _record_writes(queries) if "INSERT" in sql]
+    assert len(upserts) == 3
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_unchanged_resync_writes_no_row(sandbox):
+    _employees(sandbox, 150)
+    integration, _ = _integration(sandbox)
+    assert _run(integration).status == "SUCCEEDED"
+    before = _row_versions(integration)
+
+    with CaptureQueriesContext(connection) as queries:
+        again = _run(Integration.objects.get(pk=integration.pk))  # DELTA; the sandbox reads no change since
+
+    assert again.status == "SUCCEEDED" and again.records_per_model == {"hris_employees": 153}
+    assert _row_versions(integration) == before  # not one row rewritten, nor even locked
+    again_full, _ = syncs.queue_sync(integration.pk, "FULL")
+    with CaptureQueriesContext(connection) as full_queries:
+        assert syncs.run_sync(again_full.pk).records_per_model == {"hris_employees": 153}
+    assert _row_versions(integration) == before
+    if connection.vendor == "sqlite":  # the portable path writes only changed rows, with the ORM
+        assert not [sql for sql in _record_writes([*queries, *full_queries]) if "INSERT" in sql]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_changed_record_is_the_only_row_written_and_only_its_updated_at_moves(sandbox):
+    integration, _ = _integration(sandbox)
+    _run(integration)
+    before = _row_versions(integration)
+    changed = sandbox.employees.order_by("pk").first()
+    changed.first_name = "Renamed"
+    changed.save()
+
+    _run(Integration.objects.get(pk=integration.pk))
+
+    after = _row_versions(integration)
+    assert {remote_id for remote_id in before if after[remote_id] != before[remote_id]} == {str(changed.pk)}
+    assert SyncedRecord.objects.get(integration=integration, remote_id=str(changed.pk)).data["first_name"] == "Renamed"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_record_gone_upstream_is_marked_deleted_by_a_complete_read_and_unmarked_when_it_returns(sandbox):
+    integration, _ = _integration(sandbox)
+    _run(integration)
+    row = sandbox.employees.order_by("pk").values().first()
+    SandboxEmployee.objects.filter(pk=row["id"]).delete()
+
+    sync, _ = syncs.queue_sync(integration.pk, "FULL")
+    finished = syncs.run_sync(sync.pk)
+
+    assert finished.records_per_model == {"hris_employees": 2}
+    record = SyncedRecord.objects.get(integration=integration, remote_id=str(row["id"]))  # kept, not deleted
+    assert record.remote_deleted_at is not None and record.updated_at == record.remote_deleted_at
+    assert SyncedRecord.objects.filter(integration=integration, remote_deleted_at=None).count() == 2
+
+    SandboxEmployee.objects.create(**row)  # back, same id and data
+    sync, _ = syncs.queue_sync(integration.pk, "FULL")
+    assert syncs.run_sync(sync.pk).records_per_model == {"hris_employees": 3}
+    record.refresh_from_db()
+    assert record.remote_deleted_at is None
+    assert SyncedRecord.objects.filter(integration=integration).count() == 3
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_failed_read_marks_nothing_deleted(sandbox, monkeypatch):
+    integration, _ = _integration(sandbox)
+    _run(integration)
+    sandbox.employees.order_by("pk").first().delete()
+
+    def broken(*args, **kwargs):
+        yield Page([])
+        raise ProviderUnavailable("Sandbox HR answered 503", 503)
+
+    monkeypatch.setattr(SandboxProvider, "fetch_pages", broken)
+    sync, _ = syncs.queue_sync(integration.pk, "FULL")
+    assert syncs.run_sync(sync.pk).status == "FAILED"
+    assert not SyncedRecord.objects.filter(integration=integration, remote_deleted_at__isnull=False).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_delta_sync_asks_the_sandbox_for_changes_since_the_previous_read(sandbox, monkeypatch):
+    _employees(sandbox, 40)
+    SandboxEmployee.objects.filter(company=sandbox).update(updated_at=timezone.now() - timedelta(hours=2))
+    integration, _ = _integration(sandbox)
+    first = _run(integration)
+    assert first.type == "FULL"
+    changed = sandbox.employees.order_by("pk").last()
+    changed.first_name = "Moved"
+    changed.save()  # updated_at: now
+    requests = _SandboxRequests(monkeypatch)
+
+    delta = _run(Integration.objects.get(pk=integration.pk))
+
+    assert (delta.type, delta.status) == ("DELTA", "SUCCEEDED")
+    ((params, count),) = requests.to("employees")
+    since = datetime.fromisoformat(params["updated_after"])
+    assert since == first.started_at - syncs.DELTA_OVERLAP
+    assert count == 1  # only the changed employee crossed the wire
+    assert delta.records_per_model == {"hris_employees": 43}  # the live count, not the one read
+    assert SyncedRecord.objects.get(integration=integration, remote_id=str(changed.pk)).data["first_name"] == "Moved"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_delta_sync_runs_as_full_when_no_full_read_is_recent(sandbox):
+    integration, _ = _integration(sandbox)
+    first = _run(integration)
+    Sync.objects.filter(pk=first.pk).update(
+        created_at=F("created_at") - syncs.FULL_READ_EVERY, started_at=F("started_at") - syncs.FULL_READ_EVERY
+    )
+    second = _run(Integration.objects.get(pk=integration.pk))
+    assert second.type == "FULL"  # a day without a complete read: this one reads everything
+    assert _run(Integration.objects.get(pk=integration.pk)).type == "DELTA"
+
+
+@pytest.mark.django_db
+def test_the_portable_writer_and_the_postgresql_one_agree(environment):
+    """The page writer without a live sync: insert, no-op, change, delete, come back."""
+    integration = IntegrationFactory(environment=environment)
+    writer = records.ModelWriter(integration.pk, "hris_employees", complete=True)
+    assert writer.write([{"id": "1", "a": 1}, {"id": "2", "a": 2}, {"id": "2", "a": 3}]) == 2
+    assert (writer.finish(), writer.read, writer.present) == (0, 2, {"id", "a"})
+    assert SyncedRecord.objects.get(integration=integration, remote_id="2").data == {"id": "2", "a": 3}
+
+    writer = records.ModelWriter(integration.pk, "hris_employees", complete=True)
+    assert writer.write([{"id": "2", "a": 3}]) == 0  # unchanged
+    assert writer.finish() == 1  # "1" is gone
+    assert SyncedRecord.objects.get(integration=integration, remote_id="1").remote_deleted_at is not None
+    assert records.live_count(integration.pk, "hris_employees") == 1
+
+    writer = records.ModelWriter(integration.pk, "hris_employees", complete=False)
+    assert writer.write([{"id": "1", "a": 1}]) == 1  # back: unmarked, same data
+    assert writer.finish() == 0  # a partial read marks nothing
+    assert SyncedRecord.objects.get(integration=integration, remote_id="1").remote_deleted_at is None
+    assert SyncedRecord.objects.get(integration=integration, remote_id="2").remote_deleted_at is None

@@ -38,8 +38,10 @@ def sandbox(live_server, settings):
     return company
 
 
-def _run(integration) -> Sync:
-    sync, already = syncs.queue_sync(integration.pk)
+def _run(integration, sync_type: str = "FULL") -> Sync:
+    """FULL by default: records that vanish upstream show only in a complete read (a DELTA sync
+    reads the sandbox's changes only, see test_a_delta_sync_counts_the_live_records_and_never_warns)."""
+    sync, already = syncs.queue_sync(integration.pk, sync_type)
     assert not already
     return syncs.run_sync(sync.pk)
 
@@ -91,6 +93,27 @@ def test_a_sync_reading_far_fewer_records_warns_until_a_normal_sync_clears_it(sa
     assert normal.status == "SUCCEEDED" and normal.warnings == []
     assert "warnings" not in _finished_payload(normal)  # a clean sync's payload is the reference's
     assert latest_volume_drops(integration) == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_delta_sync_counts_the_live_records_and_never_warns(sandbox, broker):
+    """A DELTA sync reads only the sandbox's changes (here: none, then one): its count is the live
+    records Relink holds, not the handful it read, so a small delta is never a drop. Records gone
+    upstream are seen by the next complete read, which then warns."""
+    _, raw = sandbox.create_key(permissions=["employees:read", "compensation:read"])
+    integration = IntegrationFactory(credentials={"api_key": raw})
+    assert _run(integration).records_per_model == {EMPLOYEES: 30}
+    unchanged = _run(integration, "DELTA")
+    assert (unchanged.type, unchanged.status, unchanged.warnings) == ("DELTA", "SUCCEEDED", [])
+    assert unchanged.records_per_model == {EMPLOYEES: 30}
+    SandboxEmployee.objects.filter(company=sandbox).first().save()  # one change upstream
+    assert _run(integration, "DELTA").records_per_model == {EMPLOYEES: 30}
+
+    SandboxEmployee.objects.filter(pk__in=list(sandbox.employees.values_list("pk", flat=True)[:20])).delete()
+    assert _run(integration, "DELTA").records_per_model == {EMPLOYEES: 30}  # a delta cannot see it
+    complete = _run(integration, "FULL")
+    assert complete.records_per_model == {EMPLOYEES: 10}
+    assert complete.warnings == ["VOLUME_DROP: hris_employees: 10 records, usually 30 (down 67 %)"]
 
 
 # --- The rule, on recorded history --------------------------------------------------------------

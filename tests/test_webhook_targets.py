@@ -4,6 +4,7 @@ endpoint is saved and again on the address each delivery connects to."""
 from __future__ import annotations
 
 import ipaddress
+import time
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -97,3 +98,69 @@ def test_the_admin_refuses_a_private_target_on_edit(guarded, rf, superuser):
     data = {"url": "http://10.0.0.5/internal", "description": "", "event_types": "[]", "enabled": "on"}
     form = form_class(data=data, instance=endpoint)
     assert not form.is_valid() and "private address" in str(form.errors["url"])
+
+
+# --- With one pooled client per process ----------------------------------------------------------
+
+
+def _deliver(url: str):
+    delivery = factories.WebhookDeliveryFactory(
+        endpoint=factories.WebhookEndpointFactory(url=url), next_attempt_at=timezone.now()
+    )
+    return webhooks.attempt_delivery(delivery.pk)
+
+
+def test_a_kept_alive_connection_does_not_outlive_the_private_targets_setting(settings):
+    """A connection pooled while private targets were allowed is never reused once they are not:
+    the process's client is rebuilt (its pool closed) and the new connection is checked."""
+    settings.WEBHOOK_ALLOW_PRIVATE_TARGETS = True
+    receiver, server = start_receiver(keep_alive=True)
+    try:
+        assert _deliver(receiver.url).status == DeliveryStatus.DELIVERED
+        settings.WEBHOOK_ALLOW_PRIVATE_TARGETS = False
+        refused = _deliver(receiver.url)
+    finally:
+        receiver.hang_up()
+        server.shutdown()
+    assert refused.status == DeliveryStatus.PENDING and "loopback address" in refused.last_error
+    assert len(receiver.received) == 1
+
+
+def test_every_new_connection_is_checked_and_only_a_checked_one_is_reused(settings, monkeypatch):
+    """The guard runs on each connection the pool opens; keep-alive reuses a connection to the
+    address checked when it was opened. When the host later resolves to a refused address (DNS
+    rebinding), the next new connection is refused."""
+    settings.WEBHOOK_ALLOW_PRIVATE_TARGETS = True
+    settings.WEBHOOK_DELIVERY_BATCH = 1
+    checked: list[str] = []
+    refuse = False
+    real = targets.checked_addresses
+
+    def spy(host, port):
+        checked.append(host)
+        if refuse:
+            raise targets.TargetRefused(f"{host} (127.0.0.1) is a loopback address; webhooks go to public addresses")
+        return real(host, port)
+
+    monkeypatch.setattr(targets, "checked_addresses", spy)
+    receiver, server = start_receiver(keep_alive=True)
+    try:
+        assert _deliver(receiver.url).status == DeliveryStatus.DELIVERED
+        assert _deliver(receiver.url).status == DeliveryStatus.DELIVERED
+        assert (len(checked), receiver.connections) == (1, 1)  # the second reused the checked connection
+
+        receiver.hang_up()  # the receiver's idle timeout: the next delivery needs a new connection
+        time.sleep(0.1)
+        assert _deliver(receiver.url).status == DeliveryStatus.DELIVERED
+        assert (len(checked), receiver.connections) == (2, 2)
+
+        refuse = True  # the name now answers a private address
+        receiver.hang_up()
+        time.sleep(0.1)
+        refused = _deliver(receiver.url)
+    finally:
+        receiver.hang_up()
+        server.shutdown()
+    assert refused.status == DeliveryStatus.PENDING and "loopback address" in refused.last_error
+    assert len(checked) == 3 and len(receiver.received) == 3
+    assert receiver.connections == 2  # refused before connecting

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 from typing import Any
 
 from config.text import REDACTED, is_secret_name, replace_unusable
@@ -18,19 +19,33 @@ def redact(value: Any, secrets: list[str] | tuple[str, ...] = ()) -> Any:
     surrogates in keys and strings become U+FFFD (`clean`), numbers JSON has no form for
     (Infinity, NaN) become strings.
     """
-    secrets = [s for s in secrets if s and len(s) >= MIN_MASKED_LENGTH]
+    return _redact(value, [s for s in secrets if s and len(s) >= MIN_MASKED_LENGTH])
+
+
+def _redact(value: Any, secrets: list[str]) -> Any:
     if isinstance(value, dict):
-        return {
-            clean(str(key)): REDACTED if is_secret_name(str(key)) else redact(item, secrets)
-            for key, item in value.items()
-        }
+        redacted = {}
+        for key, item in value.items():
+            text = str(key)
+            name, secret = _key(text) if len(text) <= 64 else _uncached_key(text)
+            redacted[name] = REDACTED if secret else _redact(item, secrets)
+        return redacted
     if isinstance(value, (list, tuple)):
-        return [redact(item, secrets) for item in value]
+        return [_redact(item, secrets) for item in value]
     if isinstance(value, str):
         return clean(mask(value, secrets))
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
     return value
+
+
+def _uncached_key(name: str) -> tuple[str, bool]:
+    """A key as stored, and whether its value is secret."""
+    return clean(name), is_secret_name(name)
+
+
+# Bodies repeat their keys; short ones are cached (a bounded cache of bounded entries).
+_key = lru_cache(maxsize=2048)(_uncached_key)
 
 
 def mask(text: str, secrets: list[str] | tuple[str, ...]) -> str:

@@ -11,7 +11,9 @@ The check runs twice: when the endpoint is saved (a clear form error), and at de
 the address the connection is actually made to — `guarded_client()` resolves the host, checks
 every address and connects to a checked one, so a DNS name that answers a public address at save
 time and 127.0.0.1 later (DNS rebinding) is refused too. TLS still verifies the certificate for
-the URL's host name.
+the URL's host name. A long-lived client pools connections: the check runs on every new
+connection it opens, and a kept-alive one is reused only for the host it was checked and opened
+for.
 
 The demo and the tests deliver to receivers on 127.0.0.1: they set WEBHOOK_ALLOW_PRIVATE_TARGETS.
 """
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import ssl
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -103,16 +106,33 @@ class _GuardedBackend(httpcore.SyncBackend):
 
 
 class _GuardedTransport(httpx.HTTPTransport):
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+    def __init__(
+        self, *, verify: ssl.SSLContext | bool = True, limits: httpx.Limits | None = None, **kwargs: Any
+    ) -> None:
+        limits = limits or httpx.Limits()
+        super().__init__(verify=verify, limits=limits, **kwargs)
         # httpx has no public hook for the network backend; its connection pool takes one. The
-        # pool keeps the transport's SSL context (certificate checks against the URL's host).
+        # pool keeps the transport's SSL context (certificate checks against the URL's host) and
+        # its limits (pooling, keep-alive).
         pool = self._pool
         self._pool = httpcore.ConnectionPool(
-            ssl_context=pool._ssl_context, max_connections=pool._max_connections, network_backend=_GuardedBackend()
+            ssl_context=pool._ssl_context,
+            max_connections=limits.max_connections,
+            max_keepalive_connections=limits.max_keepalive_connections,
+            keepalive_expiry=limits.keepalive_expiry,
+            http1=pool._http1,
+            http2=pool._http2,
+            retries=pool._retries,
+            network_backend=_GuardedBackend(),
         )
 
 
-def guarded_client(**kwargs: Any) -> httpx.Client:
-    """An httpx client whose every connection goes to an allowed address (see the module docstring)."""
-    return httpx.Client(transport=_GuardedTransport(), **kwargs)
+def guarded_client(
+    *, verify: ssl.SSLContext | bool = True, limits: httpx.Limits | None = None, **kwargs: Any
+) -> httpx.Client:
+    """An httpx client whose every connection goes to an allowed address (see the module docstring).
+
+    The check runs on each new connection the client's pool opens; a pooled keep-alive connection
+    is one that was checked when it was opened. A long-lived client must be rebuilt when
+    WEBHOOK_ALLOW_PRIVATE_TARGETS changes (integrations/lib/clients.py does, through its key)."""
+    return httpx.Client(transport=_GuardedTransport(verify=verify, limits=limits), **kwargs)

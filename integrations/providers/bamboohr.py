@@ -9,6 +9,15 @@ a key whose user lacks the privilege for the request, and 503 as throttling.
 An API key reads what its user's access level allows, field by field: a field the user may
 not see is left out of report answers, so it is absent from the records returned here.
 
+Paging: neither call used here (request a custom report, get time-off requests) documents any:
+each answers the whole list at once, yielded as one page, so a sync's memory and the hosted
+page's permission probe grow with the company for this tool. BambooHR's paginated read is the
+Datasets API (`page`/`pageSize`, `meta.totalPages`,
+https://documentation.bamboohr.com/reference/get-data-from-dataset-v2), with its own field names
+(`jobInformationDepartment`, …): moving employees onto it is the way to stream BambooHR. Neither
+call takes an updated-after filter (`GET /v1/employees/changed?since=` names changed employee
+ids only), so a DELTA sync reads everything and writes only what changed.
+
 Upstream account: BambooHR's documented identity of an account is its company domain; no call
 returns a more stable id for it, and none is needed. An API key belongs to one user of one
 company and every request names that company in its path (`/{companyDomain}/v1/...`), so a
@@ -20,6 +29,8 @@ subdomain BambooHR changed is a different account to Relink; the operator allows
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -32,6 +43,7 @@ from .base import (
     CredentialField,
     DataModel,
     Outcome,
+    Page,
     Provider,
     ProviderAuthFailed,
     UpstreamAccount,
@@ -141,8 +153,17 @@ class BambooHRProvider(Provider):
             result.account = UpstreamAccount(domain, f"{domain}.bamboohr.com")
         return result
 
-    def fetch(self, model: str, credentials: dict[str, Any], fields: list[str]) -> list[dict[str, Any]]:
-        """Employees: `POST /v1/reports/custom?format=JSON` (request a custom report) with only the
+    def fetch_pages(
+        self,
+        model: str,
+        credentials: dict[str, Any],
+        fields: list[str],
+        since: datetime | None = None,
+        page_size: int | None = None,
+    ) -> Iterator[Page]:
+        """One page: the whole answer (no paging, no updated-after filter: see the module docstring).
+
+        Employees: `POST /v1/reports/custom?format=JSON` (request a custom report) with only the
         requested fields. BambooHR recommends it over `GET /v1/employees/directory` for
         integrations: the directory can be disabled per company and lacks compensation fields.
         Absences: `GET /v1/time_off/requests?start=&end=&status=approved`.
@@ -173,7 +194,7 @@ class BambooHRProvider(Provider):
         else:
             records = body if isinstance(body, list) else []
             rows = [_absence(r) for r in records if isinstance(r, dict)]
-        return select_rows(rows, fields)
+        yield Page(select_rows(rows, fields))
 
     def _url(self, credentials: dict[str, Any], path: str) -> str:
         return f"{base_url()}/{company_domain(credentials)}/v1/{path}"

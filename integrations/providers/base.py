@@ -2,7 +2,11 @@
 
 A tool declares what it needs from the end customer (its credential fields, which of them are
 secret), which data models it can read and the permission each model and field needs, and two
-operations: `check_auth(credentials)` and `fetch(model, credentials, fields)`.
+operations: `check_auth(credentials)` and `fetch_pages(model, credentials, fields, since=None)`,
+which yields a model's records page by page as the tool's API pages them (a sync writes each page
+before the next is read, so its memory does not grow with the company), only those changed after
+`since` for the models in `delta_models`. `fetch` (every page, as one list) and `probe` (the first
+small page: what the hosted connect page reads) are built on it.
 
 It also names the upstream account its credentials reach (`account_of`, usually read from the
 auth check's own answer): the connect flow records it at the first connection and refuses a
@@ -12,8 +16,9 @@ reconnect whose credentials reach another account (connect_flow.links).
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, ClassVar
 
 
@@ -75,6 +80,18 @@ class UpstreamAccount:
 
 
 @dataclass
+class Page:
+    """One page of a model's records as the tool answered them, cut down to the requested fields."""
+
+    rows: list[dict[str, Any]]
+
+
+# How many records `Provider.probe` asks for: enough to see which fields the tool returns, few
+# enough that the answer costs the same for 50 or 50,000 employees.
+PROBE_PAGE_SIZE = 20
+
+
+@dataclass
 class AuthResult:
     outcome: Outcome
     http_status: int | None = None
@@ -122,12 +139,50 @@ class Provider:
     auth_type: ClassVar[AuthType]
     credential_fields: ClassVar[tuple[CredentialField, ...]] = ()
     models: ClassVar[tuple[DataModel, ...]] = ()
+    # Models whose reads honour `since` (the tool documents an updated-after filter): a DELTA sync
+    # reads only their records changed since its previous read. Other models are read in full.
+    delta_models: ClassVar[frozenset[str]] = frozenset()
 
     def check_auth(self, credentials: dict[str, Any]) -> AuthResult:
         raise NotImplementedError
 
-    def fetch(self, model: str, credentials: dict[str, Any], fields: list[str]) -> list[dict[str, Any]]:
+    def fetch_pages(
+        self,
+        model: str,
+        credentials: dict[str, Any],
+        fields: list[str],
+        since: datetime | None = None,
+        page_size: int | None = None,
+    ) -> Iterator[Page]:
+        """The model's records, one `Page` per request, in the tool's own paging (a tool that
+        documents no paging yields its one answer as one page).
+
+        `since`: only records changed after it (models in `delta_models`; others ignore it and
+        yield everything). `page_size`: ask for pages this small (the tool's default or maximum
+        otherwise). Raises `ModelPermissionDenied` for a model the credentials may not read,
+        `ProviderAuthFailed` / `ProviderUnavailable` otherwise — possibly after some pages were
+        yielded: the caller must not take a read that raised as complete.
+        """
         raise NotImplementedError
+
+    def fetch(self, model: str, credentials: dict[str, Any], fields: list[str]) -> list[dict[str, Any]]:
+        """Every record of the model, as one list (all pages): for small reads and tests; syncs
+        stream `fetch_pages`."""
+        return [row for page in self.fetch_pages(model, credentials, fields) for row in page.rows]
+
+    def probe(self, model: str, credentials: dict[str, Any], fields: list[str]) -> list[dict[str, Any]]:
+        """The first small page of the model (one request, PROBE_PAGE_SIZE records where the tool
+        pages): what the hosted connect page reads to see that the credentials may read the model
+        and which requested fields the tool returns, in about the same time whatever the size of
+        the company. A tool that documents no paging answers its one page, whole."""
+        pages = self.fetch_pages(model, credentials, fields, page_size=PROBE_PAGE_SIZE)
+        try:
+            first = next(iter(pages), None)
+        finally:
+            close = getattr(pages, "close", None)
+            if close is not None:
+                close()  # a generator stops here: no second request
+        return first.rows if first is not None else []
 
     def account_of(self, credentials: dict[str, Any], checked: AuthResult) -> UpstreamAccount | None:
         """The upstream account credentials that just passed `check_auth` reach (`checked` is
@@ -176,12 +231,19 @@ class Provider:
         without a compensation permission) rather than refusing the request. No records, no
         verdict: an empty list proves nothing.
         """
+        present: set[str] = set()
+        for row in rows:
+            present.update(row)
+        return cls.withheld_of(model, fields, present, bool(rows))
+
+    @classmethod
+    def withheld_of(cls, model: str, fields: list[str], present: set[str], any_rows: bool) -> list[tuple[str, str]]:
+        """`withheld_fields` from what a streamed read saw: the union of the keys of its records
+        (`present`) and whether it read any (`any_rows`)."""
         data_model = cls.get_model(model)
-        if not rows or data_model is None:
+        if not any_rows or data_model is None:
             return []
-        return [
-            (f, data_model.fields.get(f, data_model.permission)) for f in fields if not any(f in row for row in rows)
-        ]
+        return [(f, data_model.fields.get(f, data_model.permission)) for f in fields if f not in present]
 
 
 class OAuthProvider(Provider):

@@ -17,10 +17,21 @@ id, `companyId` (field `root.companyId`), so that is the account: read by a peop
 that one field, made only when the connect flow asks (`account_of`), not on every auth check.
 A service user who may view no employee names no account; such a reconnect cannot be compared
 and is not refused.
+
+Paging: people search has none by design ("no pagination (full result set)": every matching
+employee in one answer, https://apidocs.hibob.com/docs/people-read-api-contract), and who's out
+documents none (https://apidocs.hibob.com/reference/get_timeoff-whosout); Bob's cursor paging
+(`cursor`/`limit` ≤ 200, https://apidocs.hibob.com/reference/pagination-1) covers other
+endpoints. Each answer is yielded as one page, so a sync's memory and the hosted page's
+permission probe grow with the company for this tool. Neither call takes an updated-after filter
+(`GET /v1/timeoff/requests/changes?since=` lists change events, deletions included, which a full
+who's-out read already reflects), so a DELTA sync reads everything and writes only what changed.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -33,6 +44,7 @@ from .base import (
     CredentialField,
     DataModel,
     ModelPermissionDenied,
+    Page,
     Provider,
     UpstreamAccount,
     register,
@@ -136,9 +148,16 @@ class HiBobProvider(Provider):
         company_id = str(ids.pop())
         return UpstreamAccount(company_id, f"HiBob company {company_id}")
 
-    def fetch(self, model: str, credentials: dict[str, Any], fields: list[str]) -> list[dict[str, Any]]:
-        """Employees: `POST /v1/people/search` (active employees, only the requested fields,
-        human-readable values; one answer, no pagination). Absences:
+    def fetch_pages(
+        self,
+        model: str,
+        credentials: dict[str, Any],
+        fields: list[str],
+        since: datetime | None = None,
+        page_size: int | None = None,
+    ) -> Iterator[Page]:
+        """One page, the whole answer (see the module docstring). Employees: `POST /v1/people/search`
+        (active employees, only the requested fields, human-readable values). Absences:
         `GET /v1/timeoff/whosout?from=&to=` (approved requests)."""
         spec = self.model_spec(model)
         if model == "hris_employees":
@@ -157,7 +176,7 @@ class HiBobProvider(Provider):
         records = answer.get(key) if isinstance(answer, dict) else None
         convert = _employee if model == "hris_employees" else _absence
         rows = [convert(r) for r in records or [] if isinstance(r, dict)]
-        return select_rows(rows, fields)
+        yield Page(select_rows(rows, fields))
 
 
 def _auth(credentials: dict[str, Any]) -> httpx.BasicAuth:

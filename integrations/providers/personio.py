@@ -10,6 +10,17 @@ API credentials): read access per area (Employees, Absences, ...) and a whitelis
 "Readable employee attributes". Attributes outside the whitelist are left out of answers, so
 a field the customer did not whitelist is simply absent from the records returned here.
 
+Paging (https://developer.personio.de/docs/pagination-adoption-guide-for-v1-get-employees-endpoint):
+`GET /company/employees` takes `limit` (at most 100 since 31 January 2025; 50 when absent) and
+`offset`, the first record to return; `GET /company/time-offs` takes `limit` (200 by default) and
+`offset` as the *page number* ("Pagination attribute to identify which page number you are
+requesting", https://developer.personio.de/v1.0/reference/get_company-time-offs). Both answer a
+`metadata` block (`total_elements`, `current_page`, `total_pages`). Each page is yielded as it
+arrives. Changed records only (`delta_models`): employees take `updated_since` (a date-time,
+paginated like any read since November 2023; with `attributes[]` it selects the employees whose
+listed attributes changed), time-offs `updated_from` (a date, inclusive). A time-off cancelled or
+deleted since, or an employee who left, is not in such an answer: complete reads mark those.
+
 Upstream account: Personio's public API documents no call that names the company (account) a
 credential belongs to: `/auth` answers a token only, and no v1 endpoint returns a company id or
 the account's hostname. The best stable signal is the employees the credential reads. Personio's
@@ -25,6 +36,8 @@ whose recorded employee was deleted needs the operator to allow the change.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -38,6 +51,7 @@ from .base import (
     CredentialField,
     DataModel,
     Outcome,
+    Page,
     Provider,
     ProviderAuthFailed,
     ProviderUnavailable,
@@ -57,8 +71,9 @@ from .rest import (
     unavailable,
 )
 
-PAGE_LIMIT = 200
-MAX_PAGES = 500
+EMPLOYEES_PAGE_LIMIT = 100  # the maximum since 31 January 2025
+TIME_OFFS_PAGE_LIMIT = 200  # the documented default
+MAX_PAGES = 10_000  # a guard against an API that never ends a list (1,000,000 employees)
 
 # Relink field -> Personio employee attribute (GET /company/employees).
 EMPLOYEE_ATTRIBUTES = {
@@ -132,6 +147,8 @@ class PersonioProvider(Provider):
         ),
     )
 
+    delta_models = frozenset({"hris_employees", "hris_absences"})  # updated_since, updated_from
+
     def check_auth(self, credentials: dict[str, Any]) -> AuthResult:
         """Exchange the credentials at `POST /auth`, then call `GET /company/employees?limit=1`.
 
@@ -179,8 +196,15 @@ class PersonioProvider(Provider):
         read_json(response, self.label, "hris_employees", self.model_spec("hris_employees").permission)
         return True
 
-    def fetch(self, model: str, credentials: dict[str, Any], fields: list[str]) -> list[dict[str, Any]]:
-        """`GET /company/employees` or `GET /company/time-offs`, all pages (`limit`/`offset`)."""
+    def fetch_pages(
+        self,
+        model: str,
+        credentials: dict[str, Any],
+        fields: list[str],
+        since: datetime | None = None,
+        page_size: int | None = None,
+    ) -> Iterator[Page]:
+        """`GET /company/employees` or `GET /company/time-offs` (approved ones), page by page."""
         spec = self.model_spec(model)
         try:
             with provider_client() as client:
@@ -188,18 +212,27 @@ class PersonioProvider(Provider):
                 if model == "hris_employees":
                     attributes = [EMPLOYEE_ATTRIBUTES[f] for f in fields if f in EMPLOYEE_ATTRIBUTES]
                     params: dict[str, Any] = {"attributes[]": attributes} if attributes else {}
-                    items = self._pages(client, token, "company/employees", params, model, spec.permission)
-                    rows = [_employee(item) for item in items]
+                    if since is not None:
+                        params["updated_since"] = since.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
+                    limit = min(page_size or EMPLOYEES_PAGE_LIMIT, EMPLOYEES_PAGE_LIMIT)
+                    pages = self._pages(client, token, "company/employees", params, limit, spec.permission, model)
+                    for items in pages:
+                        yield Page(select_rows([_employee(item) for item in items], fields))
                 else:
                     start, end = absence_window()
                     params = {"start_date": start.isoformat(), "end_date": end.isoformat()}
-                    items = self._pages(client, token, "company/time-offs", params, model, spec.permission)
-                    rows = [_absence(item) for item in items if _is_approved(item)]
+                    if since is not None:  # a date, inclusive: from the day before, whatever the account's zone
+                        params["updated_from"] = (since.astimezone(UTC) - timedelta(days=1)).date().isoformat()
+                    limit = min(page_size or TIME_OFFS_PAGE_LIMIT, TIME_OFFS_PAGE_LIMIT)
+                    pages = self._pages(
+                        client, token, "company/time-offs", params, limit, spec.permission, model, numbered=True
+                    )
+                    for items in pages:
+                        yield Page(select_rows([_absence(item) for item in items if _is_approved(item)], fields))
         except httpx.TransportError as exc:
             raise unavailable(exc, self.label) from exc
         except RequestNotEncodable:
             raise not_encodable_error(self.label) from None
-        return select_rows(rows, fields)
 
     def _request_token(self, client: httpx.Client, credentials: dict[str, Any]) -> httpx.Response:
         """`POST /auth` (https://developer.personio.de/reference/post_auth)."""
@@ -244,19 +277,34 @@ class PersonioProvider(Provider):
         raise ProviderUnavailable(f"Personio /auth answered HTTP {response.status_code}", response.status_code)
 
     def _pages(
-        self, client: httpx.Client, token: str, path: str, params: dict[str, Any], model: str, permission: str
-    ) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = []
+        self,
+        client: httpx.Client,
+        token: str,
+        path: str,
+        params: dict[str, Any],
+        limit: int,
+        permission: str,
+        model: str,
+        numbered: bool = False,
+    ) -> Iterator[list[dict[str, Any]]]:
+        """The `data` of each page, following the token each answer hands back. `offset` is the
+        first record (employees) or, `numbered`, the page number (time-offs). Ends on a short page
+        or at `metadata.total_pages`."""
+        offset = 0
         for page in range(MAX_PAGES):
-            query = {**params, "limit": PAGE_LIMIT, "offset": page * PAGE_LIMIT}
+            query = {**params, "limit": limit, "offset": page if numbered else offset}
             response = client.get(f"{base_url()}/{path}", params=query, headers=_bearer(token))
             body = read_json(response, self.label, model, permission)
             token = _rotated(response) or token
             data = (body.get("data") if isinstance(body, dict) else None) or []
-            items.extend(item for item in data if isinstance(item, dict))
-            if len(data) < PAGE_LIMIT:
-                break
-        return items
+            yield [item for item in data if isinstance(item, dict)]
+            offset += len(data)
+            metadata = (body.get("metadata") if isinstance(body, dict) else None) or {}
+            total_pages = metadata.get("total_pages") if isinstance(metadata, dict) else None
+            if len(data) < limit or (isinstance(total_pages, int) and page + 1 >= total_pages):
+                return
+        # Never taken for a complete read: what was not read would be marked deleted.
+        raise ProviderUnavailable(f"Personio was still paging {path} after {MAX_PAGES} pages")
 
 
 ACCOUNT_PREFIX = "employee:"

@@ -3,10 +3,17 @@
 It authenticates with an API key sent as a bearer token, exactly like a real HR system would.
 The auth check, `GET /sandbox/api/v1/me`, also names the company the key belongs to: its
 `company_id` is the upstream account (`AuthResult.account`), its name the label.
+
+Lists page like Personio's, the tool Sandbox HR stands for: `limit` (at most 100, 50 when absent)
+and `offset` (the first record to return), and a `metadata` block with `total_elements`; an
+`updated_after` filter (ISO 8601) returns only records changed after it, so both models are
+`delta_models`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from datetime import datetime
 from typing import Any, ClassVar
 
 import httpx
@@ -21,6 +28,7 @@ from .base import (
     DataModel,
     ModelPermissionDenied,
     Outcome,
+    Page,
     Provider,
     ProviderAuthFailed,
     ProviderUnavailable,
@@ -28,6 +36,10 @@ from .base import (
     register,
 )
 from .rest import json_body, not_encodable, not_encodable_error, select
+
+PAGE_LIMIT = 100  # the API's maximum page size
+MAX_PAGES = 10_000  # a guard against a list that never ends (1,000,000 records)
+MODEL_PATHS = {"hris_employees": "employees", "hris_absences": "absences"}
 
 
 def sandbox_api_url(path: str) -> str:
@@ -72,6 +84,7 @@ class SandboxProvider(Provider):
             fields={"employee_id": "absences:read", "start_date": "absences:read", "end_date": "absences:read"},
         ),
     )
+    delta_models = frozenset(MODEL_PATHS)
 
     @classmethod
     def is_available(cls) -> bool:
@@ -102,10 +115,37 @@ class SandboxProvider(Provider):
             message=error.get("message", response.reason_phrase),
         )
 
-    def fetch(self, model: str, credentials: dict[str, Any], fields: list[str]) -> list[dict[str, Any]]:
-        path = {"hris_employees": "employees", "hris_absences": "absences"}[model]
+    def fetch_pages(
+        self,
+        model: str,
+        credentials: dict[str, Any],
+        fields: list[str],
+        since: datetime | None = None,
+        page_size: int | None = None,
+    ) -> Iterator[Page]:
+        """`GET /sandbox/api/v1/employees` (or `absences`), `limit`/`offset` until a short page or
+        `metadata.total_elements`; with `since`, `updated_after` as well."""
+        path = MODEL_PATHS[model]
+        limit = min(page_size or PAGE_LIMIT, PAGE_LIMIT)
+        params: dict[str, Any] = {"limit": limit}
+        if since is not None:
+            params["updated_after"] = since.isoformat()
+        offset = 0
+        for _ in range(MAX_PAGES):
+            body = self._read(model, path, credentials, {**params, "offset": offset})
+            data = body.get("data") if isinstance(body, dict) else None
+            rows = [row for row in data or [] if isinstance(row, dict)]
+            yield Page([select(row, fields) for row in rows if row.get("id")])
+            offset += len(rows)
+            total = ((body.get("metadata") or {}) if isinstance(body, dict) else {}).get("total_elements")
+            if len(rows) < limit or (isinstance(total, int) and offset >= total):
+                return
+        # Never taken for a complete read: what was not read would be marked deleted.
+        raise ProviderUnavailable(f"Sandbox HR was still paging {path} after {MAX_PAGES} pages")
+
+    def _read(self, model: str, path: str, credentials: dict[str, Any], params: dict[str, Any]) -> Any:
         try:
-            response = self._get(path, credentials)
+            response = self._get(path, credentials, params)
         except httpx.TransportError as exc:
             raise ProviderUnavailable(f"Sandbox HR unreachable: {exc}") from exc
         except RequestNotEncodable:
@@ -117,7 +157,10 @@ class SandboxProvider(Provider):
             raise ModelPermissionDenied(model, permission)
         if not response.is_success:
             raise ProviderUnavailable(f"Sandbox HR answered {response.status_code}", response.status_code)
-        return [select(row, fields) for row in response.json()["data"]]
+        body = json_body(response)
+        if body is None:
+            raise ProviderUnavailable("Sandbox HR answered without a JSON body", response.status_code)
+        return body
 
 
 def _error_body(response: httpx.Response) -> dict[str, Any]:

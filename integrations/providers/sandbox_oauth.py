@@ -11,7 +11,7 @@ revoked at the sandbox's RFC 7009 endpoint (`revoke_grant`).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote_plus, urlencode
@@ -28,6 +28,7 @@ from .base import (
     Category,
     OAuthProvider,
     Outcome,
+    Page,
     ProviderAuthFailed,
     ProviderUnavailable,
     register,
@@ -195,11 +196,18 @@ class SandboxOAuthProvider(SandboxProvider, OAuthProvider):
         result.updated_credentials = refreshed
         return result
 
-    def fetch(self, model: str, credentials: dict[str, Any], fields: list[str]) -> list[dict[str, Any]]:
+    def fetch_pages(
+        self,
+        model: str,
+        credentials: dict[str, Any],
+        fields: list[str],
+        since: datetime | None = None,
+        page_size: int | None = None,
+    ) -> Iterator[Page]:
         """Never refreshes: rotated tokens could not be stored from here. `check_auth`, run at the
         start of every sync, refreshes early enough for the sync's fetches."""
         try:
-            return super().fetch(model, credentials, fields)
+            yield from super().fetch_pages(model, credentials, fields, since, page_size)
         except ProviderAuthFailed as exc:
             raise ProviderAuthFailed("Sandbox HR rejected the access token", exc.http_status) from exc
 

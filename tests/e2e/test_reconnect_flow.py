@@ -29,7 +29,7 @@ document.getElementById("reconnect").addEventListener("click", function () {{
 @pytest.fixture
 def setup(live_server, settings, monkeypatch):
     settings.BASE_URL = live_server.url
-    monkeypatch.setattr(syncs, "_enqueue", lambda ids: None)
+    monkeypatch.setattr(syncs, "_enqueue", lambda ids, **kwargs: None)
     environment = factories.EnvironmentFactory(slug="acme", name="Acme production", allowed_origins=[HOST_ORIGIN])
     company = SandboxCompany.objects.create(name="Umbrella Corp", environment=environment)
     factories.SandboxEmployeeFactory.create_batch(2, company=company)

@@ -24,7 +24,9 @@ def test_the_customer_reconnects_from_the_email_and_the_reminders_stop(
     browser, live_server, settings, smtp, monkeypatch, shot
 ):
     settings.BASE_URL = live_server.url
-    monkeypatch.setattr(syncs, "_enqueue", lambda ids: None)  # the sync after the reconnect is not this test's
+    monkeypatch.setattr(
+        syncs, "_enqueue", lambda ids, **kwargs: None
+    )  # the sync after the reconnect is not this test's
     environment = factories.EnvironmentFactory(
         slug="acme", name="Acme production", notify_customers=True, notify_sender_name="Acme HR Sync"
     )
