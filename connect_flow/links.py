@@ -601,7 +601,7 @@ def _create_integration(
     )
     integration.set_credentials(credentials)
     integration.save()
-    webhooks.emit(link.environment_id, WebhookEvent.INTEGRATION_CREATED, webhooks.integration_data(integration))
+    webhooks.emit(link.environment_id, WebhookEvent.INTEGRATION_CREATED, webhooks.integration_ref_data(integration))
     return integration
 
 

@@ -243,7 +243,7 @@ def delete_integration(integration: Integration, *, actor_user=None, actor_api_k
 
     Returns False when it was already gone (deleted concurrently). Synced records go with it.
     """
-    data = webhooks.integration_data(integration)  # captured before the row is gone
+    data = webhooks.integration_ref_data(integration, deleted_at=timezone.now())  # before the row is gone
     with transaction.atomic():
         deleted, _ = Integration.objects.filter(pk=integration.pk).delete()
         if not deleted:

@@ -101,11 +101,27 @@ def integration_data(integration: Integration) -> dict[str, Any]:
         "integration_id": integration.id,
         "integration_category": integration.category,
         "end_user": end_user(integration),
-        "qa_status": "NOT_NEEDED",
+        # The reference's enum is PENDING, FAILED, PASSED; Relink runs no manual QA review, so
+        # every integration it reports is one that needs none: PASSED.
+        "qa_status": "PASSED",
         "setup_status": integration.setup_status,
         "state": integration.state,
         "updated_at": _iso(integration.updated_at or timezone.now()),
     }
+
+
+def integration_ref_data(integration: Integration, deleted_at: datetime | None = None) -> dict[str, Any]:
+    """The data of `integration-created` and (with `deleted_at`) `integration-deleted`, exactly the
+    reference's: id, tool, category, end user."""
+    data: dict[str, Any] = {
+        "id": integration.id,
+        "tool": integration.tool,
+        "category": integration.category,
+        "end_user": end_user(integration),
+    }
+    if deleted_at is not None:
+        data["deleted_at"] = _iso(deleted_at)
+    return data
 
 
 def sync_data(sync: Sync, log_url: str) -> dict[str, Any]:

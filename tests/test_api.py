@@ -660,7 +660,7 @@ def test_delete_removes_the_integration_and_tells_the_webhooks(client, key, envi
     assert not Integration.objects.filter(pk=integration.pk).exists()
     delivery = WebhookDelivery.objects.get(endpoint=endpoint)
     assert delivery.event_type == "integration-deleted"
-    assert delivery.payload["data"]["integration_id"] == integration.pk
+    assert delivery.payload["data"]["id"] == integration.pk
     assert delivery.payload["data"]["end_user"]["organization_name"] == "Acme Customer GmbH"
     audit = AuditEvent.objects.get(action="integration.deleted")
     assert audit.integration_id == integration.pk and audit.actor_api_key_id == key.pk

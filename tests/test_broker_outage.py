@@ -452,7 +452,7 @@ def test_work_accepted_during_a_broker_outage_runs_once_the_broker_is_back(tmp_p
             Webhook(secret).verify(r.body, {k: r.headers[k] for k in SIGNATURE_HEADERS})
         events = _events(receiver)
         deleted_events = [e for e in events if e["type"] == WebhookEvent.INTEGRATION_DELETED]
-        assert [e["data"]["integration_id"] for e in deleted_events] == [doomed.pk]
+        assert [e["data"]["id"] for e in deleted_events] == [doomed.pk]
 
         all_syncs = list(syncs)
         assert [s.pk for s in all_syncs] == [sync_id], "one queueing, one sync"

@@ -371,7 +371,7 @@ def test_a_connect_link_with_a_tool_picker_creates_an_integration(sandbox, envir
     assert integration.end_user_organization_name == "Umbrella AG" and integration.scope_config == scope
     assert ConnectionLink.objects.get(pk=created.link.pk).integration == integration
     created_event = WebhookDelivery.objects.get(event_type="integration-created")
-    assert created_event.payload["data"]["integration_id"] == integration.pk
+    assert created_event.payload["data"]["id"] == integration.pk
 
 
 @pytest.mark.django_db

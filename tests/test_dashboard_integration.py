@@ -136,7 +136,7 @@ def test_delete_asks_for_confirmation_then_deletes_with_a_webhook(client, editor
     client.post(_url("delete", integration))
     assert not Integration.objects.filter(pk=integration.pk).exists()
     delivery = WebhookDelivery.objects.get(event_type="integration-deleted")
-    assert delivery.payload["data"]["integration_id"] == integration.pk
+    assert delivery.payload["data"]["id"] == integration.pk
     assert AuditEvent.objects.filter(action="integration.deleted", actor_user=editor).count() == 1
 
 
