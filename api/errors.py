@@ -103,13 +103,15 @@ def unknown_error() -> ApiError:
     )
 
 
+# Unknown routes and methods: the reference's enum has no code for them and does not allow null,
+# so they carry PLATFORM.INPUT_INVALID (the request is what is wrong) with their own HTTP status.
 def route_not_found(path: str) -> ApiError:
-    return ApiError(None, f"There is no API endpoint at {path[:200]}.", status=404, title="Not found.")
+    return ApiError(INPUT_INVALID, f"There is no API endpoint at {path[:200]}.", status=404, title="Not found.")
 
 
 def method_not_allowed(method: str, allowed: list[str]) -> ApiError:
     return ApiError(
-        None,
+        INPUT_INVALID,
         f"{method[:10]} is not allowed here; use {', '.join(allowed)}.",
         status=405,
         title="Method not allowed.",

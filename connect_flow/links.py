@@ -28,7 +28,7 @@ from integrations.models import (
     SyncType,
     WebhookEvent,
 )
-from integrations.providers import Outcome, get_provider
+from integrations.providers import Outcome, get_provider, providers_of_category
 from integrations.providers.base import (
     AuthResult,
     ModelPermissionDenied,
@@ -201,6 +201,8 @@ def create_connect_link(
 ) -> CreatedLink:
     """A link that creates a new integration for an end user."""
     _check_common(environment, language, link_type, scope_config, category)
+    if not providers_of_category(category):  # the page would offer no tool: a dead end
+        raise LinkInputError(f"no {category} tool is available on this deployment")
     if tool:
         try:
             provider = get_provider(tool)

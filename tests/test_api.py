@@ -149,7 +149,7 @@ def test_the_bearer_scheme_is_case_insensitive(client, key):
 
 def test_unknown_paths_answer_in_the_envelope(client, key):
     for path in ["/v1/nope", "/v1/integrations", "/v1/check-api-key/", "/v1/integrations/a/b/c"]:
-        error = assert_error(call(client, "GET", path, key), 404, None)
+        error = assert_error(call(client, "GET", path, key), 404, "PLATFORM.INPUT_INVALID")
         assert error["log_url"].startswith("http")
 
 
@@ -159,11 +159,11 @@ def test_unknown_paths_without_a_key_are_401(client):
 
 def test_a_wrong_method_is_405_in_the_envelope(client, key, integration):
     response = call(client, "POST", "/v1/check-api-key", key)
-    assert_error(response, 405, None)
+    assert_error(response, 405, "PLATFORM.INPUT_INVALID")
     assert response["Allow"] == "GET"
 
     response = call(client, "PATCH", f"/v1/integrations/{integration.pk}", key, body={})
-    assert_error(response, 405, None)
+    assert_error(response, 405, "PLATFORM.INPUT_INVALID")
     assert set(response["Allow"].split(", ")) == {"GET", "DELETE"}
 
 
@@ -937,3 +937,17 @@ def test_the_openapi_document_is_served_without_a_key(client, settings):
         "/connect/integration-by-token/{token}",
     }
     assert response["Cache-Control"] == "no-store"
+
+
+def test_create_link_refuses_a_category_without_tools(client, key):
+    """ATS has no tool on this deployment: a link would open a page that offers none."""
+    response = call(
+        client,
+        "POST",
+        "/v1/connect/create-link",
+        key,
+        {"end_user_email": "hr@acme.test", "end_user_organization_name": "Acme", "integration_category": "ATS"},
+    )
+
+    error = assert_error(response, 400, "PLATFORM.INPUT_INVALID")
+    assert "no ATS tool is available" in error["message"]
