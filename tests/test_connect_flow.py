@@ -376,9 +376,13 @@ def test_a_connect_link_with_a_tool_picker_creates_an_integration(sandbox, envir
 
 @pytest.mark.django_db
 def test_a_tool_outside_the_links_category_is_refused(client, environment):
-    created = links.create_connect_link(
-        environment, end_user_email="", end_user_organization_name="Umbrella AG", category="ATS"
-    )
+    with pytest.raises(links.LinkInputError):  # no ATS tool here: such links are refused now
+        links.create_connect_link(
+            environment, end_user_email="", end_user_organization_name="Umbrella AG", category="ATS"
+        )
+    # One made before that rule still never connects an HRIS tool.
+    created = links.create_connect_link(environment, end_user_email="", end_user_organization_name="Umbrella AG")
+    ConnectionLink.objects.filter(pk=created.link.pk).update(category="ATS")
     page = client.get(_path(created) + "?tool=sandbox")
     assert 'id="tool-picker"' in page.content.decode(), "an HRIS tool is not offered for an ATS link"
 
