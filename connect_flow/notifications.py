@@ -216,7 +216,6 @@ def _email(
         "paused": integration.state == IntegrationState.INVALID,
         "url": created.url,
         "expires_at": _utc(created.link.expires_at),
-        "window_hours": int(environment.auth_failure_window.total_seconds() // 3600),
     }
     with translation.override(request.language):
         subject = render_to_string("connect_flow/email/reconnect_subject.txt", ctx).strip()

@@ -37,10 +37,6 @@ def _minutes(interval: timedelta) -> int:
     return int(interval / MINUTE)
 
 
-def _hours(interval: timedelta) -> int:
-    return int(interval / timedelta(hours=1))
-
-
 NOTIFY_FIELDS = (
     "notify_customers",
     "notify_sender_name",
@@ -71,8 +67,8 @@ class SettingsForm(forms.Form):
 
     auth_failure_window = forms.IntegerField(
         label="Pause syncs after (hours)",
-        min_value=_hours(environments.AUTH_WINDOW_MIN),
-        max_value=_hours(environments.AUTH_WINDOW_MAX),
+        min_value=environments.hours(environments.AUTH_WINDOW_MIN),
+        max_value=environments.hours(environments.AUTH_WINDOW_MAX),
         help_text="How long an integration's credentials may be rejected before its syncs pause and it "
         "becomes Invalid: between 24 hours and 14 days (336 hours). The connect pages and emails quote it.",
     )
@@ -102,7 +98,7 @@ class SettingsForm(forms.Form):
     notify_first_after = forms.IntegerField(
         label="First email after (hours of failing)",
         min_value=1,
-        max_value=_hours(environments.AUTH_WINDOW_MAX) - 1,
+        max_value=environments.hours(environments.AUTH_WINDOW_MAX) - 1,
         help_text="Before syncs pause, so the customer can fix it in time.",
     )
     notify_reminder_days = forms.CharField(
@@ -185,8 +181,8 @@ def _initial(environment: Environment) -> dict:
     }
     initial |= {f"default_{c}": config.pk for c, config in current.defaults.items() if config is not None}
     initial |= dict(current.policy)
-    initial["auth_failure_window"] = _hours(current.policy["auth_failure_window"])
-    initial["notify_first_after"] = _hours(current.policy["notify_first_after"])
+    initial["auth_failure_window"] = environments.hours(current.policy["auth_failure_window"])
+    initial["notify_first_after"] = environments.hours(current.policy["notify_first_after"])
     initial["notify_reminder_days"] = ", ".join(str(d) for d in current.policy["notify_reminder_days"])
     return initial
 

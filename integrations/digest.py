@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from celery import shared_task
 from django.conf import settings
@@ -150,7 +150,3 @@ def send_digests(now: datetime | None = None) -> int:
                 sent += 1
             Membership.objects.filter(pk=membership.pk).update(digest_sent_until=now)
     return sent
-
-
-def utc(moment: datetime) -> datetime:
-    return moment.astimezone(UTC)

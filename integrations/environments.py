@@ -165,7 +165,7 @@ def check_policy(policy: Mapping[str, Any], current: Mapping[str, Any]) -> dict[
     first = merged["notify_first_after"]
     if not timedelta(hours=1) <= first < window:
         raise SettingsError(
-            f"Send the first email between 1 hour and the failure window ({_hours(window)} hours) after "
+            f"Send the first email between 1 hour and the failure window ({hours(window)} hours) after "
             "authentication starts failing, so the customer hears of it before syncs pause."
         )
     if not 10 <= merged["volume_drop_percent"] <= 95:
@@ -176,7 +176,8 @@ def check_policy(policy: Mapping[str, Any], current: Mapping[str, Any]) -> dict[
     return merged
 
 
-def _hours(interval: timedelta) -> int:
+def hours(interval: timedelta) -> int:
+    """A duration in whole hours (how the settings page and the audit trail show windows)."""
     return int(interval.total_seconds() // 3600)
 
 
@@ -251,4 +252,4 @@ def _minutes(interval: timedelta) -> int:
 
 def _plain(value: Any) -> Any:
     """A setting's value for the audit trail's JSON: durations in hours."""
-    return _hours(value) if isinstance(value, timedelta) else value
+    return hours(value) if isinstance(value, timedelta) else value
