@@ -2,7 +2,7 @@
 
 from django.urls import path, re_path
 
-from . import views
+from . import hris, views
 
 app_name = "api"
 
@@ -16,6 +16,8 @@ urlpatterns = [
     path("tools/<str:category>", views.tools_view, name="tools"),
     path("connect/create-link", views.create_link_view, name="create_link"),
     path("connect/integration-by-token/<str:token>", views.integration_by_token_view, name="integration_by_token"),
+    path("hris/employees", hris.employees_view, name="hris_employees"),
+    path("hris/absences", hris.absences_view, name="hris_absences"),
     # Anything else under /v1 answers in the error envelope too.
     re_path(r"^.*$", views.not_found_view, name="not_found"),
 ]
