@@ -47,8 +47,9 @@ MAX_PAGE_SIZE = 250
 DEFAULT_PAGE_SIZE = 100
 MAX_LIST_VALUES = 250  # values in one comma-separated filter
 
-# The reference's pattern for `updated_after` (and the deprecated time filters).
-DATE_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}:\d{2}(\.\d+)?)?Z?$")
+# The reference's pattern for `updated_after` (and the deprecated time filters), plus a UTC offset,
+# which its SDKs send for a datetime that is not in UTC.
+DATE_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})?$")
 DATE = re.compile(r"^\d{4}-\d{2}-\d{2}")
 # The reference's pattern for a valid work email; another address is given as null.
 EMAIL = re.compile(r"^(?!\.)(?!.*\.\.)([\w'+-.]*)[\w+-]@([\da-z][\da-z-]*\.)+[a-z]{2,}$")
