@@ -160,13 +160,8 @@ class Query:
         value = self.text("cursor")
         if not value:
             return None
-        try:
-            decoded = json.loads(base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)))
-            after = decoded["after"]
-            ok = decoded.get("model") == model and isinstance(after, str)
-        except (binascii.Error, ValueError, TypeError, KeyError, AttributeError):
-            ok = False
-        if not ok:
+        after = read_cursor(model, value)
+        if after is None:
             raise errors.input_invalid(
                 "cursor: not a cursor of this endpoint. Pass the `next` of the previous page unchanged."
             )
@@ -174,10 +169,22 @@ class Query:
 
 
 def make_cursor(model: str, after: str | None) -> str | None:
+    """The opaque `next` of a page: where the next page of `model` starts (None: no next page)."""
     if after is None:
         return None
     raw = json.dumps({"model": model, "after": after}, separators=(",", ":")).encode()
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def read_cursor(model: str, value: str) -> str | None:
+    """The position a `make_cursor` cursor of `model` stands for; None for anything else."""
+    try:
+        decoded = json.loads(base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)))
+        after = decoded["after"]
+        ok = decoded.get("model") == model and isinstance(after, str)
+    except (binascii.Error, ValueError, TypeError, KeyError, AttributeError):
+        return None
+    return after if ok else None
 
 
 # --- What the integration reads ------------------------------------------------------------------
