@@ -17,6 +17,8 @@ What it does, in about a minute:
   time, round-robin (trivial, first, middle, last page) so that every target sees the same moments
   of a shared machine; per page size (`--page-sizes`, default 100 — the API's default — and 250,
   its maximum);
+- also times a first page with `updated_after` that no record matches (a poll when nothing changed:
+  the filter is checked on every record of the integration);
 - stops the gunicorn it started and prints, per page size and position:
 
     bench=hris page=hris_employees position=first page_size=100 median_ms=… p95_ms=… queries=…
@@ -166,6 +168,8 @@ class Command(BaseCommand):
     def _measure(self, port, key, integration_id, size, cursors, queries, options) -> None:
         headers = {"Authorization": f"Bearer {key}", "X-Integration-Id": integration_id, "Accept": "application/json"}
         targets = {"floor": "/bench/trivial", **{p: self._path(size, cursors[p]) for p in POSITIONS}}
+        # A reader polling for changes when there are none: `updated_after` checks every record.
+        targets["nothing_changed"] = self._path(size, None) + "&updated_after=2999-01-01T00:00:00.000Z"
         latencies: dict[str, list[float]] = {name: [] for name in targets}
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
         for round_number in range(options["requests"] + 10):  # 10 warm-up rounds, not counted
@@ -181,6 +185,11 @@ class Command(BaseCommand):
                     latencies[name].append(elapsed * 1000)
         conn.close()
         floor = latencies["floor"]
+        changed = latencies["nothing_changed"]
+        self.stdout.write(
+            f"bench=hris page=hris_employees filter=updated_after matches=0 page_size={size} "
+            f"median_ms={statistics.median(changed):.2f} p95_ms={_p95(changed):.2f} records={options['records']}"
+        )
         for position in POSITIONS:
             values = latencies[position]
             self.stdout.write(
