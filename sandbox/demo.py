@@ -26,7 +26,7 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
-from integrations import audit
+from integrations import audit, records
 from integrations.health import DEFAULT_POLICY, HealthPolicy, apply_check_to_streak
 from integrations.lib.tokens import hash_secret
 from integrations.models import (
@@ -40,12 +40,15 @@ from integrations.models import (
     Role,
     ScopeConfig,
     Sync,
+    SyncedRecord,
     SyncStatus,
     SyncType,
     User,
     new_integration_id,
 )
 from integrations.providers import Category, Outcome, get_provider
+from integrations.providers.rest import select
+from integrations.scopes import ScopeSpec
 
 from .models import SandboxApiKey, SandboxCompany, SandboxEmployee
 
@@ -331,7 +334,32 @@ def create_integration(
     _add_history(integration, plan, employee_count, rows)
     _add_audit_trail(integration, plan, operator, rows)
     integration.save(force_insert=True)
+    _store_synced_records(integration, company, rows)
     return integration
+
+
+EMPLOYEES = "hris_employees"
+# What Sandbox HR's `GET /employees` answers for each employee, besides its id (sandbox.views).
+SANDBOX_EMPLOYEE_COLUMNS = ("first_name", "last_name", "email", "department", "salary")
+
+
+def _store_synced_records(integration: Integration, company: SandboxCompany, rows: Rows) -> None:
+    """The records the integration's last successful sync in its history stored: its company's
+    employees, each as Sandbox HR answers them cut to what the scope config reads (the adapter's
+    own `select`), written by the syncs' writer — so `/v1/hris/employees` serves them at once, and
+    the next real sync finds nothing changed."""
+    mine = [s for s in rows.syncs if s.integration_id == integration.pk]
+    succeeded = [s.ended_at for s in mine if s.status == SyncStatus.SUCCEEDED and s.ended_at is not None]
+    spec = ScopeSpec.parse(integration.scope_config.spec if integration.scope_config else None)
+    plan = dict(spec.fetch_plan(integration.provider, integration.opted_out_fields))
+    if not succeeded or EMPLOYEES not in plan:
+        return
+    employees = company.employees.order_by("pk").values("id", *SANDBOX_EMPLOYEE_COLUMNS)
+    writer = records.ModelWriter(integration.pk, EMPLOYEES, complete=True)
+    writer.write(select({**row, "id": str(row["id"])}, plan[EMPLOYEES]) for row in employees)
+    writer.finish()
+    first_read = min(succeeded)
+    SyncedRecord.objects.filter(integration=integration).update(first_seen_at=first_read, updated_at=max(succeeded))
 
 
 def _sandbox_company(plan: Plan, environment: Environment) -> tuple[SandboxCompany, int]:

@@ -4,13 +4,16 @@ answer parsed by the SDK's models."""
 
 from __future__ import annotations
 
+import io
+
 import pytest
 from django.core.cache import cache
+from django.core.management import call_command
 from django.utils import timezone
 from kombo import Kombo, errors
 
 from integrations import reads, syncs
-from integrations.models import ApiKey, SyncedRecord, SyncType
+from integrations.models import ApiKey, Environment, Integration, IntegrationState, SyncedRecord, SyncType
 from sandbox.models import SandboxCompany, SandboxEmployee
 
 from . import factories
@@ -201,3 +204,34 @@ def test_sdk_errors_carry_the_reference_codes(environment, live_server):
 
     assert pending.value.data.error.code == "INTEGRATION.SETUP_SYNC_PENDING"
     assert disabled.value.data.error.code == "INTEGRATION.MODEL_DISABLED"
+
+
+def test_the_sdk_pages_through_a_demo_integration_and_a_real_sync_changes_nothing(live_server):
+    """`make demo`'s data: a seeded integration serves its company's employees at once, exactly as
+    its next real sync stores them (that sync writes nothing)."""
+    call_command("seed_demo", stdout=io.StringIO())
+    environment = Environment.objects.get(slug="demo")
+    integration = (
+        Integration.objects.filter(environment=environment, state=IntegrationState.ACTIVE, auth_failing_since=None)
+        .order_by("id")
+        .first()
+    )
+    company = SandboxCompany.objects.get(name=integration.end_user_organization_name)
+
+    with _client(environment, integration, live_server) as client:
+        employees, pages = _every_employee(client, page_size=7)
+        assert pages > 1
+        before = {e.remote_id: (e.first_name, e.last_name, e.work_email) for e in employees}
+        assert before == {
+            str(e.pk): (e.first_name, e.last_name, e.email.lower())
+            for e in SandboxEmployee.objects.filter(company=company)
+        }
+        unchanged = list(SyncedRecord.objects.filter(integration=integration).values_list("remote_id", "updated_at"))
+
+        _sync(integration)
+
+        again, _ = _every_employee(client, page_size=250)
+    assert {e.remote_id: (e.first_name, e.last_name, e.work_email) for e in again} == before
+    assert (
+        list(SyncedRecord.objects.filter(integration=integration).values_list("remote_id", "updated_at")) == unchanged
+    )
