@@ -13,6 +13,7 @@ AUTHENTICATION_INVALID = "PLATFORM.AUTHENTICATION_INVALID"
 INTEGRATION_NOT_FOUND = "PLATFORM.INTEGRATION_NOT_FOUND"
 RATE_LIMIT_EXCEEDED = "PLATFORM.RATE_LIMIT_EXCEEDED"
 UNKNOWN_ERROR = "PLATFORM.UNKNOWN_ERROR"
+TASK_TIMED_OUT = "PLATFORM.TASK_TIMED_OUT"
 
 STATUS = {
     INPUT_INVALID: 400,
@@ -20,6 +21,7 @@ STATUS = {
     INTEGRATION_NOT_FOUND: 404,
     RATE_LIMIT_EXCEEDED: 429,
     UNKNOWN_ERROR: 500,
+    TASK_TIMED_OUT: 504,
 }
 
 TITLES = {
@@ -28,6 +30,7 @@ TITLES = {
     INTEGRATION_NOT_FOUND: "The integration could not be found.",
     RATE_LIMIT_EXCEEDED: "Too many requests.",
     UNKNOWN_ERROR: "An unknown error occurred.",
+    TASK_TIMED_OUT: "The task timed out.",
 }
 
 
@@ -100,6 +103,19 @@ def unknown_error() -> ApiError:
     return ApiError(
         UNKNOWN_ERROR,
         "Something went wrong on our side. The error has been logged; share the log_url if you contact support.",
+    )
+
+
+def task_timed_out(message: str) -> ApiError:
+    """A call Relink made for the request (to an integration's tool) got no answer in time."""
+    return ApiError(TASK_TIMED_OUT, message)
+
+
+def upstream_failed(message: str) -> ApiError:
+    """A call Relink made for the request (to an integration's tool) got no usable answer: the tool
+    was unreachable or refused Relink's own authentication. 502: the problem is upstream."""
+    return ApiError(
+        UNKNOWN_ERROR, message, status=502, title="The request could not be forwarded to the integration's tool."
     )
 
 

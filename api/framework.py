@@ -62,6 +62,9 @@ class ApiContext:
         self.raw_key = ""
         self.integration_id = ""  # for the request log, when the request names one
         self.path_secrets: list[str] = []  # URL segments masked in the logged path (tokens)
+        # Further raw secrets a handler came across (an integration's credentials), masked
+        # wherever they appear in the request log, like the API key.
+        self.secrets: list[str] = []
         # The integration the request names, loaded with its key: {id: the integration or None}.
         self.prefetched: dict[str, Integration | None] = {}
         self._body: Body | None = None
@@ -390,5 +393,5 @@ def write_request_log(ctx: ApiContext, response: HttpResponse, error: ApiError |
         response_body=_logged_response_body(ctx, response),
         error_code=(error.code or "") if error else "",
         duration_ms=duration_ms,
-        secrets=[ctx.raw_key] if ctx.raw_key else [],
+        secrets=[secret for secret in (ctx.raw_key, *ctx.secrets) if secret],
     )

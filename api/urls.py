@@ -2,7 +2,7 @@
 
 from django.urls import path, re_path
 
-from . import hris, views
+from . import hris, passthrough, views
 
 app_name = "api"
 
@@ -18,6 +18,7 @@ urlpatterns = [
     path("connect/integration-by-token/<str:token>", views.integration_by_token_view, name="integration_by_token"),
     path("hris/employees", hris.employees_view, name="hris_employees"),
     path("hris/absences", hris.absences_view, name="hris_absences"),
+    path("passthrough/<str:tool>/<str:api>", passthrough.passthrough_view, name="passthrough"),
     # Anything else under /v1 answers in the error envelope too.
     re_path(r"^.*$", views.not_found_view, name="not_found"),
 ]

@@ -21,9 +21,10 @@ from django.utils import timezone
 from . import audit as audit_trail
 from . import outbox, webhooks
 from .audit import Actor
+from .credentials import usable_credentials
 from .models import AuditEvent, AuthCheck, Environment, Integration, IntegrationState, WebhookEvent
 from .providers import Outcome
-from .providers.base import AuthResult
+from .providers.base import AuthResult, ProviderError
 
 log = logging.getLogger(__name__)
 
@@ -265,9 +266,25 @@ def delete_integration(integration: Integration, *, actor_user=None, actor_api_k
 
 def check_and_record(integration: Integration, credentials: dict | None = None) -> AuthResult:
     """Check the stored credentials (decrypted by the caller, or here) against the provider,
-    timed, through the health rule."""
+    timed, through the health rule.
+
+    Credentials the tool wants refreshed first (OAuth) are refreshed under the integration's row
+    lock (integrations.credentials), as a passthrough request does, so the two never spend one
+    rotating refresh token twice; the result then carries them in `updated_credentials` for the
+    caller's own requests. A refused refresh is left to `check_auth`, which meets it again and
+    reports it as its outcome."""
     started = time.monotonic()
-    result = integration.provider.check_auth(integration.get_credentials() if credentials is None else credentials)
+    provider = integration.provider
+    stored = integration.get_credentials() if credentials is None else credentials
+    usable = stored
+    if provider.needs_refresh(stored):
+        try:
+            usable = usable_credentials(integration, provider)
+        except ProviderError:
+            pass
+    result = provider.check_auth(usable)
+    if result.updated_credentials is None and usable != stored:
+        result.updated_credentials = usable
     record_auth_check(integration.pk, result, duration_ms=int((time.monotonic() - started) * 1000))
     return result
 

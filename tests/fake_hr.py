@@ -113,12 +113,13 @@ class FakeHRServer:
         default_limit: int = 50,
         max_limit: int = 200,
         headers: dict[str, str] | None = None,
-    ) -> None:
+    ) -> Responder:
         """Answer `method path` with `items` a page at a time, as Personio's lists page
         (https://developer.personio.de/docs/pagination-adoption-guide-for-v1-get-employees-endpoint):
         `limit` items (`default_limit` when absent; above `max_limit` a 400) from `offset`, the first
         item — or, `numbered`, the page number (Personio's time-offs) — with a `metadata` block
-        (`total_elements`, `current_page`, `total_pages`)."""
+        (`total_elements`, `current_page`, `total_pages`). Returns the responder, for a test to
+        wrap (e.g. to fail from the second page on)."""
 
         def answer(request: RecordedRequest) -> Route:
             try:
@@ -138,6 +139,7 @@ class FakeHRServer:
             return Route(json={**body, "data": items[first : first + limit]}, headers=dict(headers or {}))
 
         self.respond(method, path, answer)
+        return answer
 
     def requests_to(self, path: str) -> list[RecordedRequest]:
         return [r for r in self.requests if r.path == path]

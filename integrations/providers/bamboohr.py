@@ -18,6 +18,9 @@ https://documentation.bamboohr.com/reference/get-data-from-dataset-v2), with its
 call takes an updated-after filter (`GET /v1/employees/changed?since=` names changed employee
 ids only), so a DELTA sync reads everything and writes only what changed.
 
+Passthrough (`bamboohr/v1`, as the reference API names it): requests go to
+`{BAMBOOHR_BASE_URL}/{companyDomain}/v1` with the same Basic authentication.
+
 Upstream account: BambooHR's documented identity of an account is its company domain; no call
 returns a more stable id for it, and none is needed. An API key belongs to one user of one
 company and every request names that company in its path (`/{companyDomain}/v1/...`), so a
@@ -44,12 +47,13 @@ from .base import (
     DataModel,
     Outcome,
     Page,
+    PassthroughTarget,
     Provider,
     ProviderAuthFailed,
     UpstreamAccount,
     register,
 )
-from .rest import absence_window, check_request, fetch_json, select_rows
+from .rest import absence_window, auth_headers, check_request, fetch_json, select_rows
 
 COMPANY_DOMAIN_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62})$")
 
@@ -130,6 +134,18 @@ class BambooHRProvider(Provider):
             },
         ),
     )
+
+    passthrough_apis = {
+        "v1": "BambooHR's REST API v1, with the API key as Basic authentication; "
+        "base URL {BAMBOOHR_BASE_URL}/{company domain}/v1 (https://api.bamboohr.com/api/gateway.php/{subdomain}/v1)",
+    }
+
+    def passthrough_target(self, api: str, credentials: dict[str, Any]) -> PassthroughTarget:
+        try:
+            url = f"{base_url()}/{company_domain(credentials)}/v1"
+        except InvalidCompanyDomain as exc:
+            raise ProviderAuthFailed("The company domain is not a BambooHR subdomain") from exc
+        return PassthroughTarget(url, auth_headers(_auth(credentials), url))
 
     def check_auth(self, credentials: dict[str, Any]) -> AuthResult:
         """`GET /v1/meta/fields`: read-only metadata that needs no special permission.

@@ -8,6 +8,12 @@ before the next is read, so its memory does not grow with the company), only tho
 `since` for the models in `delta_models`. `fetch` (every page, as one list) and `probe` (the first
 small page: what the hosted connect page reads) are built on it.
 
+For the passthrough API (`POST /v1/passthrough/{tool}/{api}`, integrations.passthrough) a tool
+declares its own APIs a request may be forwarded to (`passthrough_apis`) and builds, for one of
+them, its base URL and the headers that authenticate a request with stored credentials
+(`passthrough_target`), the way its adapter authenticates its own calls. A tool whose credentials
+must be refreshed before use (OAuth) says so (`needs_refresh`) and refreshes them (`refresh`).
+
 It also names the upstream account its credentials reach (`account_of`, usually read from the
 auth check's own answer): the connect flow records it at the first connection and refuses a
 reconnect whose credentials reach another account (connect_flow.links).
@@ -103,6 +109,21 @@ class AuthResult:
     account: UpstreamAccount | None = None
 
 
+@dataclass(frozen=True)
+class PassthroughTarget:
+    """Where a passthrough request goes and how it is authenticated.
+
+    `base_url` has no trailing slash: the caller's path is appended after a `/`. `headers` are the
+    authentication headers, set over whatever the caller sent. `secrets` are values derived from
+    the credentials (a session token) that must never be shown to the caller; the header values
+    and the credentials' own secrets are masked anyway.
+    """
+
+    base_url: str
+    headers: dict[str, str] = field(default_factory=dict)
+    secrets: tuple[str, ...] = ()
+
+
 class ProviderError(Exception):
     """A fetch failed; `outcome` says whose fault it was."""
 
@@ -142,6 +163,9 @@ class Provider:
     # Models whose reads honour `since` (the tool documents an updated-after filter): a DELTA sync
     # reads only their records changed since its previous read. Other models are read in full.
     delta_models: ClassVar[frozenset[str]] = frozenset()
+    # The tool's own APIs a passthrough request may reach: api id -> what it is and its base URL
+    # (`{tool}/{api}` as the reference API names them, where it does).
+    passthrough_apis: ClassVar[dict[str, str]] = {}
 
     def check_auth(self, credentials: dict[str, Any]) -> AuthResult:
         raise NotImplementedError
@@ -200,6 +224,27 @@ class Provider:
         `recorded` at an earlier connection. Equal ids by default; a tool whose identity signal is
         indirect may look further (may raise `ProviderError`)."""
         return account.id == recorded
+
+    def passthrough_target(self, api: str, credentials: dict[str, Any]) -> PassthroughTarget:
+        """The base URL of the passthrough API `api` (a key of `passthrough_apis`) and the headers
+        authenticating a request to it with `credentials`, as the adapter's own calls are.
+
+        May call the tool (e.g. to exchange the credentials for a session token): raises
+        `ProviderAuthFailed` when it refuses them, `ProviderUnavailable` when it cannot answer, and
+        lets httpx's `TransportError` and `RequestNotEncodable` through.
+        """
+        raise NotImplementedError
+
+    def needs_refresh(self, credentials: dict[str, Any]) -> bool:
+        """Whether `credentials` must be refreshed (`refresh`) before a request is made with them:
+        an OAuth access token that is expired or about to expire. Never, by default."""
+        return False
+
+    def refresh(self, credentials: dict[str, Any]) -> dict[str, Any]:
+        """New credentials in place of `credentials`, which the caller must store at once (a
+        refresh token may be rotated: the old one stops working). Raises `ProviderAuthFailed` when
+        the tool refuses the refresh, `ProviderUnavailable` when it cannot answer."""
+        raise NotImplementedError(f"{self.label} credentials are not refreshed")
 
     @classmethod
     def is_available(cls) -> bool:

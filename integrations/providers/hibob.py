@@ -18,6 +18,9 @@ that one field, made only when the connect flow asks (`account_of`), not on ever
 A service user who may view no employee names no account; such a reconnect cannot be compared
 and is not refused.
 
+Passthrough (`hibob/v1`, as the reference API names it): requests go to `HIBOB_BASE_URL` with
+the same Basic authentication.
+
 Paging: people search has none by design ("no pagination (full result set)": every matching
 employee in one answer, https://apidocs.hibob.com/docs/people-read-api-contract), and who's out
 documents none (https://apidocs.hibob.com/reference/get_timeoff-whosout); Bob's cursor paging
@@ -45,11 +48,12 @@ from .base import (
     DataModel,
     ModelPermissionDenied,
     Page,
+    PassthroughTarget,
     Provider,
     UpstreamAccount,
     register,
 )
-from .rest import absence_window, check_request, default_error, fetch_json, json_body, select_rows
+from .rest import absence_window, auth_headers, check_request, default_error, fetch_json, json_body, select_rows
 
 MISSING = object()
 
@@ -118,6 +122,14 @@ class HiBobProvider(Provider):
             },
         ),
     )
+
+    passthrough_apis = {
+        "v1": "HiBob's public API v1, with the service user as Basic authentication; "
+        "base URL HIBOB_BASE_URL (https://api.hibob.com/v1)",
+    }
+
+    def passthrough_target(self, api: str, credentials: dict[str, Any]) -> PassthroughTarget:
+        return PassthroughTarget(base_url(), auth_headers(_auth(credentials), base_url()))
 
     def check_auth(self, credentials: dict[str, Any]) -> AuthResult:
         """`GET /v1/company/people/fields`: field metadata, which Bob serves to any service user.

@@ -21,6 +21,10 @@ paginated like any read since November 2023; with `attributes[]` it selects the 
 listed attributes changed), time-offs `updated_from` (a date, inclusive). A time-off cancelled or
 deleted since, or an employee who left, is not in such an answer: complete reads mark those.
 
+Passthrough (`personio/personnel`, as the reference API names it): requests go to
+`PERSONIO_BASE_URL` with a token from `POST /auth`, obtained exactly as for a sync. The token
+Personio hands back in an answer's `Authorization` header is never returned to the caller.
+
 Upstream account: Personio's public API documents no call that names the company (account) a
 credential belongs to: `/auth` answers a token only, and no v1 endpoint returns a company id or
 the account's hostname. The best stable signal is the employees the credential reads. Personio's
@@ -52,6 +56,7 @@ from .base import (
     DataModel,
     Outcome,
     Page,
+    PassthroughTarget,
     Provider,
     ProviderAuthFailed,
     ProviderUnavailable,
@@ -148,6 +153,16 @@ class PersonioProvider(Provider):
     )
 
     delta_models = frozenset({"hris_employees", "hris_absences"})  # updated_since, updated_from
+    passthrough_apis = {
+        "personnel": "Personio's Personnel Data API v1, authenticated with a token from POST /auth; "
+        "base URL PERSONIO_BASE_URL (https://api.personio.de/v1)",
+    }
+
+    def passthrough_target(self, api: str, credentials: dict[str, Any]) -> PassthroughTarget:
+        """A fresh token from `POST /auth`, as a sync gets it (one `/auth` call per request)."""
+        with provider_client() as client:
+            token = self._token(client, credentials)
+        return PassthroughTarget(base_url(), {"Authorization": f"Bearer {token}"}, secrets=(token,))
 
     def check_auth(self, credentials: dict[str, Any]) -> AuthResult:
         """Exchange the credentials at `POST /auth`, then call `GET /company/employees?limit=1`.

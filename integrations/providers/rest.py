@@ -129,6 +129,15 @@ def select_rows(rows: list[dict[str, Any]], fields: list[str]) -> list[dict[str,
     return [select(row, fields) for row in rows if row.get("id")]
 
 
+def auth_headers(auth: httpx.Auth, url: str) -> dict[str, str]:
+    """The headers `auth` (an adapter's own, e.g. its `httpx.BasicAuth`) sets on a request to
+    `url`, for a passthrough request that sets them explicitly. Only what it adds or changes."""
+    request = httpx.Request("GET", url)
+    before = dict(request.headers)
+    sent = next(auth.sync_auth_flow(request))
+    return {name: value for name, value in sent.headers.items() if before.get(name) != value}
+
+
 def _send(**request: Any) -> httpx.Response:
     """One JSON request through the shared client settings (timeouts, user agent)."""
     with provider_client() as client:

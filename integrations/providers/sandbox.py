@@ -8,6 +8,9 @@ Lists page like Personio's, the tool Sandbox HR stands for: `limit` (at most 100
 and `offset` (the first record to return), and a `metadata` block with `total_elements`; an
 `updated_after` filter (ISO 8601) returns only records changed after it, so both models are
 `delta_models`.
+
+Passthrough (`sandbox/v1`): requests go to the sandbox API's base (`sandbox_api_url`) with the
+API key as bearer token, as the adapter's own calls.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from .base import (
     ModelPermissionDenied,
     Outcome,
     Page,
+    PassthroughTarget,
     Provider,
     ProviderAuthFailed,
     ProviderUnavailable,
@@ -90,10 +94,19 @@ class SandboxProvider(Provider):
     def is_available(cls) -> bool:
         return settings.SANDBOX_ENABLED  # Relink serves Sandbox HR itself, under /sandbox/
 
+    passthrough_apis = {
+        "v1": "Sandbox HR's JSON API, with the integration's bearer credentials; base URL {BASE_URL}/sandbox/api/v1",
+    }
+
+    def _auth_headers(self, credentials: dict[str, Any]) -> dict[str, str]:
+        return {"Authorization": f"Bearer {credentials.get('api_key', '')}"}
+
     def _get(self, path: str, credentials: dict[str, Any], params: dict | None = None) -> httpx.Response:
-        headers = {"Authorization": f"Bearer {credentials.get('api_key', '')}"}
         with provider_client() as client:
-            return client.get(sandbox_api_url(path), headers=headers, params=params)
+            return client.get(sandbox_api_url(path), headers=self._auth_headers(credentials), params=params)
+
+    def passthrough_target(self, api: str, credentials: dict[str, Any]) -> PassthroughTarget:
+        return PassthroughTarget(sandbox_api_url("").rstrip("/"), self._auth_headers(credentials))
 
     def check_auth(self, credentials: dict[str, Any]) -> AuthResult:
         try:

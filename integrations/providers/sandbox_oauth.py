@@ -7,6 +7,9 @@ change often: `check_auth` refreshes when needed and returns the new tokens in
 The upstream account is the company the grant belongs to, which `/me` names as for an API key.
 A grant Relink no longer needs (replaced by a reconnect, or obtained by a refused attempt) is
 revoked at the sandbox's RFC 7009 endpoint (`revoke_grant`).
+
+Passthrough (`sandbox_oauth/v1`): the access token as bearer token; the caller refreshes it first
+when `needs_refresh` says so, and stores what `refresh` returns (integrations.passthrough).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from .base import (
     OAuthProvider,
     Outcome,
     Page,
+    PassthroughTarget,
     ProviderAuthFailed,
     ProviderUnavailable,
     register,
@@ -160,22 +164,36 @@ class SandboxOAuthProvider(SandboxProvider, OAuthProvider):
             raise ProviderUnavailable(f"Sandbox HR revocation endpoint answered {status}", status)
         return True
 
-    def _refresh(self, credentials: dict[str, Any]) -> dict[str, Any]:
+    def needs_refresh(self, credentials: dict[str, Any]) -> bool:
+        return expires_soon(credentials)
+
+    def refresh(self, credentials: dict[str, Any]) -> dict[str, Any]:
+        """New tokens for the stored refresh token (which the sandbox rotates: store them at once)."""
         refresh_token = credentials.get("refresh_token") or ""
         if not refresh_token:
-            result = AuthResult(Outcome.AUTH_FAILED, error_code="REFRESH_REFUSED", message="No refresh token stored")
-            raise _RefreshFailed(result)
+            raise ProviderAuthFailed("No refresh token stored")
+        return self._token_request({"grant_type": "refresh_token", "refresh_token": refresh_token}, refresh_token)
+
+    def _refresh(self, credentials: dict[str, Any]) -> dict[str, Any]:
         try:
-            return self._token_request({"grant_type": "refresh_token", "refresh_token": refresh_token}, refresh_token)
+            return self.refresh(credentials)
         except (ProviderAuthFailed, ProviderUnavailable) as exc:
             code = "REFRESH_REFUSED" if exc.outcome is Outcome.AUTH_FAILED else "REFRESH_UNAVAILABLE"
             result = AuthResult(exc.outcome, http_status=exc.http_status, error_code=code, message=str(exc))
             raise _RefreshFailed(result) from exc
 
+    def _auth_headers(self, credentials: dict[str, Any]) -> dict[str, str]:
+        return {"Authorization": f"Bearer {credentials.get('access_token', '')}"}
+
     def _get(self, path: str, credentials: dict[str, Any], params: dict | None = None) -> httpx.Response:
-        headers = {"Authorization": f"Bearer {credentials.get('access_token', '')}"}
         with provider_client() as client:
-            return client.get(sandbox_api_url(path), headers=headers, params=params)
+            return client.get(sandbox_api_url(path), headers=self._auth_headers(credentials), params=params)
+
+    def passthrough_target(self, api: str, credentials: dict[str, Any]) -> PassthroughTarget:
+        # Relink's own OAuth client secret is never shown either.
+        return PassthroughTarget(
+            sandbox_api_url("").rstrip("/"), self._auth_headers(credentials), secrets=(client_secret(),)
+        )
 
     def check_auth(self, credentials: dict[str, Any]) -> AuthResult:
         """Refresh first if the token is (nearly) expired, or once after a 401, then call /me.
