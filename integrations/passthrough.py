@@ -289,7 +289,7 @@ def forwarded_headers(headers: dict[str, str], auth_names: frozenset[str]) -> tu
         if name.lower() in DROPPED_REQUEST_HEADERS or name.lower() in auth_names:
             dropped.append(name)
         else:
-            forwarded[name] = value
+            forwarded[name] = value.strip(" \t")  # HTTP allows no whitespace around a value
     return forwarded, dropped
 
 
@@ -352,9 +352,10 @@ def _target(provider: Provider, api: str, credentials: dict[str, Any], secrets: 
         raise TimedOut(f"{provider.label} did not answer Relink's authentication request in time.") from None
     except httpx.TransportError as exc:
         raise Failed(f"{provider.label} could not be reached for authentication ({type(exc).__name__}).") from None
-    except RequestNotEncodable:
+    except (RequestNotEncodable, httpx.LocalProtocolError):  # the caller's headers were checked: the credentials
         raise Failed(
-            f"The integration's credentials hold characters that cannot be sent to {provider.label}."
+            f"The integration's credentials hold characters that cannot be sent to {provider.label} "
+            "(or are empty); the customer may need to reconnect the integration."
         ) from None
     except ProviderAuthFailed as exc:
         raise Failed(f"{provider.label} refused the integration's credentials ({_detail(exc)}).") from None
@@ -392,9 +393,10 @@ def _forward(
                 content = _read_capped(response, provider)
     except httpx.TimeoutException:
         raise TimedOut(f"{provider.label} did not answer within {settings.PROVIDER_HTTP_TIMEOUT:g} seconds.") from None
-    except RequestNotEncodable:
+    except (RequestNotEncodable, httpx.LocalProtocolError):  # the caller's headers were checked: the credentials
         raise Failed(
-            f"The integration's credentials hold characters that cannot be sent to {provider.label}."
+            f"The integration's credentials hold characters that cannot be sent to {provider.label} "
+            "(or are empty); the customer may need to reconnect the integration."
         ) from None
     except httpx.HTTPError as exc:  # connection refused or reset, DNS, a body that cannot be decoded
         raise Failed(f"{provider.label} could not be reached ({type(exc).__name__}).") from None

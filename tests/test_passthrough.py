@@ -822,3 +822,24 @@ def test_a_syncs_auth_check_and_a_passthrough_request_refresh_an_expired_token_o
     assert count_refreshes == [credentials["refresh_token"]]
     stored = Integration.objects.get(pk=integration.pk).get_credentials()
     assert SandboxOAuthProvider().check_auth(stored).outcome == "OK"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_credentials_http_cannot_carry_are_an_error_not_an_outage(live, client, environment, key):
+    integration = factories.IntegrationFactory(environment=environment, tool="sandbox", credentials={"api_key": ""})
+
+    response = post(client, key, integration.pk, "sandbox", "v1", {"method": "GET", "path": "/employees"})
+
+    message = error_of(response, 502, "PLATFORM.UNKNOWN_ERROR")["message"]
+    assert "cannot be sent" in message and "reconnect" in message
+
+
+@pytest.mark.django_db(transaction=True)
+def test_whitespace_around_a_callers_header_value_is_trimmed(live, client, environment, company, key):
+    _, raw = company.create_key()
+    integration = factories.IntegrationFactory(environment=environment, tool="sandbox", credentials={"api_key": raw})
+    body = {"method": "GET", "path": "/employees", "headers": {"X-Request-Tag": "  tagged  "}}
+
+    response = post(client, key, integration.pk, "sandbox", "v1", body)
+
+    assert response.status_code == 200 and response.json()["data"]["status"] == 200
