@@ -1,5 +1,9 @@
 """The OpenAPI document /v1/openapi.json serves: the reference API's (api/openapi.json, the same as
-the reference's lifecycle-api.openapi.json), narrowed to what Relink accepts.
+the reference's lifecycle-api.openapi.json), with the operations and webhooks Relink also serves
+from the reference's second cut (api/openapi_unified.json: `GET /hris/employees`,
+`GET /hris/absences`, `POST /passthrough/{tool}/{api}` and the `webhooks` Relink sends, with every
+schema they use, unchanged), plus Relink's own webhook (`integration-auth-failing`, marked
+`x-relink-extension`), narrowed to what Relink accepts.
 
 The reference admits more than Relink does in three places; the served document says what Relink
 takes, so clients (and the schema fuzzer, tests/test_api_schema.py) generate only valid input:
@@ -10,6 +14,11 @@ takes, so clients (and the schema fuzzer, tests/test_api_schema.py) generate onl
 
 And one description says what the reference leaves vague: the token of GET
 /connect/integration-by-token/{token} is single-use and valid for 10 minutes (ACTIVATION_TOKEN_NOTE).
+
+One correction: the reference's absence schema types `start_date`, `end_date`, `start_time` and
+`end_time` as `{"type": "null"}` while describing a date (`yyyy-MM-dd`) and a time (`HH:mm:ss`) —
+its generator lost their type (its own SDKs take any value there). The served document gives them
+the type described, nullable (LOST_TYPES).
 
 Everything else is the reference's, operation for operation and schema for schema.
 """
@@ -23,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from integrations.providers import REGISTRY
+from integrations.webhook_schemas import relink_webhooks
 
 REFERENCE_PATH = Path(__file__).with_name("openapi.json")
 ACTIVATION_TOKEN_NOTE = (
@@ -32,8 +42,68 @@ ACTIVATION_TOKEN_NOTE = (
 )
 
 
+UNIFIED_PATH = Path(__file__).with_name("openapi_unified.json")
+# The operations of the second cut Relink serves (the POSTs that create employees and absences, the
+# absence types and the setup-link flow it does not).
+UNIFIED_OPERATIONS = {
+    "/hris/employees": ("get",),
+    "/hris/absences": ("get",),
+    "/passthrough/{tool}/{api}": ("post",),
+}
+DATE = {"type": ["string", "null"], "format": "date", "pattern": r"^\d{4}-\d{2}-\d{2}$"}
+TIME = {"type": ["string", "null"], "pattern": r"^\d{2}:\d{2}:\d{2}$"}
+LOST_TYPES = {"start_date": DATE, "end_date": DATE, "start_time": TIME, "end_time": TIME}
+
+
 def reference_document() -> dict[str, Any]:
     return json.loads(REFERENCE_PATH.read_text(encoding="utf-8"))
+
+
+def unified_document() -> dict[str, Any]:
+    return json.loads(UNIFIED_PATH.read_text(encoding="utf-8"))
+
+
+def _refs(node: Any) -> set[str]:
+    """The component names (`schemas/X`, `responses/Y`) `node` refers to, directly."""
+    if isinstance(node, dict):
+        found = {node["$ref"].removeprefix("#/components/")} if isinstance(node.get("$ref"), str) else set()
+        return found.union(*(_refs(value) for value in node.values()))
+    if isinstance(node, list):
+        return set().union(*(_refs(item) for item in node))
+    return set()
+
+
+def with_unified(document: dict[str, Any], unified: dict[str, Any], own_webhooks: dict[str, Any]) -> dict[str, Any]:
+    """`document` (the lifecycle cut) with the UNIFIED_OPERATIONS of `unified`, its `webhooks`, and
+    Relink's own webhooks (`{"webhooks": …, "schemas": …}`), each with every component it uses."""
+    document = copy.deepcopy(document)
+    added: dict[str, Any] = {}
+    for path, methods in UNIFIED_OPERATIONS.items():
+        added[path] = {method: unified["paths"][path][method] for method in methods}
+    document["paths"].update(copy.deepcopy(added))
+    document["webhooks"] = {**copy.deepcopy(unified["webhooks"]), **copy.deepcopy(own_webhooks["webhooks"])}
+    wanted, seen = _refs(added) | _refs(unified["webhooks"]), set()
+    while wanted:
+        name = wanted.pop()
+        seen.add(name)
+        kind, _, key = name.partition("/")
+        component = unified["components"][kind][key]
+        existing = document["components"].setdefault(kind, {}).get(key)
+        if existing is not None and existing != component:
+            raise ValueError(f"components/{name} differs between the two cuts of the reference")
+        document["components"][kind][key] = copy.deepcopy(component)
+        wanted |= _refs(component) - seen
+    document["components"]["schemas"].update(copy.deepcopy(own_webhooks["schemas"]))
+    return document
+
+
+def correct_lost_types(document: dict[str, Any]) -> None:
+    """The absence properties LOST_TYPES names get the type their description gives (in place)."""
+    results = document["components"]["schemas"]["GetHrisAbsencesPositiveResponse"]["properties"]["data"]
+    item = results["properties"]["results"]["items"]["properties"]
+    for name, schema in LOST_TYPES.items():
+        if item[name].get("type") == "null":
+            item[name] = {**item[name], **schema}
 
 
 def narrow(document: dict[str, Any]) -> dict[str, Any]:
@@ -52,4 +122,6 @@ def narrow(document: dict[str, Any]) -> dict[str, Any]:
 @lru_cache(maxsize=1)
 def served_document() -> dict[str, Any]:
     """Built once per process (the registry is complete once integrations.providers is imported)."""
-    return narrow(reference_document())
+    document = narrow(with_unified(reference_document(), unified_document(), relink_webhooks()))
+    correct_lost_types(document)
+    return document

@@ -28,6 +28,7 @@ from integrations.models import (
     SyncType,
     WebhookEvent,
 )
+from integrations.pages import request_log_url
 from integrations.providers import Outcome, get_provider, providers_of_category
 from integrations.providers.base import (
     AuthResult,
@@ -403,11 +404,16 @@ def _provider_failure(exc: ProviderError) -> Verification:
     return Verification(False, "UNAVAILABLE" if exc.outcome is Outcome.UNAVAILABLE else "AUTH_FAILED", str(exc))
 
 
-def record_failed_attempt(link: ConnectionLink, verification: Verification, tool: str) -> None:
-    """A rejected attempt: audit, `connection-flow-failed` webhook. The integration is untouched."""
+def record_failed_attempt(link: ConnectionLink, verification: Verification, tool: str, *, log_id: str) -> None:
+    """A rejected attempt: audit, `connection-flow-failed` webhook. The integration is untouched.
+
+    The webhook carries exactly the reference's fields; why the attempt failed (error code,
+    missing permissions, the account reached instead) is for the operator: in the audit event,
+    and in the attempt's request log, `log_id`, which the webhook's `log_url` opens (the caller
+    writes that row, with this id)."""
     details: dict[str, Any] = {}
     if verification.error_code == ACCOUNT_MISMATCH and verification.account is not None:
-        # For the operator: which account the credentials reached instead (the webhook keeps its shape).
+        # For the operator: which account the credentials reached instead.
         details = {"account": verification.account.id, "account_label": verification.account.label}
     with transaction.atomic():
         _audit(
@@ -415,6 +421,7 @@ def record_failed_attempt(link: ConnectionLink, verification: Verification, tool
             "link.attempt_failed",
             error_code=verification.error_code,
             missing_permissions=verification.missing_permissions,
+            log_id=log_id,
             **details,
         )
         webhooks.emit(
@@ -422,11 +429,9 @@ def record_failed_attempt(link: ConnectionLink, verification: Verification, tool
             WebhookEvent.CONNECTION_FLOW_FAILED,
             {
                 "integration_tool": tool,
-                "integration_id": link.integration_id,
                 "integration_category": link.integration.category if link.integration_id else link.category,
                 "end_user": _link_end_user(link),
-                "error_code": verification.error_code,
-                "missing_permissions": verification.missing_permissions,
+                "log_url": request_log_url(link.environment.slug, log_id),
             },
         )
 
@@ -626,12 +631,14 @@ def attempt(
     credentials: dict[str, Any],
     opted_out: list[str],
     *,
+    log_id: str,
     issue_activation_token: bool = True,
 ) -> Attempt:
     """The hosted form's credentials: verify against the link's target scope and account rule,
-    then record the failure (audit + `connection-flow-failed`) or complete the link, exactly once."""
+    then record the failure (audit + `connection-flow-failed`) or complete the link, exactly once.
+    `log_id`: the id of the request log the caller writes for this attempt (a failure's `log_url`)."""
     verification = verify_credentials(provider, credentials, target_scope(link), opted_out, AccountRule.of(link))
-    return _settle(link, provider, verification, opted_out, issue_activation_token)
+    return _settle(link, provider, verification, opted_out, issue_activation_token, log_id)
 
 
 def attempt_oauth(
@@ -642,6 +649,7 @@ def attempt_oauth(
     error: str,
     redirect_uri: str,
     opted_out: list[str],
+    log_id: str,
     issue_activation_token: bool = True,
 ) -> Attempt:
     """The provider's redirect back: a refused consent or a failed code exchange is a failed
@@ -659,7 +667,7 @@ def attempt_oauth(
         else:
             rule = AccountRule.of(link)
             verification = verify_credentials(provider, credentials, target_scope(link), opted_out, rule)
-    result = _settle(link, provider, verification, opted_out, issue_activation_token)
+    result = _settle(link, provider, verification, opted_out, issue_activation_token, log_id)
     if credentials is not None and result.completion is None:
         revoke_unused_grant(
             provider, verification.credentials or credentials, link, "obtained by an attempt that did not complete"
@@ -668,10 +676,15 @@ def attempt_oauth(
 
 
 def _settle(
-    link: ConnectionLink, provider: Provider, verification: Verification, opted_out: list[str], issue_token: bool
+    link: ConnectionLink,
+    provider: Provider,
+    verification: Verification,
+    opted_out: list[str],
+    issue_token: bool,
+    log_id: str,
 ) -> Attempt:
     if not verification.ok:
-        record_failed_attempt(link, verification, provider.id)
+        record_failed_attempt(link, verification, provider.id, log_id=log_id)
         return Attempt(verification)
     try:
         done = complete(
@@ -686,7 +699,7 @@ def _settle(
         return Attempt(verification, unusable=exc.status)
     except AccountMismatch as exc:
         refused = replace(verification, ok=False, error_code=ACCOUNT_MISMATCH, message=str(exc))
-        record_failed_attempt(link, refused, provider.id)
+        record_failed_attempt(link, refused, provider.id, log_id=log_id)
         return Attempt(refused)
     return Attempt(verification, completion=done)
 

@@ -35,6 +35,7 @@ from django.utils.translation import gettext as _
 from integrations import requestlogs
 from integrations.health import HealthPolicy
 from integrations.lib.redaction import REDACTED
+from integrations.lib.tokens import random_id
 from integrations.models import RequestLog
 from integrations.providers import REGISTRY, get_provider, providers_of_category
 from integrations.providers.base import OAuthProvider, Provider
@@ -198,12 +199,14 @@ def _log(
     status: int,
     body: dict[str, Any],
     started: float,
+    log_id: str,
     error_code: str = "",
     response_body: dict[str, Any] | None = None,
     integration_id: str = "",
 ) -> None:
     requestlogs.write(
         RequestLog.Source.CONNECT_FLOW,
+        log_id=log_id,
         environment_id=link.environment_id,
         method=method,
         path=path,
@@ -231,12 +234,27 @@ def _redacted_body(data: Any, provider: Provider) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class LoggedRequest:
-    """The request as its request log keeps it (method, path, redacted body, when it started)."""
+    """The request as its request log keeps it (method, path, redacted body, when it started),
+    and the id its row gets: chosen up front, so a failed attempt's `connection-flow-failed`
+    webhook can link to the row (`log_url`) before it is written."""
 
     method: str
     path: str
     body: dict[str, Any]
     started: float
+    log_id: str
+
+
+def _failure_body(verification: links.Verification) -> dict[str, Any]:
+    """What the request log keeps of a failed attempt's answer, for the operator: the error code,
+    the permissions missing and, for ACCOUNT_MISMATCH, the account the credentials reached."""
+    body: dict[str, Any] = {
+        "error_code": verification.error_code,
+        "missing_permissions": verification.missing_permissions,
+    }
+    if verification.error_code == links.ACCOUNT_MISMATCH and verification.account is not None:
+        body["account"] = {"id": verification.account.id, "label": verification.account.label}
+    return body
 
 
 def _outcome_page(
@@ -257,7 +275,13 @@ def _outcome_page(
     message the frame: the frame collects the activation token itself (`link_handoff`).
     """
     log = functools.partial(
-        _log, link, method=logged.method, path=logged.path, body=logged.body, started=logged.started
+        _log,
+        link,
+        method=logged.method,
+        path=logged.path,
+        body=logged.body,
+        started=logged.started,
+        log_id=logged.log_id,
     )
     if result.completion is not None:
         log(status=200, integration_id=result.completion.integration.pk)
@@ -270,11 +294,7 @@ def _outcome_page(
         log(status=409, error_code=f"LINK_{result.unusable}")
         return _status_page(request, link, result.unusable)
     verification = result.verification
-    log(
-        status=400,
-        error_code=verification.error_code,
-        response_body={"error_code": verification.error_code, "missing_permissions": verification.missing_permissions},
-    )
+    log(status=400, error_code=verification.error_code, response_body=_failure_body(verification))
     error = _error(verification.error_code, provider.label, verification.missing_permissions)
     return _page(request, link, provider, form=form, error=error, retry_url=retry_url, status=400)
 
@@ -321,8 +341,8 @@ def _submit(request: HttpRequest, link: ConnectionLink) -> HttpResponse:
             provider.authorize_url(_callback_url(), signed.oauth_state(link, provider, opted_out))
         )
 
-    logged = LoggedRequest("POST", LOG_PATH, _redacted_body(request.POST, provider), time.monotonic())
-    result = links.attempt(link, provider, form.credentials(), opted_out)
+    logged = LoggedRequest("POST", LOG_PATH, _redacted_body(request.POST, provider), time.monotonic(), random_id(24))
+    result = links.attempt(link, provider, form.credentials(), opted_out, log_id=logged.log_id)
     return _outcome_page(request, link, provider, result, logged, form=form)
 
 
@@ -382,7 +402,7 @@ def _oauth_return(request: HttpRequest, link: ConnectionLink, state: dict[str, A
     opted_out = [value for value in state["opt_out"] if value in allowed]
     code, error = request.GET.get("code", ""), request.GET.get("error", "")
     body = {"tool": provider.id, "opt_out": opted_out, "code": REDACTED if code else "", "error": error[:100]}
-    logged = LoggedRequest("GET", reverse("connect_flow:oauth_callback"), body, time.monotonic())
+    logged = LoggedRequest("GET", reverse("connect_flow:oauth_callback"), body, time.monotonic(), random_id(24))
     in_other_tab = link.link_type == LinkType.EMBEDDED
     result = links.attempt_oauth(
         link,
@@ -391,6 +411,7 @@ def _oauth_return(request: HttpRequest, link: ConnectionLink, state: dict[str, A
         error=error,
         redirect_uri=_callback_url(),
         opted_out=opted_out,
+        log_id=logged.log_id,
         issue_activation_token=not in_other_tab,
     )
     # No link token here (only its hash is stored), so a retry is a fresh authorization with a

@@ -1,6 +1,7 @@
 """Request logs: every /v1 request and connect-flow attempt of an environment (bodies are redacted
 when written), filterable by source, status, integration and path or error code. The API's error
-answers link to one entry through `log_url`; an integration's page links to its entries."""
+answers and `connection-flow-failed` webhooks link to one entry through `log_url` (`log_path`); an
+integration's page links to its entries."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from django.contrib.auth.decorators import login_required
 from django.db.models import Q, QuerySet
 from django.http import HttpResponse, QueryDict
 from django.shortcuts import render
+from django.urls import reverse
 
 from integrations.models import Integration, RequestLog
 
@@ -88,6 +90,11 @@ def logs(request: DashboardRequest, env: str) -> HttpResponse:
 
 def _pretty(value) -> str:
     return "" if value is None else json.dumps(value, indent=2, ensure_ascii=False, sort_keys=False)
+
+
+def log_path(environment_slug: str, log_id: str) -> str:
+    """One entry's page; registered with the domain for the links it sends (a webhook's `log_url`)."""
+    return reverse("dashboard:log", kwargs={"env": environment_slug, "log_id": log_id})
 
 
 @login_required

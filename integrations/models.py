@@ -405,6 +405,10 @@ class Sync(models.Model):
     models_done = models.PositiveSmallIntegerField(default=0)
     records_per_model = models.JSONField(default=dict, blank=True)  # {"hris_employees": 42}
     warnings = models.JSONField(default=list, blank=True)  # ["permission ... not granted"]
+    # The models whose records this sync created, updated or marked deleted, in the order it
+    # changed them (["hris_employees"]): written as soon as a model's first change is, and kept
+    # across attempts (a run that died had written real changes), for `data-changed` at its end.
+    changed_models = models.JSONField(default=list, blank=True)
     error_message = models.CharField(max_length=500, blank=True)
     # The lease of the run in progress: which attempt holds it (a claim increments it), which
     # process runs it ("host:pid") and when that run last proved it was alive. A RUNNING sync
@@ -479,6 +483,8 @@ class WebhookEvent(models.TextChoices):
     INTEGRATION_DELETED = "integration-deleted"
     SYNC_FINISHED = "sync-finished"
     CONNECTION_FLOW_FAILED = "connection-flow-failed"
+    # A sync created, updated or marked deleted records of these models (emitted at its end).
+    DATA_CHANGED = "data-changed"
     # Relink's own (not in the reference API): authentication started failing; syncs pause at
     # `pauses_at` unless it recovers.
     INTEGRATION_AUTH_FAILING = "integration-auth-failing"

@@ -3,12 +3,14 @@ volume-drop rule (silent failures: a sync that "succeeds" with far fewer records
 
 `Sync.warnings` stays a JSON list of plain strings, so the sync history shows each one as it is
 and every reader that only displays them keeps working. A warning that carries numbers is written
-in a fixed grammar by this module and read back by it (`VolumeDrop.parse`): the dashboard words it
-for people, and the `sync-finished` webhook gets every warning as a structured entry (`entry`):
+in a fixed grammar by this module and read back by it (`VolumeDrop.parse`), and the dashboard words
+it for people:
 
     stored:  "VOLUME_DROP: hris_employees: 12 records, usually 240 (down 95 %)"
-    webhook: {"code": "VOLUME_DROP", "model": "hris_employees", "previous": 240, "current": 12,
-              "drop_percent": 95, "message": "hris_employees: 12 records, usually 240 (down 95 %)"}
+    shown:   "Employees: 12 records in the last sync, usually 240 — a permission may have been removed upstream"
+
+The `sync-finished` webhook carries no warnings (its payload is exactly the reference's): a sync
+with warnings finishes PARTIALLY_FAILED, and its `log_url`, the integration's page, shows them.
 """
 
 from __future__ import annotations
@@ -17,14 +19,10 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from statistics import median_low
-from typing import Any
 
 from .models import Integration, Sync, SyncStatus
 
 VOLUME_DROP = "VOLUME_DROP"
-PERMISSION_NOT_GRANTED = "PERMISSION_NOT_GRANTED"
-NO_SCOPE_CONFIG_CODE = "NO_SCOPE_CONFIG"
-OTHER = "WARNING"
 
 # An integration with no scope config of its own and no default for its category reads no model.
 # Its syncs still run their auth check (so its health stays known and the auth-failure rule
@@ -78,27 +76,6 @@ class VolumeDrop:
         if match is None:
             return None
         return cls(match["model"], int(match["previous"]), int(match["current"]))
-
-
-def entry(warning: str) -> dict[str, Any]:
-    """One stored warning as the `sync-finished` webhook carries it: a code and the message,
-    and for a volume drop the model and both counts."""
-    drop = VolumeDrop.parse(warning)
-    if drop is not None:
-        return {
-            "code": VOLUME_DROP,
-            "model": drop.model,
-            "previous": drop.previous,
-            "current": drop.current,
-            "drop_percent": drop.drop_percent,
-            "message": drop.message,
-        }
-    text = str(warning)
-    if text == NO_SCOPE_CONFIG:
-        return {"code": NO_SCOPE_CONFIG_CODE, "message": text}
-    if text.startswith("permission "):
-        return {"code": PERMISSION_NOT_GRANTED, "message": text}
-    return {"code": OTHER, "message": text}
 
 
 def volume_drops_in(warnings: Iterable[str]) -> list[VolumeDrop]:

@@ -3,7 +3,9 @@
 Every sync starts with an auth check that goes through the health rule (health.record_auth_check).
 
 A sync streams each model page by page into `records.ModelWriter`, which writes only what changed
-and marks what a complete read no longer returns as deleted. What a sync reads:
+and marks what a complete read no longer returns as deleted; the models it changed that way are
+kept in `Sync.changed_models` and sent in `data-changed` when the sync ends, whatever its status
+(a re-read of unchanged data changes nothing and sends nothing). What a sync reads:
 
 - FULL: every model completely.
 - DELTA (the scheduler's): for the models the tool can filter by change date
@@ -208,7 +210,8 @@ def _finish(sync: Sync, status: str, error: str = "") -> Sync:
 
 
 def _finish_running(sync: Sync, status: str, error: str = "") -> bool:
-    """RUNNING → `status`, once: the integration's last sync time, its data freshness and the
+    """RUNNING → `status`, once: the integration's last sync time, its data freshness, the
+    `data-changed` webhook (if the sync changed records: `Sync.changed_models`) and the
     `sync-finished` webhook, in one transaction.
 
     Conditional on the sync still RUNNING under the same attempt, so a run and the reaper never
@@ -226,6 +229,7 @@ def _finish_running(sync: Sync, status: str, error: str = "") -> bool:
             models_done=sync.models_done,
             records_per_model=sync.records_per_model,
             warnings=sync.warnings,
+            changed_models=sync.changed_models,
         )
         if not finished:
             log.warning("sync %s was already finished; dropping its late %s", sync.pk, status)
@@ -237,10 +241,17 @@ def _finish_running(sync: Sync, status: str, error: str = "") -> bool:
         if status == SyncStatus.SUCCEEDED:
             # Only a sync run with the current scope config makes the data current again.
             integration_qs.filter(scope_config_id=sync.scope_config_id).update(data_expired_at=None)
-        # `sync.integration` (with its environment) was loaded by the caller; the webhook reads
+        # `sync.integration` (with its environment) was loaded by the caller; the webhooks read
         # only fields a sync does not change.
+        environment_id = sync.integration.environment_id
+        if sync.changed_models:  # whatever the status: pages written before a failure are real changes
+            webhooks.emit(
+                environment_id,
+                WebhookEvent.DATA_CHANGED,
+                webhooks.data_changed_data(sync.integration, sync.changed_models),
+            )
         webhooks.emit(
-            sync.integration.environment_id,
+            environment_id,
             WebhookEvent.SYNC_FINISHED,
             webhooks.sync_data(sync, integration_url(sync.integration)),
         )
@@ -333,8 +344,8 @@ def run_sync(sync_id: str) -> Sync | None:
     with none at all the sync ends CANCELLED with the NO_SCOPE_CONFIG warning); upsert records
     (idempotent, so a rerun duplicates nothing); compare each model's count with its usual one
     (a VOLUME_DROP warning for a count far below it, sync_warnings.volume_drops); finish with a
-    final status — PARTIALLY_FAILED when there are warnings — and the `sync-finished` webhook.
-    A heartbeat renews the lease meanwhile.
+    final status — PARTIALLY_FAILED when there are warnings — and the `sync-finished` webhook,
+    after `data-changed` when records changed (`_note_changes`). A heartbeat renews the lease meanwhile.
     """
     now = timezone.now()
     claimed = _claim(sync_id, Q(status=SyncStatus.QUEUED) | _dead_run(now), now)
@@ -410,6 +421,7 @@ def _run(sync: Sync) -> Sync:
         try:
             for page in provider.fetch_pages(model, credentials, fields, since=since.get(model)):
                 writer.write(page.rows)
+                _note_changes(sync, writer)
         except ModelPermissionDenied as exc:
             sync.warnings.append(model_not_granted(model, exc.permission))
         except ProviderAuthFailed as exc:
@@ -418,6 +430,7 @@ def _run(sync: Sync) -> Sync:
             return _finish(sync, SyncStatus.FAILED, str(exc))
         else:
             writer.finish()
+            _note_changes(sync, writer)
             count = writer.read if writer.complete else records.live_count(integration.pk, model)
             sync.records_per_model[model] = count
             for field_name, permission in provider.withheld_of(model, fields, writer.present, writer.any_rows):
@@ -426,6 +439,18 @@ def _run(sync: Sync) -> Sync:
         sync.save(update_fields=["models_done", "records_per_model", "warnings"])
     sync.warnings.extend(drop.text for drop in volume_drops(sync))
     return _finish(sync, SyncStatus.PARTIALLY_FAILED if sync.warnings else SyncStatus.SUCCEEDED)
+
+
+def _note_changes(sync: Sync, writer: records.ModelWriter) -> None:
+    """Once the writer's model has records this sync created, updated or marked deleted
+    (`written`, `deleted`), add it to `sync.changed_models`, on the row at once (one UPDATE per
+    model): a run that fails or dies later still made those changes, and whoever finishes the
+    sync — this run, a later attempt, the reaper — reports them in `data-changed`."""
+    if (writer.written or writer.deleted) and writer.model not in sync.changed_models:
+        sync.changed_models.append(writer.model)
+        Sync.objects.filter(pk=sync.pk, status=SyncStatus.RUNNING, attempts=sync.attempts).update(
+            changed_models=sync.changed_models
+        )
 
 
 def delta_starts(sync: Sync, scope: ScopeConfig, provider: Provider, models: list[str]) -> dict[str, datetime]:

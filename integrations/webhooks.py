@@ -39,7 +39,7 @@ from django.utils import timezone
 from kombu.exceptions import KombuError
 from standardwebhooks.webhooks import Webhook
 
-from . import audit, outbox, sync_warnings
+from . import audit, outbox
 from .lib import clients, crypto
 from .lib.targets import check_url, guarded_client
 from .models import (
@@ -125,13 +125,12 @@ def integration_ref_data(integration: Integration, deleted_at: datetime | None =
 
 
 def sync_data(sync: Sync, log_url: str) -> dict[str, Any]:
-    """The `sync-finished` data: the reference's fields, and — a Relink addition, present only
-    when the sync finished with warnings, so a clean sync's payload is exactly the reference's —
-    `warnings`: one entry per warning, `{"code", "message"}`, a VOLUME_DROP with `model`,
-    `previous` (the usual count), `current` and `drop_percent` too (sync_warnings.entry)."""
+    """The `sync-finished` data, exactly the reference's fields. Warnings are not among them: a sync
+    that had some finished PARTIALLY_FAILED (`sync_state`), and `log_url` (its integration's page,
+    with the sync history) shows each one."""
     integration = sync.integration
     duration = sync.duration
-    data: dict[str, Any] = {
+    return {
         "sync_id": sync.id,
         "sync_state": sync.status,
         "sync_started_at": _iso(sync.started_at),
@@ -143,9 +142,17 @@ def sync_data(sync: Sync, log_url: str) -> dict[str, Any]:
         "end_user": end_user(integration),
         "log_url": log_url,
     }
-    if sync.warnings:
-        data["warnings"] = [sync_warnings.entry(w) for w in sync.warnings]
-    return data
+
+
+def data_changed_data(integration: Integration, changed_models: Sequence[str]) -> dict[str, Any]:
+    """The `data-changed` data: the integration and the models (`[{"name": "hris_employees"}]`)
+    whose records a sync created, updated or marked deleted."""
+    return {
+        "integration_id": integration.id,
+        "integration_tool": integration.tool,
+        "integration_category": integration.category,
+        "changed_models": [{"name": model} for model in changed_models],
+    }
 
 
 def emit(environment_id: int, event_type: str, data: dict[str, Any]) -> list[WebhookDelivery]:

@@ -935,6 +935,18 @@ def test_the_openapi_document_is_served_without_a_key(client, settings):
         "/tools/{category}",
         "/connect/create-link",
         "/connect/integration-by-token/{token}",
+        "/hris/employees",
+        "/hris/absences",
+        "/passthrough/{tool}/{api}",
+    }
+    assert set(document["webhooks"]) == {
+        "data-changed",
+        "connection-flow-failed",
+        "integration-created",
+        "integration-deleted",
+        "integration-state-changed",
+        "sync-finished",
+        "integration-auth-failing",
     }
     assert response["Cache-Control"] == "no-store"
 

@@ -12,8 +12,8 @@ tasks wait in the outbox. The outage lasts over one of beat's flushes, which bea
 the web all survive. Once a fresh, empty Redis is back on the same
 port, beat's flush_outbox publishes what waited: the forced sync succeeds (the seconds from the
 broker's return to SUCCEEDED are printed as a `bench=broker_outage` line), the webhooks
-(integration-deleted, sync-finished) reach the receiver exactly once each, correctly signed, and
-the outbox ends empty.
+(integration-deleted, sync-finished, and data-changed for the records the sync wrote) reach the
+receiver exactly once each, correctly signed, and the outbox ends empty.
 
 Needs PostgreSQL (the `postgres` marker) and `redis-server` on PATH (skipped without it, unless
 RELINK_REQUIRE_SERVICES is set: then a missing redis-server is a failure). The shared Redis of
@@ -461,12 +461,18 @@ def test_work_accepted_during_a_broker_outage_runs_once_the_broker_is_back(tmp_p
         sync_events = [e for e in events if e["type"] == WebhookEvent.SYNC_FINISHED]
         assert sorted(e["data"]["sync_id"] for e in sync_events) == finished_ids
         assert [e["data"]["sync_state"] for e in sync_events] == [SyncStatus.SUCCEEDED]
-        assert len(events) == len(deleted_events) + len(sync_events), [e["type"] for e in events]
+        # The sync wrote the integration's records: one data-changed per sync that changed some.
+        changed_events = [e for e in events if e["type"] == WebhookEvent.DATA_CHANGED]
+        assert [[m["name"] for m in e["data"]["changed_models"]] for e in changed_events] == [
+            s.changed_models for s in all_syncs if s.changed_models
+        ]
+        assert len(events) == len(deleted_events) + len(sync_events) + len(changed_events), [e["type"] for e in events]
 
         deliveries = list(WebhookDelivery.objects.values_list("event_type", "status", "attempts"))
         assert sorted(deliveries) == sorted(
             [(WebhookEvent.INTEGRATION_DELETED, DeliveryStatus.DELIVERED, 1)]
             + [(WebhookEvent.SYNC_FINISHED, DeliveryStatus.DELIVERED, 1)] * len(finished_ids)
+            + [(WebhookEvent.DATA_CHANGED, DeliveryStatus.DELIVERED, 1)] * len(changed_events)
         ), deliveries
         # Each task reached the worker once: the outbox published every row exactly once.
         worker_log = worker.log()

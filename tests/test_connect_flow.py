@@ -212,7 +212,9 @@ def test_a_reconnect_keeps_the_opt_outs_the_customer_chose_before(client, integr
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_rejected_key_leaves_the_integration_untouched_and_says_so_in_german(sandbox, environment, integration):
+def test_a_rejected_key_leaves_the_integration_untouched_and_says_so_in_german(
+    sandbox, environment, integration, viewer, settings
+):
     factories.WebhookEndpointFactory(environment=environment)
     new_scope = factories.ScopeConfigFactory(environment=environment, spec=EMPLOYEES_AND_ABSENCES)
     key, raw = sandbox.create_key("revoked")
@@ -238,9 +240,19 @@ def test_a_rejected_key_leaves_the_integration_untouched_and_says_so_in_german(s
     assert log.request_body["api_key"] == "[REDACTED]"
     assert created.token not in repr(log.__dict__) and raw not in repr(log.__dict__)
 
-    delivery = WebhookDelivery.objects.get(event_type="connection-flow-failed")
-    assert delivery.payload["data"]["integration_id"] == integration.pk
-    assert delivery.payload["data"]["error_code"] == "AUTH_FAILED"
+    assert log.response_body == {"error_code": "AUTH_FAILED", "missing_permissions": []}
+
+    # The webhook is the reference's payload; its log_url opens this attempt's request log.
+    data = WebhookDelivery.objects.get(event_type="connection-flow-failed").payload["data"]
+    assert set(data) == {"integration_tool", "integration_category", "end_user", "log_url"}
+    assert (data["integration_tool"], data["integration_category"]) == ("sandbox", "HRIS")
+    assert data["end_user"]["organization_name"] == "Initech GmbH"
+    assert data["log_url"] == f"{settings.BASE_URL}/env/{environment.slug}/logs/{log.pk}/"
+    operator = Client()
+    operator.force_login(viewer)
+    page = operator.get(urlsplit(data["log_url"]).path)
+    assert page.status_code == 200
+    assert "<code>AUTH_FAILED</code>" in page.content.decode()
 
 
 @pytest.mark.django_db(transaction=True)

@@ -189,7 +189,7 @@ class _CodeProvider(_KeyProvider, OAuthProvider):
 
 def test_a_refused_attempt_is_recorded_and_changes_nothing(integration):
     created = links.create_relink_link(integration)
-    result = links.attempt(created.link, _KeyProvider(), {"api_key": "wrong"}, [])
+    result = links.attempt(created.link, _KeyProvider(), {"api_key": "wrong"}, [], log_id="log-1")
     assert result.completion is None and result.verification.error_code == "AUTH_FAILED"
     integration.refresh_from_db()
     assert integration.get_credentials() == {"api_key": "old"}
@@ -199,9 +199,9 @@ def test_a_refused_attempt_is_recorded_and_changes_nothing(integration):
 
 def test_an_accepted_attempt_completes_once_and_a_second_finds_the_link_used(integration):
     created = links.create_relink_link(integration)
-    first = links.attempt(created.link, _KeyProvider(), {"api_key": "good"}, [])
+    first = links.attempt(created.link, _KeyProvider(), {"api_key": "good"}, [], log_id="log-1")
     assert first.completion is not None and first.completion.activation_token
-    second = links.attempt(created.link, _KeyProvider(), {"api_key": "good"}, [])
+    second = links.attempt(created.link, _KeyProvider(), {"api_key": "good"}, [], log_id="log-1")
     assert second.completion is None and second.unusable == "COMPLETED"
     integration.refresh_from_db()
     assert integration.get_credentials() == {"api_key": "good"}
@@ -214,7 +214,13 @@ def test_an_accepted_attempt_completes_once_and_a_second_finds_the_link_used(int
 def test_a_refused_consent_or_code_is_a_failed_attempt(integration, code, error, expected):
     created = links.create_relink_link(integration)
     result = links.attempt_oauth(
-        created.link, _CodeProvider(), code=code, error=error, redirect_uri="http://127.0.0.1/cb", opted_out=[]
+        created.link,
+        _CodeProvider(),
+        code=code,
+        error=error,
+        redirect_uri="http://127.0.0.1/cb",
+        opted_out=[],
+        log_id="log-1",
     )
     assert result.completion is None and result.verification.error_code == expected
     assert WebhookDelivery.objects.filter(event_type="connection-flow-failed").count() == 0  # no endpoint
@@ -230,6 +236,7 @@ def test_an_exchanged_code_completes_the_link(integration):
         error="",
         redirect_uri="http://127.0.0.1/cb",
         opted_out=[],
+        log_id="log-1",
         issue_activation_token=False,
     )
     assert result.completion is not None and result.completion.activation_token == ""

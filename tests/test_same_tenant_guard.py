@@ -426,7 +426,7 @@ def snapshot(integration: Integration) -> tuple:
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("language", LANGUAGES)
 def test_another_companys_credentials_are_refused_in_the_links_language_and_change_nothing(
-    world, environment, language
+    world, environment, language, viewer
 ):
     factories.WebhookEndpointFactory(environment=environment, url=closed_port_url() + "/hooks")
     new_scope = factories.ScopeConfigFactory(environment=environment)
@@ -448,10 +448,17 @@ def test_another_companys_credentials_are_refused_in_the_links_language_and_chan
 
     log = RequestLog.objects.get(error_code="ACCOUNT_MISMATCH")
     assert (log.integration_id, log.status_code) == (integration.pk, 400)
-    delivery = WebhookDelivery.objects.get(event_type="connection-flow-failed")
-    assert delivery.payload["data"]["error_code"] == "ACCOUNT_MISMATCH"
-    assert delivery.payload["data"]["integration_id"] == integration.pk
-    assert delivery.payload["data"]["integration_tool"] == world.tool
+    assert log.response_body["error_code"] == "ACCOUNT_MISMATCH"
+    assert log.response_body["account"]["id"] == world.account("b")  # the account reached instead
+    # The webhook is exactly the reference's; why is for the operator, at its log_url.
+    data = WebhookDelivery.objects.get(event_type="connection-flow-failed").payload["data"]
+    assert set(data) == {"integration_tool", "integration_category", "end_user", "log_url"}
+    assert data["integration_tool"] == world.tool
+    assert urlsplit(data["log_url"]).path == f"/env/{environment.slug}/logs/{log.pk}/"
+    operator = Client()
+    operator.force_login(viewer)
+    page = operator.get(urlsplit(data["log_url"]).path)
+    assert page.status_code == 200 and "<code>ACCOUNT_MISMATCH</code>" in page.content.decode()
     failed = AuditEvent.objects.get(action="link.attempt_failed", integration_id=integration.pk)
     assert failed.details["error_code"] == "ACCOUNT_MISMATCH"
     assert failed.details["account"] == world.account("b")

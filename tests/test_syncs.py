@@ -620,6 +620,45 @@ def test_a_failed_read_marks_nothing_deleted(sandbox, monkeypatch):
     assert not SyncedRecord.objects.filter(integration=integration, remote_deleted_at__isnull=False).exists()
 
 
+class _WorkerKilled(BaseException):
+    """The worker process dies mid-read: nothing in run_sync handles it, the sync stays RUNNING."""
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("ended_by", ["its next attempt", "the reaper"])
+def test_changes_a_dead_run_wrote_are_reported_by_whoever_ends_the_sync(sandbox, monkeypatch, broker, ended_by):
+    """A run that dies after writing a page leaves the model in `changed_models` on the row; the
+    attempt that runs the sync again finds nothing left to write, yet its `data-changed` lists it
+    (and so does the reaper's end of the sync)."""
+    integration, _ = _integration(sandbox)
+    WebhookEndpointFactory(environment=integration.environment)
+    sync, _ = syncs.queue_sync(integration.pk, "FULL")
+    real = SandboxProvider.fetch_pages
+
+    def dies_after_the_first_page(self, *args, **kwargs):
+        yield next(real(self, *args, **kwargs))
+        raise _WorkerKilled
+
+    with monkeypatch.context() as patched, pytest.raises(_WorkerKilled):
+        patched.setattr(SandboxProvider, "fetch_pages", dies_after_the_first_page)
+        syncs.run_sync(sync.pk)
+    dead = Sync.objects.get(pk=sync.pk)
+    assert (dead.status, dead.changed_models) == ("RUNNING", ["hris_employees"])
+    assert not WebhookDelivery.objects.filter(event_type="data-changed").exists()
+
+    if ended_by == "the reaper":
+        with time_machine.travel(timezone.now() + syncs.STUCK_AFTER + timedelta(minutes=1)):
+            assert syncs.reap_stuck_syncs() == (1, 0)
+        assert Sync.objects.get(pk=sync.pk).status == "FAILED"
+    else:
+        with time_machine.travel(timezone.now() + timedelta(seconds=settings.SYNC_LEASE_SECONDS + 5)):
+            again = syncs.run_sync(sync.pk)
+        assert (again.status, again.attempts, again.records_per_model) == ("SUCCEEDED", 2, {"hris_employees": 3})
+    (changed,) = WebhookDelivery.objects.filter(event_type="data-changed")
+    assert changed.payload["data"]["changed_models"] == [{"name": "hris_employees"}]
+    assert WebhookDelivery.objects.filter(event_type="sync-finished").count() == 1
+
+
 @pytest.mark.django_db(transaction=True)
 def test_a_delta_sync_asks_the_sandbox_for_changes_since_the_previous_read(sandbox, monkeypatch):
     _employees(sandbox, 40)

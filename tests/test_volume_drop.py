@@ -1,18 +1,21 @@
-"""Silent failures: a sync that "succeeds" with far fewer records than usual finishes with a
-VOLUME_DROP warning (integrations/sync_warnings.py), carried by `sync-finished` and shown on the
-integration page until a sync reads the usual count again."""
+"""Silent failures: a sync that "succeeds" with far fewer records than usual finishes
+PARTIALLY_FAILED with a VOLUME_DROP warning (integrations/sync_warnings.py), shown on the
+integration page — the page its `sync-finished` webhook's `log_url` opens — until a sync reads the
+usual count again."""
 
 from __future__ import annotations
 
 from datetime import timedelta
+from urllib.parse import urlsplit
 
 import pytest
 from django.urls import reverse
 from django.utils import timezone
 
 from integrations import syncs, webhooks
-from integrations.models import Environment, ScopeConfig, Sync, WebhookDelivery
-from integrations.sync_warnings import BASELINE_SCAN, VolumeDrop, entry, latest_volume_drops, volume_drops
+from integrations.models import Environment, Role, ScopeConfig, Sync, WebhookDelivery
+from integrations.pages import integration_url
+from integrations.sync_warnings import BASELINE_SCAN, VolumeDrop, latest_volume_drops, volume_drops
 from sandbox.models import SandboxCompany, SandboxEmployee
 
 from .factories import (
@@ -21,6 +24,7 @@ from .factories import (
     ScopeConfigFactory,
     SyncFactory,
     WebhookEndpointFactory,
+    member,
 )
 
 EMPLOYEES = "hris_employees"
@@ -56,7 +60,7 @@ def _finished_payload(sync: Sync) -> dict:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_sync_reading_far_fewer_records_warns_until_a_normal_sync_clears_it(sandbox, broker):
+def test_a_sync_reading_far_fewer_records_warns_until_a_normal_sync_clears_it(sandbox, broker, client):
     """`broker`: nothing is published (the syncs are run here, no webhook is sent anywhere)."""
     _, raw = sandbox.create_key(permissions=["employees:read", "compensation:read"])
     integration = IntegrationFactory(credentials={"api_key": raw})
@@ -71,16 +75,13 @@ def test_a_sync_reading_far_fewer_records_warns_until_a_normal_sync_clears_it(sa
     assert dropped.status == "PARTIALLY_FAILED"
     assert dropped.records_per_model == {EMPLOYEES: 10}
     assert dropped.warnings == ["VOLUME_DROP: hris_employees: 10 records, usually 30 (down 67 %)"]
-    assert _finished_payload(dropped)["warnings"] == [
-        {
-            "code": "VOLUME_DROP",
-            "model": EMPLOYEES,
-            "previous": 30,
-            "current": 10,
-            "drop_percent": 67,
-            "message": "hris_employees: 10 records, usually 30 (down 67 %)",
-        }
-    ]
+    finished = _finished_payload(dropped)
+    assert "warnings" not in finished and finished["sync_state"] == "PARTIALLY_FAILED"
+    # The webhook's log_url opens the integration's page, which says it.
+    client.force_login(member(integration.environment, Role.VIEWER, "viewer@initech.test"))
+    page = client.get(urlsplit(finished["log_url"]).path)
+    assert page.status_code == 200
+    assert "Employees: 10 records in the last sync, usually 30" in page.content.decode()
     assert latest_volume_drops(integration) == [VolumeDrop(EMPLOYEES, 30, 10)]
 
     # A flagged count is not a usual one: the drop keeps warning while it lasts...
@@ -91,7 +92,7 @@ def test_a_sync_reading_far_fewer_records_warns_until_a_normal_sync_clears_it(sa
     SandboxEmployee.objects.bulk_create(SandboxEmployee(**row) for row in hidden)
     normal = _run(integration)
     assert normal.status == "SUCCEEDED" and normal.warnings == []
-    assert "warnings" not in _finished_payload(normal)  # a clean sync's payload is the reference's
+    assert "warnings" not in _finished_payload(normal)
     assert latest_volume_drops(integration) == []
 
 
@@ -253,28 +254,28 @@ def test_a_drop_that_lasts_the_whole_scan_becomes_the_usual_count(integration):
 # --- The webhook's and the dashboard's view of it ------------------------------------------------
 
 
-@pytest.mark.django_db
-def test_sync_finished_carries_every_warning_structured():
-    sync = SyncFactory(
+def test_sync_finished_carries_no_warnings_and_its_log_url_shows_them(client, viewer, integration):
+    """The payload is exactly the reference's (no `warnings`); the page `log_url` opens lists each
+    warning of the sync, a volume drop in words."""
+    sync = _sync(
+        integration,
+        {EMPLOYEES: 1},
+        hours_ago=0,
         status="PARTIALLY_FAILED",
         warnings=[
             "permission 'absences:read' for hris_absences not granted",
             "VOLUME_DROP: hris_employees: 1 record, usually 240 (down 100 %)",
         ],
     )
-    data = webhooks.sync_data(sync, "http://relink.test/log")
-    assert data["warnings"] == [
-        {"code": "PERMISSION_NOT_GRANTED", "message": "permission 'absences:read' for hris_absences not granted"},
-        {
-            "code": "VOLUME_DROP",
-            "model": EMPLOYEES,
-            "previous": 240,
-            "current": 1,
-            "drop_percent": 100,
-            "message": "hris_employees: 1 record, usually 240 (down 100 %)",
-        },
-    ]
-    assert entry("No scope config: nothing to sync")["code"] == "NO_SCOPE_CONFIG"
+    data = webhooks.sync_data(sync, integration_url(integration))
+    assert "warnings" not in data and data["sync_state"] == "PARTIALLY_FAILED"
+
+    client.force_login(viewer)
+    page = client.get(urlsplit(data["log_url"]).path)
+    assert page.status_code == 200
+    body = page.content.decode()
+    assert "permission &#x27;absences:read&#x27; for hris_absences not granted" in body
+    assert "Employees: 1 record in the last sync, usually 240" in body
 
 
 def _page(client, integration) -> str:
