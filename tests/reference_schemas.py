@@ -56,6 +56,24 @@ def _validator(ref: str) -> Any:
     return jsonschema_rs.validator_for(root)
 
 
+def schema(name: str) -> dict[str, Any]:
+    """A component schema (`GetHrisEmployeesPositiveResponse`), or an error response's schema
+    (`ErrorResponseGeneral`), as JSON Schema."""
+    components = document()["components"]
+    if name in components["schemas"]:
+        return components["schemas"][name]
+    return components["responses"][name]["content"]["application/json"]["schema"]
+
+
+def webhook_schemas() -> dict[str, dict[str, Any]]:
+    """{payload schema name: schema} for every webhook of the reference's `webhooks` section."""
+    names = [
+        item["post"]["requestBody"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[-1]
+        for item in document()["webhooks"].values()
+    ]
+    return {name: schema(name) for name in names}
+
+
 def errors(instance: Any, ref: str) -> list[str]:
     """What is wrong with `instance` under the schema at `ref` (e.g.
     `#/components/schemas/GetHrisEmployeesPositiveResponse`); empty when it is valid."""

@@ -11,7 +11,6 @@ import json
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -26,12 +25,11 @@ from sandbox.models import SandboxOAuthClient, SandboxOAuthGrant
 
 from . import factories
 from .fake_hr import FakeHRServer, closed_port_url, fake_hr_fixture, load_fixture  # noqa: F401
+from .reference_schemas import schema
 from .test_providers_real import TOOLS, basic
-from .test_webhook_payload_contract import _json_schema
 
-SCHEMAS = _json_schema(json.loads((Path(__file__).parent / "fixtures" / "reference" / "passthrough.json").read_text()))
 VALIDATORS = {
-    name: jsonschema_rs.validator_for(SCHEMAS[name], validate_formats=True)
+    name: jsonschema_rs.validator_for(schema(name), validate_formats=True)
     for name in ("PostPassthroughToolApiRequestBody", "PostPassthroughToolApiPositiveResponse", "ErrorResponseGeneral")
 }
 PERSONIO_TOKEN = load_fixture("personio", "auth")["data"]["token"]

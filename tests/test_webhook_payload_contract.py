@@ -1,6 +1,7 @@
 """Every webhook Relink sends, against its JSON schema, validated with jsonschema-rs (formats too):
-the reference API's own for its events (tests/fixtures/reference: the `*WebhookPayload` schemas of
-its OpenAPI document, unchanged), integrations/webhook_schemas.py for Relink's own.
+the reference API's own for its events (the `*WebhookPayload` schemas of its OpenAPI document,
+api/openapi_unified.json, via tests/reference_schemas.py); integrations/webhook_schemas.py for
+Relink's own.
 
 The payloads are produced by really driving the code: a customer connecting and being refused at
 the hosted pages, syncs against Sandbox HR over HTTP (live_server) and a fake Personio (records
@@ -16,7 +17,6 @@ import json
 import re
 from collections import Counter
 from html import unescape
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -26,6 +26,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
+from api.openapi import unified_document
 from connect_flow import links, signed
 from integrations import syncs
 from integrations.health import delete_integration, set_enabled, state_changed
@@ -46,26 +47,11 @@ from sandbox.models import SandboxCompany
 from tests import factories
 
 from .fake_hr import FakeHRServer, Route, fake_hr_fixture, load_fixture  # noqa: F401
+from .reference_schemas import json_schema, webhook_schemas
 
-
-def _json_schema(node):
-    """OpenAPI 3.0's `nullable: true` as JSON Schema: the type also admits null."""
-    if isinstance(node, list):
-        return [_json_schema(item) for item in node]
-    if not isinstance(node, dict):
-        return node
-    converted = {key: _json_schema(value) for key, value in node.items() if key != "nullable"}
-    if node.get("nullable") and "type" in node:
-        converted["type"] = [node["type"], "null"]
-        if "enum" in converted:
-            converted["enum"] = [*converted["enum"], None]
-    return converted
-
-
-VENDORED = json.loads((Path(__file__).parent / "fixtures" / "reference" / "webhook_payloads.json").read_text())
-REFERENCE = {name: schema for name, schema in VENDORED.items() if not name.startswith("_")}
+REFERENCE = webhook_schemas()  # the reference's, from api/openapi_unified.json
 OWN = relink_webhooks()
-SCHEMAS = _json_schema({**REFERENCE, **OWN["schemas"]})
+SCHEMAS = {**REFERENCE, **json_schema(OWN["schemas"])}
 # Each payload schema names its one event in `type`'s enum.
 SCHEMA_OF_EVENT = {schema["properties"]["type"]["enum"][0]: name for name, schema in SCHEMAS.items()}
 
@@ -125,7 +111,8 @@ def test_relinks_own_webhooks_are_described_like_the_references():
     assert [p["name"] for p in entry["post"]["parameters"]] == ["webhook-id", "webhook-timestamp", "webhook-signature"]
 
     own = OWN["schemas"]["IntegrationAuthFailingWebhookPayload"]["properties"]["data"]
-    reference = REFERENCE["IntegrationStateChangedWebhookPayload"]["properties"]["data"]["properties"]
+    raw = unified_document()["components"]["schemas"]  # as published, before the JSON Schema conversion
+    reference = raw["IntegrationStateChangedWebhookPayload"]["properties"]["data"]["properties"]
     for shared in ("integration_tool", "integration_id", "integration_category", "end_user", "state"):
         assert own["properties"][shared] == reference[shared], shared
     assert own["required"] == list(own["properties"]) and own["additionalProperties"] is False
