@@ -65,6 +65,9 @@ class ApiContext:
         # Further raw secrets a handler came across (an integration's credentials), masked
         # wherever they appear in the request log, like the API key.
         self.secrets: list[str] = []
+        # What the request log keeps instead of a successful answer's body (records' personal data
+        # is not copied into the log); None keeps the body.
+        self.logged_answer: Any = None
         # The integration the request names, loaded with its key: {id: the integration or None}.
         self.prefetched: dict[str, Integration | None] = {}
         self._body: Body | None = None
@@ -359,6 +362,8 @@ def _logged_path(ctx: ApiContext) -> str:
 def _logged_response_body(ctx: ApiContext, response: HttpResponse) -> Any:
     if not response.get("Content-Type", "").startswith("application/json"):
         return None
+    if ctx.logged_answer is not None and response.status_code == 200:
+        return ctx.logged_answer
     content = response.content
     if len(content) > MAX_LOGGED_BODY:
         return {"_note": f"response body of {len(content)} bytes not logged"}

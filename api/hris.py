@@ -231,10 +231,9 @@ def _page(
     page = reads.read_page(integration.pk, model, after=after, limit=limit, filters=filters)
     if not page.rows and after is None and integration.last_sync_at is None:
         raise setup_sync_pending()
-    return {
-        "next": make_cursor(model, page.next_after),
-        "results": [shape(integration, fields, row) for row in page.rows],
-    }
+    next_cursor = make_cursor(model, page.next_after)
+    ctx.logged_answer = {"_note": f"{len(page.rows)} {model} records, not logged", "next": next_cursor}
+    return {"next": next_cursor, "results": [shape(integration, fields, row) for row in page.rows]}
 
 
 def _common(query: Query, integration: Integration, model: str) -> dict[str, Any]:

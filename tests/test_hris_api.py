@@ -381,3 +381,6 @@ def test_reads_are_request_logged(client, raw_key, integration):
     log = RequestLog.objects.latest("created_at")
     assert log.path == "/v1/hris/employees" and log.status_code == 200
     assert log.integration_id == integration.pk
+    # The answer's personal data is not copied into the log: what was served is.
+    assert log.response_body == {"_note": "1 hris_employees records, not logged", "next": None}
+    assert "First1" not in str(log.response_body)
